@@ -1,0 +1,15 @@
+//! PostgreSQL v3 wire protocol: framing, message codecs and the per-session state machine.
+//!
+//! - [`frame`]: incremental framing with a message size guard;
+//! - [`messages`]: one module per message family, decoded zero-copy over [`bytes::Bytes`];
+//! - [`session`]: the relay-phase state machine that turns both directions of a session into
+//!   audit [`session::Statement`]s.
+
+pub mod error;
+pub mod frame;
+pub mod messages;
+pub mod session;
+
+pub use error::ProtocolError;
+pub use frame::{Forward, Framer};
+pub use session::{Session, Statement, StatementKind, StatementStatus};

@@ -1,0 +1,858 @@
+//! The relay-phase state machine of one proxied session, both directions.
+//!
+//! Like a pooler (pgdog, pgcat, odyssey), the session keeps a FIFO of the client's outstanding
+//! requests and matches each server response to the request at its head. Completed requests come
+//! out as [`Statement`]s: the units of the audit trail.
+//!
+//! - Simple `Query`: one entry that completes at ReadyForQuery, accumulating the command tags.
+//! - Extended protocol: `Parse`, `Bind`, `Describe`, `Close` and `Sync` each expect their own
+//!   answer; `Execute` completes at CommandComplete / EmptyQueryResponse / PortalSuspended. After an
+//!   ErrorResponse the server skips everything up to the next `Sync`: the failed request is
+//!   reported as an error, and every later `Execute` of the batch as skipped.
+//! - COPY: the server ignores `Sync`/`Flush` while in copy-in mode (libpq sends a second `Sync`
+//!   after CopyDone), so those are dropped from the FIFO.
+//! - NoticeResponse, NotificationResponse and ParameterStatus may arrive at any time and consume
+//!   nothing.
+//!
+//! Masking seam: every server RowDescription and DataRow that belongs to a result set goes through
+//! an optional [`FrameHook`], with the RowDescription that describes it ([`ResultContext`]). Row
+//! descriptions are remembered per prepared statement and portal (from Describe) for that purpose.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use super::error::ProtocolError;
+use super::frame::{Forward, Frame, Stream};
+use super::messages::bind::{format_of, Bind, FORMAT_TEXT};
+use super::messages::close::Close;
+use super::messages::command_complete::CommandComplete;
+use super::messages::complete::{BindComplete, CloseComplete, ParseComplete};
+use super::messages::copy::{CopyData, CopyDirection, CopyDone, CopyFail, CopyResponse};
+use super::messages::data_row::DataRow;
+use super::messages::describe::{Describe, Target};
+use super::messages::empty_query_response::EmptyQueryResponse;
+use super::messages::error_notice::{
+    ErrorResponse, FIELD_CODE, FIELD_MESSAGE, FIELD_SEVERITY, FIELD_SEVERITY_NONLOCALIZED,
+};
+use super::messages::execute::Execute;
+use super::messages::function_call::FunctionCall;
+use super::messages::no_data::NoData;
+use super::messages::parse::Parse;
+use super::messages::portal_suspended::PortalSuspended;
+use super::messages::query::Query;
+use super::messages::ready_for_query::ReadyForQuery;
+use super::messages::row_description::RowDescription;
+use super::messages::sync_flush_terminate::{Flush, Sync, Terminate};
+use super::messages::{FromBytes, Message};
+
+/// Frontend message types valid after authentication.
+const FRONTEND_TYPES: &[u8] = b"QPBEDCSHXdcfF";
+
+/// What kind of request a [`Statement`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    /// A simple Query message (may hold several statements).
+    Query,
+    /// An extended-protocol Execute of a portal.
+    Execute,
+    /// A Parse the server rejected.
+    Parse,
+    /// A FunctionCall.
+    Function,
+}
+
+impl StatementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Execute => "execute",
+            Self::Parse => "parse",
+            Self::Function => "function",
+        }
+    }
+}
+
+/// How the server answered a [`Statement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementStatus {
+    Ok,
+    /// The server returned ErrorResponse.
+    Error,
+    /// Not run: an earlier message of the same extended-protocol batch failed.
+    Skipped,
+    /// PortalSuspended: the row limit was reached, more rows can be fetched.
+    Suspended,
+}
+
+impl StatementStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Skipped => "skipped",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+/// One statement as the server answered it: the unit of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub kind: StatementKind,
+    /// SQL text (for Execute: the text of the prepared statement the portal was bound from).
+    pub sql: String,
+    /// Prepared statement name for Execute / Parse ("" = unnamed).
+    pub statement_name: Option<String>,
+    /// Portal name for Execute.
+    pub portal: Option<String>,
+    /// Parameters as text: binary ones as `\x<hex>`, NULL as `None`.
+    pub params: Option<Vec<Option<String>>>,
+    /// Command tags in order ("" for an empty query).
+    pub tags: Vec<String>,
+    /// Rows affected or returned, summed over the tags (DataRows counted when a tag has no count).
+    pub rows: u64,
+    pub status: StatementStatus,
+    /// (SQLSTATE, message) of the ErrorResponse.
+    pub error: Option<(String, String)>,
+    pub started_ns: i64,
+    pub ended_ns: i64,
+}
+
+/// A prepared statement as the client defined it.
+#[derive(Debug)]
+pub struct PreparedStatement {
+    pub name: Bytes,
+    pub sql: Bytes,
+    /// Body of the RowDescription returned by a Describe of this statement.
+    pub row_description: OnceLock<Bytes>,
+}
+
+/// A portal as the client bound it.
+#[derive(Debug)]
+pub struct Portal {
+    pub name: Bytes,
+    pub statement_name: Bytes,
+    /// The statement bound, when the client prepared it through this session.
+    pub statement: Option<Arc<PreparedStatement>>,
+    pub param_formats: Vec<i16>,
+    pub params: Vec<Option<Bytes>>,
+    pub result_formats: Vec<i16>,
+    /// Body of the RowDescription returned by a Describe of this portal.
+    pub row_description: OnceLock<Bytes>,
+}
+
+impl Portal {
+    /// The RowDescription body that describes this portal's rows, when known.
+    pub fn row_description(&self) -> Option<&Bytes> {
+        self.row_description.get().or_else(|| self.statement.as_ref().and_then(|s| s.row_description.get()))
+    }
+}
+
+/// What a result-set frame belongs to, for a [`FrameHook`].
+#[derive(Debug, Clone, Copy)]
+pub struct ResultContext<'a> {
+    /// Body of the RowDescription describing the current rows, when known.
+    pub row_description: Option<&'a Bytes>,
+    /// Result format codes requested by Bind (0 / 1 / n convention); empty for simple queries.
+    pub result_formats: &'a [i16],
+}
+
+/// Rewrites server result frames in flight: the seam for the masking engine.
+pub trait FrameHook: Send + std::marker::Sync {
+    /// Called for each RowDescription (`T`) and DataRow (`D`) frame of a result set, whole frame
+    /// included; returns a replacement frame, or `None` to forward the frame unchanged.
+    fn server_frame(&mut self, frame: &[u8], ctx: ResultContext<'_>) -> Option<Bytes>;
+}
+
+/// A request in flight: the part of the audit record built from the client side.
+#[derive(Debug)]
+struct Running {
+    kind: StatementKind,
+    sql: Bytes,
+    statement_name: Option<Bytes>,
+    portal_name: Option<Bytes>,
+    portal: Option<Arc<Portal>>,
+    params: Option<Vec<Option<String>>>,
+    tags: Vec<String>,
+    rows: u64,
+    error: Option<(String, String)>,
+    started_ns: i64,
+    /// RowDescription body of the current result set of a simple query (masking seam).
+    row_description: Option<Bytes>,
+}
+
+impl Running {
+    fn new(kind: StatementKind, sql: Bytes, started_ns: i64) -> Box<Self> {
+        Box::new(Self {
+            kind,
+            sql,
+            statement_name: None,
+            portal_name: None,
+            portal: None,
+            params: None,
+            tags: Vec::new(),
+            rows: 0,
+            error: None,
+            started_ns,
+            row_description: None,
+        })
+    }
+
+    /// An Execute of `portal_name` (the portal is `None` when not bound through this session,
+    /// e.g. a cursor opened with DECLARE).
+    fn execute(portal_name: Bytes, portal: Option<Arc<Portal>>, started_ns: i64) -> Box<Self> {
+        let statement = portal.as_ref().and_then(|p| p.statement.as_ref());
+        let mut r = Self::new(
+            StatementKind::Execute,
+            statement.map(|s| s.sql.clone()).unwrap_or_default(),
+            started_ns,
+        );
+        r.statement_name = portal.as_ref().map(|p| p.statement_name.clone());
+        r.params =
+            Some(portal.as_ref().map(|p| render_params(&p.params, &p.param_formats)).unwrap_or_default());
+        r.portal_name = Some(portal_name);
+        r.portal = portal;
+        r
+    }
+
+    fn into_statement(self, status: StatementStatus, ended_ns: i64) -> Statement {
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        Statement {
+            kind: self.kind,
+            sql: text(&self.sql),
+            statement_name: self.statement_name.as_ref().map(text),
+            portal: self.portal_name.as_ref().map(text),
+            params: self.params,
+            tags: self.tags,
+            rows: self.rows,
+            status: if self.error.is_some() { StatementStatus::Error } else { status },
+            error: self.error,
+            started_ns: self.started_ns,
+            ended_ns,
+        }
+    }
+}
+
+/// Renders parameter values as text: text format as UTF-8 (lossy), binary as `\x<hex>`.
+fn render_params(values: &[Option<Bytes>], formats: &[i16]) -> Vec<Option<String>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_ref().map(|v| {
+                if format_of(formats, i) == FORMAT_TEXT {
+                    String::from_utf8_lossy(v).into_owned()
+                } else {
+                    let mut s = String::with_capacity(2 + 2 * v.len());
+                    s.push_str("\\x");
+                    for b in v.iter() {
+                        let _ = write!(s, "{b:02x}");
+                    }
+                    s
+                }
+            })
+        })
+        .collect()
+}
+
+/// Keeps a zero-copy slice of a read when it is a large part of it; copies small slices so that a
+/// long-lived entry (a prepared statement) does not pin a whole socket read in memory.
+fn retain(slice: Bytes, chunk_len: usize) -> Bytes {
+    if slice.len().saturating_mul(4) >= chunk_len {
+        slice
+    } else {
+        Bytes::copy_from_slice(&slice)
+    }
+}
+
+/// What a Describe refers to.
+#[derive(Debug)]
+enum Described {
+    Statement(Option<Arc<PreparedStatement>>),
+    Portal(Option<Arc<Portal>>),
+}
+
+/// One entry of the FIFO of outstanding client requests.
+#[derive(Debug)]
+enum Request {
+    Query(Box<Running>),
+    FunctionCall(Box<Running>),
+    Execute(Box<Running>),
+    Parse(Arc<PreparedStatement>, i64),
+    Bind(Arc<Portal>, i64),
+    Describe(Described, i64),
+    Close(i64),
+    Sync,
+    /// Not a request: where the client ended a copy-in stream (CopyDone / CopyFail).
+    CopyEnd,
+}
+
+impl Request {
+    /// Requests that end at ReadyForQuery.
+    fn ends_at_ready(&self, discarding: bool) -> bool {
+        match self {
+            Self::Sync => true,
+            Self::Query(_) | Self::FunctionCall(_) => !discarding,
+            _ => false,
+        }
+    }
+
+    /// The audit record of a request the server failed: the request itself for Execute, Query
+    /// and FunctionCall; for Bind, Describe and Close the portal/statement it refers to.
+    fn into_running(self) -> Option<Box<Running>> {
+        match self {
+            Self::Query(r) | Self::FunctionCall(r) | Self::Execute(r) => Some(r),
+            Self::Bind(portal, started) => Some(Running::execute(portal.name.clone(), Some(portal), started)),
+            Self::Describe(Described::Portal(Some(portal)), started) => {
+                Some(Running::execute(portal.name.clone(), Some(portal), started))
+            }
+            Self::Describe(Described::Statement(Some(s)), started) => {
+                let mut r = Running::new(StatementKind::Execute, s.sql.clone(), started);
+                r.statement_name = Some(s.name.clone());
+                Some(r)
+            }
+            Self::Describe(_, started) | Self::Close(started) => {
+                Some(Running::new(StatementKind::Execute, Bytes::new(), started))
+            }
+            Self::Parse(..) | Self::Sync | Self::CopyEnd => None,
+        }
+    }
+}
+
+/// Protocol state shared by both directions.
+struct State {
+    fifo: VecDeque<Request>,
+    /// Number of [`Request::CopyEnd`] markers in the FIFO (they are not pending requests).
+    markers: usize,
+    statements: HashMap<Bytes, Arc<PreparedStatement>>,
+    portals: HashMap<Bytes, Arc<Portal>>,
+    tx_status: u8,
+    in_copy: bool,
+    /// The server is in copy-in mode and the client has not ended the stream yet.
+    client_copy_in: bool,
+    /// An extended-protocol error: the server skips everything up to the next Sync.
+    discarding: bool,
+    /// DataRows since the last command tag.
+    rows: u64,
+    terminated: bool,
+    done: Vec<Statement>,
+    hook: Option<Box<dyn FrameHook>>,
+}
+
+/// Protocol state of one proxied session after authentication, both directions.
+pub struct Session {
+    max_message_size: usize,
+    client: Stream,
+    server: Stream,
+    state: State,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("pending", &self.pending())
+            .field("tx_status", &char::from(self.state.tx_status))
+            .field("in_copy", &self.state.in_copy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_frontend_type(code: u8) -> Result<(), ProtocolError> {
+    if FRONTEND_TYPES.contains(&code) {
+        Ok(())
+    } else {
+        Err(ProtocolError::InvalidFrontendType(code))
+    }
+}
+
+impl Session {
+    /// A session guarding each message (length word included) at `max_message_size` bytes.
+    pub fn new(max_message_size: usize) -> Self {
+        Self {
+            max_message_size,
+            client: Stream::default(),
+            server: Stream::default(),
+            state: State {
+                fifo: VecDeque::new(),
+                markers: 0,
+                statements: HashMap::new(),
+                portals: HashMap::new(),
+                tx_status: b'I',
+                in_copy: false,
+                client_copy_in: false,
+                discarding: false,
+                rows: 0,
+                terminated: false,
+                done: Vec::new(),
+                hook: None,
+            },
+        }
+    }
+
+    /// Installs (or removes) the hook that may rewrite server result frames.
+    pub fn set_frame_hook(&mut self, hook: Option<Box<dyn FrameHook>>) {
+        self.state.hook = hook;
+    }
+
+    /// Feeds one read from the client; returns what to forward upstream and whether the client
+    /// sent Terminate. `now_ns` stamps the requests it carries.
+    pub fn feed_client(&mut self, data: &Bytes, now_ns: i64) -> Result<(Forward, bool), ProtocolError> {
+        let state = &mut self.state;
+        state.terminated = false;
+        let forward = self.client.feed(data, self.max_message_size, check_frontend_type, |f| {
+            state.on_client(&f, now_ns).map(|()| None)
+        })?;
+        Ok((forward, state.terminated))
+    }
+
+    /// Feeds one read from the server; returns what to forward to the client and the statements
+    /// this read completed. `now_ns` stamps their end.
+    pub fn feed_server(
+        &mut self,
+        data: &Bytes,
+        now_ns: i64,
+    ) -> Result<(Forward, Vec<Statement>), ProtocolError> {
+        let state = &mut self.state;
+        state.done.clear();
+        let forward =
+            self.server.feed(data, self.max_message_size, |_| Ok(()), |f| state.on_server(&f, now_ns))?;
+        Ok((forward, std::mem::take(&mut state.done)))
+    }
+
+    /// Transaction status from the last ReadyForQuery: `I`, `T` or `E`.
+    pub fn tx_status(&self) -> char {
+        char::from(self.state.tx_status)
+    }
+
+    /// Requests sent by the client that the server has not finished answering.
+    pub fn pending(&self) -> usize {
+        self.state.fifo.len().saturating_sub(self.state.markers)
+    }
+
+    /// Whether a COPY is in progress.
+    pub fn in_copy(&self) -> bool {
+        self.state.in_copy
+    }
+
+    /// Number of prepared statements and portals remembered (for memory bounds).
+    pub fn tracked_names(&self) -> (usize, usize) {
+        (self.state.statements.len(), self.state.portals.len())
+    }
+}
+
+impl State {
+    fn push(&mut self, request: Request) {
+        if matches!(request, Request::CopyEnd) {
+            if self.fifo.is_empty() {
+                return;
+            }
+            self.markers += 1;
+        }
+        self.fifo.push_back(request);
+    }
+
+    /// Pops the head request, then any markers that reach the head.
+    fn pop(&mut self) -> Option<Request> {
+        let head = self.fifo.pop_front();
+        while matches!(self.fifo.front(), Some(Request::CopyEnd)) {
+            self.fifo.pop_front();
+            self.markers = self.markers.saturating_sub(1);
+        }
+        head
+    }
+
+    /// Forgets a prepared statement the server never created (its Parse failed or was skipped),
+    /// unless the client has redefined the name since.
+    fn forget(&mut self, statement: &Arc<PreparedStatement>) {
+        if self.statements.get(&statement.name).is_some_and(|s| Arc::ptr_eq(s, statement)) {
+            self.statements.remove(&statement.name);
+        }
+    }
+
+    /// Pops the head request when it is the one a bodiless answer (ParseComplete, ...) is for.
+    fn pop_if(&mut self, answers: impl Fn(&Request) -> bool) {
+        if self.fifo.front().is_some_and(answers) {
+            self.pop();
+        }
+    }
+
+    fn emit(&mut self, running: Box<Running>, status: StatementStatus, now_ns: i64) {
+        self.done.push(running.into_statement(status, now_ns));
+    }
+
+    // ------------------------------------------------------------------ client -> server
+
+    fn on_client(&mut self, f: &Frame<'_>, now: i64) -> Result<(), ProtocolError> {
+        match f.code {
+            Query::CODE => {
+                let q = Query::from_bytes(&f.body())?;
+                self.push(Request::Query(Running::new(StatementKind::Query, q.sql, now)));
+            }
+            Parse::CODE => {
+                let p = Parse::from_bytes(&retain(f.body(), f.chunk.len()))?;
+                let statement = Arc::new(PreparedStatement {
+                    name: p.name.clone(),
+                    sql: p.sql,
+                    row_description: OnceLock::new(),
+                });
+                self.statements.insert(p.name, Arc::clone(&statement));
+                self.push(Request::Parse(statement, now));
+            }
+            Bind::CODE => {
+                let b = Bind::from_bytes(&retain(f.body(), f.chunk.len()))?;
+                let portal = Arc::new(Portal {
+                    name: b.portal.clone(),
+                    statement: self.statements.get(&b.statement).cloned(),
+                    statement_name: b.statement,
+                    param_formats: b.param_formats,
+                    params: b.params,
+                    result_formats: b.result_formats,
+                    row_description: OnceLock::new(),
+                });
+                self.portals.insert(b.portal, Arc::clone(&portal));
+                self.push(Request::Bind(portal, now));
+            }
+            Describe::CODE => {
+                let d = Describe::from_bytes(&f.body())?;
+                let target = match d.target {
+                    Target::Statement => Described::Statement(self.statements.get(&d.name).cloned()),
+                    Target::Portal => Described::Portal(self.portals.get(&d.name).cloned()),
+                };
+                self.push(Request::Describe(target, now));
+            }
+            Execute::CODE => {
+                let e = Execute::from_bytes(&f.body())?;
+                let portal = self.portals.get(&e.portal).cloned();
+                self.push(Request::Execute(Running::execute(e.portal, portal, now)));
+            }
+            Close::CODE => {
+                let c = Close::from_bytes(&f.body())?;
+                match c.target {
+                    Target::Statement => {
+                        self.statements.remove(&c.name);
+                    }
+                    Target::Portal => {
+                        self.portals.remove(&c.name);
+                    }
+                }
+                self.push(Request::Close(now));
+            }
+            Sync::CODE => {
+                Sync::from_bytes(&f.body())?;
+                // the server ignores Sync during copy-in (libpq sends another after CopyDone)
+                if !self.client_copy_in {
+                    self.push(Request::Sync);
+                }
+            }
+            Flush::CODE => {
+                Flush::from_bytes(&f.body())?;
+            }
+            Terminate::CODE => {
+                Terminate::from_bytes(&f.body())?;
+                self.terminated = true;
+            }
+            CopyData::CODE => {}
+            CopyDone::CODE | CopyFail::CODE => {
+                if f.code == CopyDone::CODE {
+                    CopyDone::from_bytes(&f.body())?;
+                } else {
+                    CopyFail::from_bytes(&f.body())?;
+                }
+                if self.client_copy_in {
+                    self.client_copy_in = false;
+                } else {
+                    // the server has not announced the copy yet (pipelined): remember where it ends
+                    self.push(Request::CopyEnd);
+                }
+            }
+            FunctionCall::CODE => {
+                let fc = FunctionCall::from_bytes(&f.body())?;
+                let sql = Bytes::from(format!("function call oid={}", fc.oid));
+                let mut r = Running::new(StatementKind::Function, sql, now);
+                r.params = Some(render_params(&fc.args, &fc.arg_formats));
+                self.push(Request::FunctionCall(r));
+            }
+            other => return Err(ProtocolError::InvalidFrontendType(other)),
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ server -> client
+
+    fn on_server(&mut self, f: &Frame<'_>, now: i64) -> Result<Option<Bytes>, ProtocolError> {
+        match f.code {
+            DataRow::CODE => {
+                self.rows += 1;
+                if self.hook.is_some() {
+                    return Ok(self.call_hook(f.bytes()));
+                }
+            }
+            CommandComplete::CODE => {
+                let c = CommandComplete::from_bytes(&f.body())?;
+                self.in_copy = false;
+                let tag = String::from_utf8_lossy(&c.tag).into_owned();
+                self.on_tag(tag, c.rows(), now);
+            }
+            EmptyQueryResponse::CODE => {
+                EmptyQueryResponse::from_bytes(&f.body())?;
+                self.on_tag(String::new(), None, now);
+            }
+            PortalSuspended::CODE => {
+                PortalSuspended::from_bytes(&f.body())?;
+                if matches!(self.fifo.front(), Some(Request::Execute(_))) {
+                    if let Some(Request::Execute(mut r)) = self.pop() {
+                        r.rows += std::mem::take(&mut self.rows);
+                        self.emit(r, StatementStatus::Suspended, now);
+                    }
+                }
+            }
+            ErrorResponse::CODE => self.on_error(&ErrorResponse::from_bytes(&f.body())?, now),
+            ReadyForQuery::CODE => self.on_ready(ReadyForQuery::from_bytes(&f.body())?, now),
+            ParseComplete::CODE => {
+                ParseComplete::from_bytes(&f.body())?;
+                self.pop_if(|r| matches!(r, Request::Parse(..)));
+            }
+            BindComplete::CODE => {
+                BindComplete::from_bytes(&f.body())?;
+                self.pop_if(|r| matches!(r, Request::Bind(..)));
+            }
+            CloseComplete::CODE => {
+                CloseComplete::from_bytes(&f.body())?;
+                self.pop_if(|r| matches!(r, Request::Close(..)));
+            }
+            NoData::CODE => {
+                NoData::from_bytes(&f.body())?;
+                self.pop_if(|r| matches!(r, Request::Describe(..)));
+            }
+            RowDescription::CODE => return self.on_row_description(f),
+            b'G' | b'H' | b'W' => {
+                if let Some(direction) = CopyDirection::from_code(f.code) {
+                    CopyResponse::decode(direction, &f.body())?;
+                    self.on_copy_response(direction);
+                }
+            }
+            // NoticeResponse, NotificationResponse, ParameterStatus, ParameterDescription,
+            // FunctionCallResponse, CopyData/CopyDone, unknown types: forwarded, nothing to track.
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    fn call_hook(&mut self, frame: &[u8]) -> Option<Bytes> {
+        let ctx = match self.fifo.front() {
+            Some(Request::Query(r)) => {
+                ResultContext { row_description: r.row_description.as_ref(), result_formats: &[] }
+            }
+            Some(Request::Execute(r)) => match r.portal.as_deref() {
+                Some(p) => {
+                    ResultContext { row_description: p.row_description(), result_formats: &p.result_formats }
+                }
+                None => ResultContext { row_description: None, result_formats: &[] },
+            },
+            _ => ResultContext { row_description: None, result_formats: &[] },
+        };
+        self.hook.as_mut().and_then(|h| h.server_frame(frame, ctx))
+    }
+
+    fn on_row_description(&mut self, f: &Frame<'_>) -> Result<Option<Bytes>, ProtocolError> {
+        let body = retain(f.body(), f.chunk.len());
+        RowDescription::from_bytes(&body)?;
+        match self.fifo.front_mut() {
+            Some(Request::Describe(target, _)) => {
+                match target {
+                    Described::Statement(Some(s)) => {
+                        let _ = s.row_description.set(body);
+                    }
+                    Described::Portal(Some(p)) => {
+                        let _ = p.row_description.set(body);
+                    }
+                    _ => {}
+                }
+                self.pop();
+                Ok(None)
+            }
+            Some(Request::Query(r)) => {
+                r.row_description = Some(body);
+                Ok(if self.hook.is_some() { self.call_hook(f.bytes()) } else { None })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// CommandComplete or EmptyQueryResponse: a tag for a simple query, the end of an Execute.
+    fn on_tag(&mut self, tag: String, tag_rows: Option<u64>, now: i64) {
+        let rows = tag_rows.unwrap_or(self.rows);
+        self.rows = 0;
+        match self.fifo.front_mut() {
+            Some(Request::Query(r)) => {
+                r.tags.push(tag);
+                r.rows += rows;
+            }
+            Some(Request::Execute(_)) => {
+                if let Some(Request::Execute(mut r)) = self.pop() {
+                    r.tags.push(tag);
+                    r.rows += rows;
+                    self.emit(r, StatementStatus::Ok, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_error(&mut self, e: &ErrorResponse, now: i64) {
+        self.fail_head(e, now);
+        // FATAL / PANIC: the server closes the session; nothing in flight will be answered
+        let severity = e.0.get(FIELD_SEVERITY_NONLOCALIZED).or_else(|| e.0.get(FIELD_SEVERITY));
+        if matches!(severity.map(|s| &s[..]), Some(b"FATAL" | b"PANIC")) {
+            while let Some(request) = self.pop() {
+                if let Request::Query(r) | Request::FunctionCall(r) | Request::Execute(r) = request {
+                    self.emit(r, StatementStatus::Skipped, now);
+                }
+            }
+            self.markers = 0;
+        }
+    }
+
+    /// An ErrorResponse fails the request at the head of the FIFO.
+    fn fail_head(&mut self, e: &ErrorResponse, now: i64) {
+        let field = |code| e.0.get(code).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+        let error = (field(FIELD_CODE), field(FIELD_MESSAGE));
+        self.in_copy = false;
+        self.client_copy_in = false;
+        match self.fifo.front_mut() {
+            // no request (e.g. FATAL at shutdown), or the implicit COMMIT at Sync failed
+            None | Some(Request::Sync) | Some(Request::CopyEnd) => {}
+            Some(Request::Query(r)) | Some(Request::FunctionCall(r)) => {
+                r.error.get_or_insert(error);
+            }
+            Some(Request::Parse(..)) => {
+                if let Some(Request::Parse(statement, started)) = self.pop() {
+                    self.forget(&statement);
+                    let mut r = Running::new(StatementKind::Parse, statement.sql.clone(), started);
+                    r.statement_name = Some(statement.name.clone());
+                    r.error = Some(error);
+                    self.emit(r, StatementStatus::Error, now);
+                }
+                self.skip_to_sync(None, now);
+            }
+            Some(Request::Execute(_)) => {
+                if let Some(Request::Execute(mut r)) = self.pop() {
+                    r.rows += std::mem::take(&mut self.rows);
+                    r.error = Some(error);
+                    self.emit(r, StatementStatus::Error, now);
+                }
+                self.skip_to_sync(None, now);
+            }
+            Some(Request::Bind(..)) | Some(Request::Describe(..)) | Some(Request::Close(..)) => {
+                let failed = self.pop().and_then(Request::into_running).map(|mut r| {
+                    r.error = Some(error);
+                    r
+                });
+                self.skip_to_sync(failed, now);
+            }
+        }
+    }
+
+    /// After an extended-protocol error the server skips every message up to the next Sync:
+    /// report the Executes in between as skipped. The error of a failed Bind/Describe/Close
+    /// (`failed`) is carried by the first of them, or reported on its own when there is none.
+    fn skip_to_sync(&mut self, mut failed: Option<Box<Running>>, now: i64) {
+        self.discarding = true;
+        self.rows = 0;
+        while self.fifo.front().is_some_and(|r| !matches!(r, Request::Sync)) {
+            match self.pop() {
+                Some(Request::Query(mut r) | Request::FunctionCall(mut r) | Request::Execute(mut r)) => {
+                    match failed.take() {
+                        Some(f) => {
+                            r.error = f.error;
+                            self.emit(r, StatementStatus::Error, now);
+                        }
+                        None => self.emit(r, StatementStatus::Skipped, now),
+                    }
+                }
+                Some(Request::Parse(statement, _)) => self.forget(&statement),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if let Some(f) = failed {
+            self.emit(f, StatementStatus::Error, now);
+        }
+    }
+
+    fn on_ready(&mut self, z: ReadyForQuery, now: i64) {
+        self.tx_status = z.status;
+        self.in_copy = false;
+        self.client_copy_in = false;
+        if let Some(end) = self.fifo.iter().position(|r| r.ends_at_ready(self.discarding)) {
+            for _ in 0..=end {
+                match self.pop() {
+                    Some(Request::Query(mut r)) | Some(Request::FunctionCall(mut r)) => {
+                        r.rows += std::mem::take(&mut self.rows);
+                        self.emit(r, StatementStatus::Ok, now);
+                    }
+                    // never answered: the server skipped it
+                    Some(Request::Execute(r)) => self.emit(r, StatementStatus::Skipped, now),
+                    _ => {}
+                }
+            }
+        }
+        self.discarding = false;
+        self.rows = 0;
+        // portals die with their transaction: once idle with nothing in flight, forget them all
+        if self.tx_status == b'I' && self.fifo.is_empty() {
+            self.portals.clear();
+        }
+    }
+
+    fn on_copy_response(&mut self, direction: CopyDirection) {
+        self.in_copy = true;
+        if direction == CopyDirection::Out {
+            return;
+        }
+        // Sync/Flush sent before the end of the copy-in stream are ignored by the server
+        let mut i = 1;
+        while let Some(request) = self.fifo.get(i) {
+            match request {
+                Request::Sync => {
+                    self.fifo.remove(i);
+                }
+                Request::CopyEnd => {
+                    self.fifo.remove(i);
+                    self.markers = self.markers.saturating_sub(1);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.client_copy_in = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_text_binary_and_null_params() {
+        let values = [Some(Bytes::from_static(b"h\xffi")), Some(Bytes::from_static(b"\x00\xab")), None];
+        assert_eq!(
+            render_params(&values, &[0, 1, 0]),
+            [Some("h\u{fffd}i".to_string()), Some("\\x00ab".to_string()), None]
+        );
+        assert_eq!(render_params(&values[..2], &[1]), [Some("\\x68ff69".into()), Some("\\x00ab".into())]);
+    }
+
+    #[test]
+    fn small_slices_of_big_reads_are_copied() {
+        let read = Bytes::from(vec![7u8; 1000]);
+        let big = retain(read.slice(0..600), read.len());
+        assert_eq!(big.as_ptr(), read.as_ptr(), "large share stays zero-copy");
+        let small = retain(read.slice(10..20), read.len());
+        assert_ne!(small.as_ptr(), read.slice(10..20).as_ptr(), "small share is copied");
+        assert_eq!(small, read.slice(10..20));
+    }
+}

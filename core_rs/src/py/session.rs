@@ -1,0 +1,199 @@
+//! `PgSession` and `Statement`: the relay-phase state machine (the hot path).
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::pg::{Forward, Session, Statement as Inner};
+
+/// One statement as the server answered it: the unit of the audit trail.
+#[pyclass(frozen, module = "hoopgw._core", name = "Statement")]
+pub struct Statement {
+    inner: Inner,
+}
+
+#[pymethods]
+impl Statement {
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind.as_str()
+    }
+
+    #[getter]
+    fn sql(&self) -> &str {
+        &self.inner.sql
+    }
+
+    #[getter]
+    fn statement_name(&self) -> Option<&str> {
+        self.inner.statement_name.as_deref()
+    }
+
+    #[getter]
+    fn portal(&self) -> Option<&str> {
+        self.inner.portal.as_deref()
+    }
+
+    #[getter]
+    fn params(&self) -> Option<Vec<Option<String>>> {
+        self.inner.params.clone()
+    }
+
+    #[getter]
+    fn tags(&self) -> Vec<String> {
+        self.inner.tags.clone()
+    }
+
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.inner.rows
+    }
+
+    #[getter]
+    fn status(&self) -> &'static str {
+        self.inner.status.as_str()
+    }
+
+    #[getter]
+    fn error(&self) -> Option<(String, String)> {
+        self.inner.error.clone()
+    }
+
+    #[getter]
+    fn started_ns(&self) -> i64 {
+        self.inner.started_ns
+    }
+
+    #[getter]
+    fn ended_ns(&self) -> i64 {
+        self.inner.ended_ns
+    }
+
+    fn __repr__(&self) -> String {
+        // parameters are not shown: they may carry unmasked data
+        let s = &self.inner;
+        format!(
+            "Statement(kind={:?}, sql={:?}, status={:?}, tags={:?}, rows={})",
+            s.kind.as_str(),
+            s.sql,
+            s.status.as_str(),
+            s.tags,
+            s.rows
+        )
+    }
+}
+
+/// Protocol state of one proxied session after authentication, both directions.
+#[pyclass(module = "hoopgw._core", name = "PgSession")]
+pub struct PgSession {
+    inner: Session,
+}
+
+/// The bytes to forward: `data` itself when unchanged, else a new bytes object.
+fn forward<'py>(
+    py: Python<'py>,
+    data: Bound<'py, PyBytes>,
+    chunk: &Bytes,
+    fwd: Forward,
+) -> PyResult<Bound<'py, PyBytes>> {
+    match fwd {
+        Forward::All => Ok(data),
+        Forward::Split { head, range } => {
+            let tail = chunk.get(range).unwrap_or_default();
+            if head.is_empty() {
+                return Ok(PyBytes::new(py, tail));
+            }
+            PyBytes::new_with(py, head.len() + tail.len(), |out| {
+                let (a, b) = out.split_at_mut(head.len());
+                a.copy_from_slice(&head);
+                b.copy_from_slice(tail);
+                Ok(())
+            })
+        }
+        Forward::Rewritten(bytes) => Ok(PyBytes::new(py, &bytes)),
+    }
+}
+
+/// A zero-copy `Bytes` view of a Python bytes object (kept alive by the view).
+fn chunk_of(data: &Bound<'_, PyBytes>) -> Bytes {
+    Bytes::from_owner(PyBackedBytes::from(data.clone()))
+}
+
+#[pymethods]
+impl PgSession {
+    // `__new__` takes anything and `__init__` configures, so that the signature is the one of
+    // `__init__`, as in the stub (a plain Python class).
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self { inner: Session::new(crate::DEFAULT_MAX_MESSAGE_SIZE) }
+    }
+
+    #[pyo3(signature = (max_message_size = crate::DEFAULT_MAX_MESSAGE_SIZE))]
+    fn __init__(&mut self, max_message_size: usize) {
+        self.inner = Session::new(max_message_size);
+    }
+
+    /// Frames from the client: `(forward, terminate)`.
+    fn feed_client<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: Bound<'py, PyBytes>,
+        now_ns: i64,
+    ) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+        let chunk = chunk_of(&data);
+        let (fwd, terminate) = self.inner.feed_client(&chunk, now_ns)?;
+        Ok((forward(py, data, &chunk, fwd)?, terminate))
+    }
+
+    /// Frames from the server: `(forward, done)`.
+    fn feed_server<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: Bound<'py, PyBytes>,
+        now_ns: i64,
+    ) -> PyResult<(Bound<'py, PyBytes>, Option<Bound<'py, PyList>>)> {
+        let chunk = chunk_of(&data);
+        let (fwd, done) = self.inner.feed_server(&chunk, now_ns)?;
+        let done = if done.is_empty() {
+            None
+        } else {
+            let items = done
+                .into_iter()
+                .map(|inner| Bound::new(py, Statement { inner }))
+                .collect::<PyResult<Vec<_>>>()?;
+            Some(PyList::new(py, items)?)
+        };
+        Ok((forward(py, data, &chunk, fwd)?, done))
+    }
+
+    /// Transaction status from the last ReadyForQuery: "I", "T" or "E".
+    #[getter]
+    fn tx_status(&self) -> String {
+        self.inner.tx_status().to_string()
+    }
+
+    /// Requests sent by the client that the server has not finished answering (0 = idle).
+    #[getter]
+    fn pending(&self) -> usize {
+        self.inner.pending()
+    }
+
+    #[getter]
+    fn in_copy(&self) -> bool {
+        self.inner.in_copy()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.inner;
+        let in_copy = if s.in_copy() { "True" } else { "False" };
+        format!("PgSession(pending={}, tx_status='{}', in_copy={in_copy})", s.pending(), s.tx_status())
+    }
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Statement>()?;
+    m.add_class::<PgSession>()?;
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! End-to-end behaviour of the relay-phase session state machine.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use bytes::{Bytes, BytesMut};
+use hoopgw_core::pg::messages::bind::Bind;
+use hoopgw_core::pg::messages::close::Close;
+use hoopgw_core::pg::messages::command_complete::CommandComplete;
+use hoopgw_core::pg::messages::complete::{BindComplete, CloseComplete, ParseComplete};
+use hoopgw_core::pg::messages::copy::{CopyData, CopyDirection, CopyDone, CopyFail, CopyResponse};
+use hoopgw_core::pg::messages::data_row::DataRow;
+use hoopgw_core::pg::messages::describe::{Describe, Target};
+use hoopgw_core::pg::messages::empty_query_response::EmptyQueryResponse;
+use hoopgw_core::pg::messages::error_notice::{ErrorResponse, Fields, NoticeResponse};
+use hoopgw_core::pg::messages::execute::Execute;
+use hoopgw_core::pg::messages::function_call::{FunctionCall, FunctionCallResponse};
+use hoopgw_core::pg::messages::no_data::NoData;
+use hoopgw_core::pg::messages::notification::NotificationResponse;
+use hoopgw_core::pg::messages::parameter_description::ParameterDescription;
+use hoopgw_core::pg::messages::parameter_status::ParameterStatus;
+use hoopgw_core::pg::messages::parse::Parse;
+use hoopgw_core::pg::messages::portal_suspended::PortalSuspended;
+use hoopgw_core::pg::messages::query::Query;
+use hoopgw_core::pg::messages::ready_for_query::ReadyForQuery;
+use hoopgw_core::pg::messages::row_description::{Field, RowDescription};
+use hoopgw_core::pg::messages::sync_flush_terminate::{Flush, Sync, Terminate};
+use hoopgw_core::pg::messages::ToBytes;
+use hoopgw_core::pg::session::{FrameHook, ResultContext};
+use hoopgw_core::pg::{Forward, Session, Statement, StatementKind, StatementStatus};
+
+const MAX: usize = 1 << 20;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn cat(msgs: &[&dyn ToBytes]) -> Bytes {
+    let mut out = BytesMut::new();
+    for m in msgs {
+        out.extend_from_slice(&m.to_bytes().unwrap());
+    }
+    out.freeze()
+}
+
+fn query(sql: &str) -> Query {
+    Query { sql: b(sql) }
+}
+fn parse(name: &str, sql: &str) -> Parse {
+    Parse { name: b(name), sql: b(sql), param_types: vec![] }
+}
+fn bind(portal: &str, stmt: &str, formats: Vec<i16>, params: Vec<Option<&[u8]>>) -> Bind {
+    Bind {
+        portal: b(portal),
+        statement: b(stmt),
+        param_formats: formats,
+        params: params.into_iter().map(|p| p.map(Bytes::copy_from_slice)).collect(),
+        result_formats: vec![],
+    }
+}
+fn execute(portal: &str) -> Execute {
+    Execute { portal: b(portal), max_rows: 0 }
+}
+fn tag(t: &str) -> CommandComplete {
+    CommandComplete { tag: b(t) }
+}
+fn row(v: &str) -> DataRow {
+    DataRow { values: vec![Some(b(v))] }
+}
+fn rd(name: &str) -> RowDescription {
+    RowDescription {
+        fields: vec![Field {
+            name: b(name),
+            table_oid: 0,
+            column: 0,
+            type_oid: 25,
+            type_size: -1,
+            type_modifier: -1,
+            format: 0,
+        }],
+    }
+}
+fn ready(s: u8) -> ReadyForQuery {
+    ReadyForQuery::new(s).unwrap()
+}
+fn error(code: &str, msg: &str) -> ErrorResponse {
+    ErrorResponse(Fields::new("ERROR", code, msg, None, None))
+}
+
+/// Feeds both streams whole, returning the statements.
+fn run(client: &Bytes, server: &Bytes) -> (Session, Vec<Statement>) {
+    let mut s = Session::new(MAX);
+    let (fwd, _) = s.feed_client(client, 10).unwrap();
+    assert_eq!(fwd, Forward::All);
+    let (fwd, done) = s.feed_server(server, 20).unwrap();
+    assert_eq!(fwd, Forward::All);
+    (s, done)
+}
+
+/// Feeds both streams cut into pieces of `step` bytes (client all first, then server).
+fn run_chunked(client: &Bytes, server: &Bytes, step: usize) -> (Session, Vec<Statement>) {
+    let mut s = Session::new(MAX);
+    let mut forwarded = Vec::new();
+    for piece in client.chunks(step) {
+        let piece = Bytes::copy_from_slice(piece);
+        let (fwd, _) = s.feed_client(&piece, 10).unwrap();
+        forwarded.extend_from_slice(&fwd.to_bytes(&piece));
+    }
+    assert_eq!(forwarded, client[..]);
+    let mut done = Vec::new();
+    forwarded.clear();
+    for piece in server.chunks(step) {
+        let piece = Bytes::copy_from_slice(piece);
+        let (fwd, d) = s.feed_server(&piece, 20).unwrap();
+        forwarded.extend_from_slice(&fwd.to_bytes(&piece));
+        done.extend(d);
+    }
+    assert_eq!(forwarded, server[..]);
+    (s, done)
+}
+
+#[test]
+fn simple_query_accumulates_tags_and_rows() {
+    let client = cat(&[&query("select 1; show x; insert into t values (1); ")]);
+    let server = cat(&[
+        &rd("a"),
+        &row("1"),
+        &row("2"),
+        &tag("SELECT 2"),
+        &rd("x"),
+        &row("on"),
+        &NoticeResponse(Fields::new("NOTICE", "00000", "hi", None, None)),
+        &tag("SHOW"),
+        &tag("INSERT 0 1"),
+        &ready(b'T'),
+    ]);
+    let (s, done) = run(&client, &server);
+    assert_eq!(done.len(), 1);
+    let st = &done[0];
+    assert_eq!(st.kind, StatementKind::Query);
+    assert_eq!(st.sql, "select 1; show x; insert into t values (1); ");
+    assert_eq!(st.tags, ["SELECT 2", "SHOW", "INSERT 0 1"]);
+    assert_eq!(st.rows, 4);
+    assert_eq!(st.status, StatementStatus::Ok);
+    assert_eq!((st.statement_name.as_deref(), st.portal.as_deref(), st.params.as_ref()), (None, None, None));
+    assert_eq!((st.started_ns, st.ended_ns), (10, 20));
+    assert_eq!(s.pending(), 0);
+    assert_eq!(s.tx_status(), 'T');
+}
+
+#[test]
+fn simple_query_error_and_empty_query() {
+    let client = cat(&[&query("select 1; select nope"), &query("")]);
+    let server = cat(&[
+        &rd("a"),
+        &row("1"),
+        &tag("SELECT 1"),
+        &error("42703", "column \"nope\" does not exist"),
+        &ready(b'I'),
+        &EmptyQueryResponse,
+        &ready(b'I'),
+    ]);
+    let (_, done) = run(&client, &server);
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[0].status, StatementStatus::Error);
+    assert_eq!(done[0].tags, ["SELECT 1"]);
+    assert_eq!(done[0].error, Some(("42703".into(), "column \"nope\" does not exist".into())));
+    assert_eq!(done[1].tags, [""]);
+    assert_eq!(done[1].status, StatementStatus::Ok);
+    assert_eq!(done[1].rows, 0);
+}
+
+fn pipelined_batch() -> (Bytes, Bytes) {
+    let client = cat(&[
+        &parse("s1", "select $1::text, $2::bytea, $3::int"),
+        &bind("", "s1", vec![0, 1, 0], vec![Some(b"hi"), Some(b"\x00\xff"), None]),
+        &Describe { target: Target::Portal, name: b("") },
+        &execute(""),
+        &Sync,
+        &parse("", "insert into t values ($1)"),
+        &bind("p2", "", vec![], vec![Some(b"7")]),
+        &execute("p2"),
+        &Sync,
+        &bind("", "s1", vec![1], vec![Some(b"\x01"), Some(b"\x02"), Some(b"\x03")]),
+        &execute(""),
+        &Flush,
+        &Sync,
+    ]);
+    let server = cat(&[
+        &ParseComplete,
+        &BindComplete,
+        &rd("text"),
+        &row("hi"),
+        &tag("SELECT 1"),
+        &ready(b'I'),
+        &ParseComplete,
+        &BindComplete,
+        &ParameterStatus { name: b("application_name"), value: b("x") },
+        &tag("INSERT 0 1"),
+        &ready(b'I'),
+        &BindComplete,
+        &row("a"),
+        &NotificationResponse { process_id: 1, channel: b("c"), payload: b("") },
+        &row("b"),
+        &tag("SELECT 2"),
+        &ready(b'I'),
+    ]);
+    (client, server)
+}
+
+#[test]
+fn pipelined_extended_protocol() {
+    let (client, server) = pipelined_batch();
+    let mut s = Session::new(MAX);
+    s.feed_client(&client, 5).unwrap();
+    assert_eq!(s.pending(), 12);
+    let (_, done) = s.feed_server(&server, 6).unwrap();
+    assert_eq!(s.pending(), 0);
+    assert_eq!(done.len(), 3);
+    let first = &done[0];
+    assert_eq!(first.kind, StatementKind::Execute);
+    assert_eq!(first.sql, "select $1::text, $2::bytea, $3::int");
+    assert_eq!(first.statement_name.as_deref(), Some("s1"));
+    assert_eq!(first.portal.as_deref(), Some(""));
+    assert_eq!(first.params, Some(vec![Some("hi".into()), Some("\\x00ff".into()), None]));
+    assert_eq!((first.tags.clone(), first.rows), (vec!["SELECT 1".to_string()], 1));
+    let second = &done[1];
+    assert_eq!(second.sql, "insert into t values ($1)");
+    assert_eq!(second.statement_name.as_deref(), Some(""));
+    assert_eq!(second.portal.as_deref(), Some("p2"));
+    assert_eq!(second.params, Some(vec![Some("7".into())]));
+    assert_eq!(second.rows, 1);
+    // one format code applies to every parameter
+    assert_eq!(done[2].params, Some(vec![Some("\\x01".into()), Some("\\x02".into()), Some("\\x03".into())]));
+    assert_eq!(done[2].rows, 2);
+    assert!(done.iter().all(|d| d.status == StatementStatus::Ok && d.error.is_none()));
+}
+
+#[test]
+fn chunking_does_not_change_the_result() {
+    let (client, server) = pipelined_batch();
+    let (_, whole) = run(&client, &server);
+    for step in [1, 2, 3, 5, 7, 13, 64] {
+        let (s, chunked) = run_chunked(&client, &server, step);
+        assert_eq!(chunked, whole, "step {step}");
+        assert_eq!(s.pending(), 0);
+    }
+}
+
+#[test]
+fn parse_error_is_recorded_and_the_rest_of_the_batch_skipped() {
+    let client = cat(&[
+        &parse("bad", "selec 1"),
+        &bind("", "bad", vec![], vec![]),
+        &execute(""),
+        &execute(""),
+        &Sync,
+        &query("select 1"),
+    ]);
+    let server = cat(&[
+        &error("42601", "syntax error at or near \"selec\""),
+        &ready(b'I'),
+        &rd("a"),
+        &row("1"),
+        &tag("SELECT 1"),
+        &ready(b'I'),
+    ]);
+    let (s, done) = run(&client, &server);
+    let summary: Vec<_> = done.iter().map(|d| (d.kind, d.status)).collect();
+    assert_eq!(
+        summary,
+        [
+            (StatementKind::Parse, StatementStatus::Error),
+            (StatementKind::Execute, StatementStatus::Skipped),
+            (StatementKind::Execute, StatementStatus::Skipped),
+            (StatementKind::Query, StatementStatus::Ok),
+        ]
+    );
+    assert_eq!(done[0].sql, "selec 1");
+    assert_eq!(done[0].statement_name.as_deref(), Some("bad"));
+    assert_eq!(done[0].error.as_ref().unwrap().0, "42601");
+    assert_eq!(s.pending(), 0);
+    // the rejected statement was forgotten
+    assert_eq!(s.tracked_names().0, 0);
+}
+
+#[test]
+fn bind_error_attaches_to_the_next_execute() {
+    let client = cat(&[
+        &parse("s", "select $1::int"),
+        &bind("", "s", vec![], vec![Some(b"x")]),
+        &execute(""),
+        &execute(""),
+        &Sync,
+    ]);
+    let server =
+        cat(&[&ParseComplete, &error("22P02", "invalid input syntax for type integer: \"x\""), &ready(b'I')]);
+    let (s, done) = run(&client, &server);
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[0].status, StatementStatus::Error);
+    assert_eq!(done[0].sql, "select $1::int");
+    assert_eq!(done[0].params, Some(vec![Some("x".into())]));
+    assert_eq!(done[0].error.as_ref().unwrap().0, "22P02");
+    assert_eq!(done[1].status, StatementStatus::Skipped);
+    assert_eq!(s.pending(), 0);
+}
+
+#[test]
+fn bind_error_without_execute_is_still_recorded() {
+    let client = cat(&[&bind("", "missing", vec![], vec![]), &Sync]);
+    let server = cat(&[&error("26000", "prepared statement \"missing\" does not exist"), &ready(b'I')]);
+    let (_, done) = run(&client, &server);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].status, StatementStatus::Error);
+    assert_eq!(done[0].error.as_ref().unwrap().0, "26000");
+}
+
+#[test]
+fn execute_error_skips_until_sync_even_when_sync_comes_later() {
+    let client1 = cat(&[&parse("", "select 1/0"), &bind("", "", vec![], vec![]), &execute(""), &Flush]);
+    let server1 = cat(&[&ParseComplete, &BindComplete, &error("22012", "division by zero")]);
+    let client2 = cat(&[&bind("", "", vec![], vec![]), &execute(""), &Sync]);
+    let server2 = cat(&[&ready(b'I')]);
+    let mut s = Session::new(MAX);
+    s.feed_client(&client1, 1).unwrap();
+    let (_, done) = s.feed_server(&server1, 2).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].status, StatementStatus::Error);
+    s.feed_client(&client2, 3).unwrap();
+    assert_eq!(s.pending(), 3);
+    let (_, done) = s.feed_server(&server2, 4).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].status, StatementStatus::Skipped);
+    assert_eq!(s.pending(), 0);
+}
+
+#[test]
+fn portal_suspended_then_resumed() {
+    let client = cat(&[
+        &parse("", "select generate_series(1, 3)"),
+        &bind("c", "", vec![], vec![]),
+        &Execute { portal: b("c"), max_rows: 2 },
+        &Execute { portal: b("c"), max_rows: 2 },
+        &Sync,
+    ]);
+    let server = cat(&[
+        &ParseComplete,
+        &BindComplete,
+        &row("1"),
+        &row("2"),
+        &PortalSuspended,
+        &row("3"),
+        &tag("SELECT 1"),
+        &ready(b'I'),
+    ]);
+    let (_, done) = run(&client, &server);
+    assert_eq!(done.len(), 2);
+    assert_eq!((done[0].status, done[0].rows), (StatementStatus::Suspended, 2));
+    assert!(done[0].tags.is_empty());
+    assert_eq!((done[1].status, done[1].rows), (StatementStatus::Ok, 1));
+}
+
+#[test]
+fn describe_statement_and_close() {
+    let client = cat(&[
+        &parse("s", "select 1"),
+        &Describe { target: Target::Statement, name: b("s") },
+        &Sync,
+        &parse("t", "create table x ()"),
+        &Describe { target: Target::Statement, name: b("t") },
+        &Close { target: Target::Statement, name: b("s") },
+        &Sync,
+    ]);
+    let server = cat(&[
+        &ParseComplete,
+        &ParameterDescription { types: vec![] },
+        &rd("?column?"),
+        &ready(b'I'),
+        &ParseComplete,
+        &ParameterDescription { types: vec![] },
+        &NoData,
+        &CloseComplete,
+        &ready(b'I'),
+    ]);
+    let (s, done) = run(&client, &server);
+    assert!(done.is_empty());
+    assert_eq!(s.pending(), 0);
+    assert_eq!(s.tracked_names(), (1, 0));
+}
+
+#[test]
+fn copy_in_simple_protocol() {
+    let client = cat(&[
+        &query("copy t from stdin"),
+        &CopyData { data: b("1\n") },
+        &CopyData { data: b("2\n") },
+        &CopyDone,
+    ]);
+    let copy_in = CopyResponse { direction: CopyDirection::In, format: 0, column_formats: vec![0] };
+    let mut s = Session::new(MAX);
+    s.feed_client(&client, 1).unwrap();
+    s.feed_server(&copy_in.to_bytes().unwrap(), 2).unwrap();
+    assert!(s.in_copy());
+    let (_, done) = s.feed_server(&cat(&[&tag("COPY 2"), &ready(b'I')]), 3).unwrap();
+    assert!(!s.in_copy());
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].tags.clone(), done[0].rows), (vec!["COPY 2".to_string()], 2));
+    assert_eq!(s.pending(), 0);
+}
+
+/// libpq in extended mode sends Sync right after Execute (ignored by the server in copy-in mode)
+/// and another after CopyDone.
+#[test]
+fn copy_in_extended_protocol_like_libpq() {
+    let copy_in = CopyResponse { direction: CopyDirection::In, format: 0, column_formats: vec![0] };
+    for data_first in [false, true] {
+        let mut s = Session::new(MAX);
+        let head = cat(&[
+            &parse("", "copy t from stdin"),
+            &bind("", "", vec![], vec![]),
+            &Describe { target: Target::Portal, name: b("") },
+            &execute(""),
+            &Sync,
+        ]);
+        let data = cat(&[&CopyData { data: b("1\n") }, &CopyDone, &Sync]);
+        s.feed_client(&head, 1).unwrap();
+        if data_first {
+            s.feed_client(&data, 1).unwrap();
+        }
+        s.feed_server(&cat(&[&ParseComplete, &BindComplete, &NoData, &copy_in]), 2).unwrap();
+        if !data_first {
+            s.feed_client(&data, 1).unwrap();
+        }
+        assert_eq!(s.pending(), 2, "execute + one sync");
+        let (_, done) = s.feed_server(&cat(&[&tag("COPY 1"), &ready(b'I')]), 3).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].rows, 1);
+        assert_eq!(s.pending(), 0, "data_first={data_first}");
+    }
+}
+
+#[test]
+fn copy_fail_and_copy_out() {
+    let copy_in = CopyResponse { direction: CopyDirection::In, format: 0, column_formats: vec![] };
+    let copy_out = CopyResponse { direction: CopyDirection::Out, format: 0, column_formats: vec![0] };
+    let client =
+        cat(&[&query("copy t from stdin"), &CopyFail { message: b("nope") }, &query("copy t to stdout")]);
+    let server = cat(&[
+        &copy_in,
+        &error("57014", "COPY from stdin failed: nope"),
+        &ready(b'I'),
+        &copy_out,
+        &CopyData { data: b("1\n") },
+        &CopyData { data: b("2\n") },
+        &CopyDone,
+        &tag("COPY 2"),
+        &ready(b'I'),
+    ]);
+    let (s, done) = run(&client, &server);
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[0].status, StatementStatus::Error);
+    assert_eq!((done[1].status, done[1].rows), (StatementStatus::Ok, 2));
+    assert_eq!(s.pending(), 0);
+    assert!(!s.in_copy());
+}
+
+#[test]
+fn function_call() {
+    let client =
+        cat(&[&FunctionCall { oid: 1598, arg_formats: vec![], args: vec![Some(b("1"))], result_format: 0 }]);
+    let server = cat(&[&FunctionCallResponse { result: Some(b("0.1")) }, &ready(b'I')]);
+    let (_, done) = run(&client, &server);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].kind, StatementKind::Function);
+    assert_eq!(done[0].sql, "function call oid=1598");
+    assert_eq!(done[0].params, Some(vec![Some("1".into())]));
+}
+
+#[test]
+fn terminate_and_invalid_types() {
+    let mut s = Session::new(MAX);
+    let (_, term) = s.feed_client(&cat(&[&query("select 1")]), 1).unwrap();
+    assert!(!term);
+    let (_, term) = s.feed_client(&cat(&[&Terminate]), 1).unwrap();
+    assert!(term);
+    let err = s.feed_client(&Bytes::from_static(b"p\0\0\0\x05\0"), 1).unwrap_err();
+    assert_eq!(err.to_string(), "invalid frontend message type 0x70 ('p')");
+    let err = Session::new(100).feed_server(&Bytes::from_static(b"D\0\0\x10\0"), 1).unwrap_err();
+    assert_eq!(err.to_string(), "message length 4096 exceeds limit 100");
+    // unknown backend types are forwarded
+    let (fwd, _) = Session::new(100).feed_server(&Bytes::from_static(b"~\0\0\0\x04"), 1).unwrap();
+    assert_eq!(fwd, Forward::All);
+}
+
+#[test]
+fn named_portals_are_forgotten_when_idle() {
+    let client = cat(&[
+        &query("begin"),
+        &parse("s", "select 1"),
+        &bind("p1", "s", vec![], vec![]),
+        &Sync,
+        &query("commit"),
+    ]);
+    let server = cat(&[
+        &tag("BEGIN"),
+        &ready(b'T'),
+        &ParseComplete,
+        &BindComplete,
+        &ready(b'T'),
+        &tag("COMMIT"),
+        &ready(b'I'),
+    ]);
+    let (s, _) = run(&client, &server);
+    assert_eq!(s.tracked_names(), (1, 0));
+}
+
+/// Masks every DataRow with the number of RowDescription columns it was given.
+struct Masker;
+
+impl FrameHook for Masker {
+    fn server_frame(&mut self, frame: &[u8], ctx: ResultContext<'_>) -> Option<Bytes> {
+        if frame[0] != b'D' {
+            return None;
+        }
+        let known = ctx.row_description.is_some();
+        Some(DataRow { values: vec![Some(b(if known { "***" } else { "?" }))] }.to_bytes().unwrap())
+    }
+}
+
+#[test]
+fn frame_hook_rewrites_rows_with_their_description() {
+    let client = cat(&[
+        &query("select card from t"),
+        &parse("s", "select card from t"),
+        &Describe { target: Target::Statement, name: b("s") },
+        &bind("", "s", vec![], vec![]),
+        &execute(""),
+        &Sync,
+    ]);
+    let server = cat(&[
+        &rd("card"),
+        &row("4111111111111111"),
+        &tag("SELECT 1"),
+        &ready(b'I'),
+        &ParseComplete,
+        &ParameterDescription { types: vec![] },
+        &rd("card"),
+        &BindComplete,
+        &row("4111111111111111"),
+        &tag("SELECT 1"),
+        &ready(b'I'),
+    ]);
+    let mut s = Session::new(MAX);
+    s.set_frame_hook(Some(Box::new(Masker)));
+    s.feed_client(&client, 1).unwrap();
+    for step in [server.len(), 7] {
+        let mut s2 = Session::new(MAX);
+        s2.set_frame_hook(Some(Box::new(Masker)));
+        s2.feed_client(&client, 1).unwrap();
+        let mut out = Vec::new();
+        let mut done = Vec::new();
+        for piece in server.chunks(step) {
+            let piece = Bytes::copy_from_slice(piece);
+            let (fwd, d) = s2.feed_server(&piece, 2).unwrap();
+            out.extend_from_slice(&fwd.to_bytes(&piece));
+            done.extend(d);
+        }
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("4111"), "{text}");
+        assert_eq!(text.matches("***").count(), 2);
+        assert_eq!(done.len(), 2);
+        assert_eq!(done.iter().map(|d| d.rows).sum::<u64>(), 2);
+    }
+}
+
+#[test]
+fn fatal_error_completes_everything_in_flight() {
+    let client = cat(&[&query("select pg_sleep(10)"), &query("select 2")]);
+    let server = cat(&[&ErrorResponse(Fields::new(
+        "FATAL",
+        "57P01",
+        "terminating connection due to administrator command",
+        None,
+        None,
+    ))]);
+    let (s, done) = run(&client, &server);
+    let summary: Vec<_> = done.iter().map(|d| (d.status, d.error.as_ref().map(|e| e.0.as_str()))).collect();
+    assert_eq!(summary, [(StatementStatus::Error, Some("57P01")), (StatementStatus::Skipped, None)]);
+    assert_eq!(s.pending(), 0);
+}
+
+#[test]
+fn prepared_statement_maps_stay_bounded() {
+    let mut s = Session::new(MAX);
+    for i in 0..10_000 {
+        let name = format!("s{i}");
+        let client = cat(&[
+            &parse(&name, "select 1"),
+            &parse("", "select 2"),
+            &bind("", "", vec![], vec![]),
+            &Close { target: Target::Statement, name: b(&name) },
+            &Sync,
+        ]);
+        s.feed_client(&client, 1).unwrap();
+        let server = cat(&[&ParseComplete, &ParseComplete, &BindComplete, &CloseComplete, &ready(b'I')]);
+        s.feed_server(&server, 2).unwrap();
+    }
+    assert_eq!(s.tracked_names(), (1, 0));
+    assert_eq!(s.pending(), 0);
+}

@@ -1,0 +1,7 @@
+"""``python -m hoopgw``."""
+
+from __future__ import annotations
+
+from hoopgw.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""The starlette application on ``api_listen``, served by uvicorn inside the gateway's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from hoopgw.config import Listen
+
+
+def build_app(status: Callable[[], dict[str, Any]]) -> Starlette:
+    """Build the API app; ``status`` reports live gateway state for /healthz."""
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", **status()})
+
+    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiServer:
+    """Runs the API app on ``listen`` as a task of the current loop."""
+
+    def __init__(self, app: Starlette, listen: Listen) -> None:
+        config = uvicorn.Config(
+            app,
+            host=listen.host,
+            port=listen.port,
+            loop="none",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+        )
+        self._server = _Server(config)
+        self._listen = listen
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind (raising OSError with the address on failure) and start serving."""
+        host = self._listen.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, self._listen.port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on {host}:{self._listen.port}: {exc.strerror}") from exc
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
+        for _ in range(500):
+            if self._server.started or self._task.done():
+                break
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,20 @@
+"""The audit trail: SQLite store (schema, migrations, readers) and the batched background writer."""
+
+from __future__ import annotations
+
+from hoopgw.audit._ids import is_session_id, new_session_id
+from hoopgw.audit._schema import DB_FILE, SCHEMA_VERSION
+from hoopgw.audit._store import AuditStore
+from hoopgw.audit._writer import AuditWriter, SessionInfo, Statement, statement_data
+
+__all__ = [
+    "DB_FILE",
+    "SCHEMA_VERSION",
+    "AuditStore",
+    "AuditWriter",
+    "SessionInfo",
+    "Statement",
+    "is_session_id",
+    "new_session_id",
+    "statement_data",
+]

@@ -1,0 +1,101 @@
+"""The audit database: connection setup and versioned migrations (``PRAGMA user_version``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from hoopgw.errors import StoreError
+
+DB_FILE = "audit.db"
+
+#: Migration N brings the schema from user_version N to N+1. Append only; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        client_addr TEXT,
+        auth TEXT,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        close_reason TEXT,
+        statements INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_started ON sessions (started_at);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        session_id TEXT,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        prev_hash BLOB,
+        hash BLOB
+    );
+    CREATE INDEX events_session ON events (session_id, seq);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    """Open the database at ``path`` (WAL, migrated to the current schema); raises StoreError."""
+    if create:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the audit store directory {path.parent}: {exc.strerror}"
+            ) from None
+    elif not path.exists():
+        raise StoreError(f"no audit store at {path}")
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        _wal(conn, path)
+        conn.execute("PRAGMA synchronous = FULL")
+        _migrate(conn, path)
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise StoreError(f"cannot open the audit store {path}: {exc}") from None
+    except StoreError:
+        if conn is not None:
+            conn.close()
+        raise
+    return conn
+
+
+def _wal(conn: sqlite3.Connection, path: Path) -> None:
+    if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+        raise StoreError(f"cannot open the audit store {path}: WAL journal mode unavailable")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the audit store {path} has schema version {version}, newer than this hoopgw ({SCHEMA_VERSION})"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-check under the write lock: another process may have migrated meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] != number:
+                conn.execute("ROLLBACK")
+                continue
+            for stmt in MIGRATIONS[number].split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,99 @@
+"""AuditStore: open the SQLite store and read sessions and events back (CLI, API)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hoopgw.audit._schema import DB_FILE, connect
+from hoopgw.errors import StoreError
+
+_SESSION_COLUMNS = (
+    "id, type, connection, subject, groups, client_addr, auth, params, status, started_at, ended_at, "
+    "close_reason, statements, errors"
+)
+
+
+class AuditStore:
+    """Read access to ``data_dir/audit.db`` (the writer is ``AuditWriter``)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    def open(cls, data_dir: Path, *, create: bool = True) -> AuditStore:
+        """Open (creating and migrating unless ``create=False``) the store in ``data_dir``."""
+        path = Path(data_dir) / DB_FILE
+        return cls(path, connect(path, create=create))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        try:
+            cur = self._conn.cursor()
+            cur.row_factory = sqlite3.Row
+            return cur.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the audit store {self.path}: {exc}") from None
+
+    def list_sessions(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` sessions, newest first."""
+        rows = self._query(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY started_at DESC, id DESC LIMIT ?",  # noqa: S608
+            (limit,),
+        )
+        return [_session(row) for row in rows]
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        """One session by id, or None."""
+        rows = self._query(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
+        return _session(rows[0]) if rows else None
+
+    def match_session_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Ids starting with ``prefix`` (for short ids typed by people)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._query(
+            "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?", (escaped + "%", limit)
+        )
+        return [row["id"] for row in rows]
+
+    def session_events(self, session_id: str) -> list[dict[str, Any]]:
+        """Every event of a session in order."""
+        rows = self._query(
+            "SELECT seq, ts, session_id, kind, data FROM events WHERE session_id = ? ORDER BY seq",
+            (session_id,),
+        )
+        return [_event(row) for row in rows]
+
+    def events(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events of all sessions (and gateway-wide ones) after ``after_seq``, in order."""
+        rows = self._query(
+            "SELECT seq, ts, session_id, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_event(row) for row in rows]
+
+
+def _session(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    out["groups"] = orjson.loads(out["groups"])
+    out["params"] = orjson.loads(out["params"])
+    return out
+
+
+def _event(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    out["data"] = orjson.loads(out["data"])
+    return out

@@ -1,0 +1,317 @@
+"""AuditWriter: one background thread appends events in order, group-committed within a bounded delay."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from hoopgw import log
+from hoopgw.audit._ids import new_session_id
+from hoopgw.audit._schema import DB_FILE, connect
+from hoopgw.errors import StoreError
+
+_logger = log.get_logger("hoopgw.audit")
+_EPOCH_NS_FLOOR = 10**18  # now_ns values above this are wall-clock (time.time_ns), not monotonic
+
+
+class Statement(Protocol):
+    """What the writer reads from a statement: the attributes of ``hoopgw._core.Statement``."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def sql(self) -> str: ...
+    @property
+    def statement_name(self) -> str | None: ...
+    @property
+    def portal(self) -> str | None: ...
+    @property
+    def params(self) -> list[str | None] | None: ...
+    @property
+    def tags(self) -> list[str]: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def error(self) -> tuple[str, str] | None: ...
+    @property
+    def started_ns(self) -> int: ...
+    @property
+    def ended_ns(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What is known about a session when it opens."""
+
+    id: str
+    type: str
+    connection: str
+    subject: str
+    groups: frozenset[str] | list[str] | tuple[str, ...]
+    client_addr: str | None
+    auth: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# Queue items: (op, session_id, ts, payload); op is "open", "event", "close".
+_Item = tuple[str, str | None, float, Any]
+
+
+def statement_data(stmt: Statement) -> dict[str, Any]:
+    """The JSON payload of a "statement" event (attributes read duck-typed from ``_core.Statement``)."""
+    error = stmt.error
+    started, ended = int(stmt.started_ns), int(stmt.ended_ns)
+    return {
+        "kind": stmt.kind,
+        "sql": stmt.sql,
+        "statement_name": stmt.statement_name,
+        "portal": stmt.portal,
+        "params": list(stmt.params) if stmt.params is not None else None,
+        "tags": list(stmt.tags),
+        "rows": int(stmt.rows),
+        "status": stmt.status,
+        "error": {"sqlstate": error[0], "message": error[1]} if error else None,
+        "duration_ms": round(max(0, ended - started) / 1e6, 3),
+    }
+
+
+class AuditWriter:
+    """Appends audit records from the event loop without blocking it.
+
+    Calls only enqueue; a thread writes batches in one transaction, committing at most every
+    ``flush_interval`` seconds (sooner when ``batch_size`` items wait). Statement and event records
+    beyond ``max_queue`` are dropped and counted, and an ``audit_overflow`` event records how many.
+    Session open/close records are never dropped.
+    """
+
+    def __init__(
+        self,
+        store_path: Path,
+        flush_interval: float = 0.2,
+        *,
+        max_queue: int = 100_000,
+        batch_size: int = 2_000,
+    ) -> None:
+        path = Path(store_path)
+        if path.is_dir() or path.suffix != ".db":
+            path = path / DB_FILE
+        self.path = path
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self._conn = connect(path, create=True)
+        self._cond = threading.Condition()
+        self._items: deque[_Item] = deque()
+        self._dropped = 0
+        self._closing = False
+        self._enqueued = 0
+        self._committed = 0
+        self.dropped_total = 0
+        self.written_total = 0
+        self.write_errors = 0
+        self._thread = threading.Thread(target=self._run, name="hoopgw-audit-writer", daemon=True)
+        self._thread.start()
+
+    # ---- called from the event loop (never block) ----------------------------------------------
+
+    new_session_id = staticmethod(new_session_id)
+
+    def session_open(self, info: SessionInfo) -> None:
+        """Record a new session."""
+        self._put(("open", info.id, time.time(), info), droppable=False)
+
+    def statement(self, session_id: str, stmt: Statement) -> None:
+        """Record one completed statement."""
+        data = statement_data(stmt)
+        started = int(stmt.started_ns)
+        if started >= _EPOCH_NS_FLOOR:
+            ts = started / 1e9
+        else:
+            ts = time.time() - data["duration_ms"] / 1000
+        self._put(("event", session_id, ts, ("statement", data)), droppable=True)
+
+    def event(self, session_id: str | None, kind: str, payload: dict[str, Any]) -> None:
+        """Record any other event (``payload`` must be JSON-serialisable)."""
+        self._put(("event", session_id, time.time(), (kind, payload)), droppable=True)
+
+    def session_close(self, session_id: str, reason: str | None) -> None:
+        """Record the end of a session."""
+        self._put(("close", session_id, time.time(), reason), droppable=False)
+
+    def _put(self, item: _Item, *, droppable: bool) -> None:
+        with self._cond:
+            if self._closing:
+                raise StoreError("the audit writer is closed")
+            if droppable and len(self._items) >= self.max_queue:
+                self._dropped += 1
+                self.dropped_total += 1
+                if self._dropped == 1:
+                    self._cond.notify()
+                return
+            self._items.append(item)
+            self._enqueued += 1
+            n = len(self._items)
+            if n == 1 or n >= self.batch_size:
+                self._cond.notify()
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """Records waiting to be written."""
+        return len(self._items)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything enqueued so far is committed (not for the event loop)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._enqueued
+            self._cond.notify_all()
+            while self._committed < target and self._thread.is_alive():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return self._committed >= target
+
+    def close(self) -> None:
+        """Write everything still queued, then stop the thread and close the database."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        self._conn.close()
+
+    # ---- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        last_commit = 0.0
+        while True:
+            with self._cond:
+                while not self._items and not self._dropped and not self._closing:
+                    self._cond.wait()
+                while not self._closing and len(self._items) < self.batch_size:
+                    remaining = last_commit + self.flush_interval - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch = list(self._items)
+                self._items.clear()
+                dropped, self._dropped = self._dropped, 0
+                closing = self._closing
+            if batch or dropped:
+                self._write(batch, dropped)
+                last_commit = time.monotonic()
+            with self._cond:
+                self._committed += len(batch)
+                self._cond.notify_all()
+                if closing and not self._items and not self._dropped:
+                    return
+
+    def _write(self, batch: list[_Item], dropped: int) -> None:
+        try:
+            self._transaction(batch, dropped)
+        except (sqlite3.Error, TypeError, ValueError) as exc:
+            if len(batch) <= 1:
+                self.write_errors += len(batch) or 1
+                _logger.exception(
+                    "audit_write_failed", records=len(batch), error=str(exc), path=str(self.path)
+                )
+                return
+            # Keep every record that can be written: retry one by one, losing only the bad ones.
+            for item in batch:
+                self._write([item], 0)
+            if dropped:
+                self._write([], dropped)
+            return
+        self.written_total += len(batch)
+
+    def _transaction(self, batch: list[_Item], dropped: int) -> None:
+        counts: dict[str, list[int]] = {}
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op, session_id, ts, payload in batch:
+                if op == "event":
+                    kind, data = payload
+                    self._append(ts, session_id, kind, data)
+                    if kind == "statement" and session_id is not None:
+                        c = counts.setdefault(session_id, [0, 0])
+                        c[0] += 1
+                        c[1] += data.get("status") == "error"
+                elif op == "open":
+                    self._open(ts, payload)
+                else:
+                    self._flush_counts(counts)
+                    self._close(ts, session_id, payload)
+            self._flush_counts(counts)
+            if dropped:
+                self._append(time.time(), None, "audit_overflow", {"dropped": dropped})
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _append(self, ts: float, session_id: str | None, kind: str, data: Any) -> None:
+        self._conn.execute(
+            "INSERT INTO events (ts, session_id, kind, data) VALUES (?, ?, ?, ?)",
+            (ts, session_id, kind, orjson.dumps(data).decode()),
+        )
+
+    def _open(self, ts: float, info: SessionInfo) -> None:
+        groups = sorted(info.groups)
+        self._conn.execute(
+            "INSERT INTO sessions (id, type, connection, subject, groups, client_addr, auth, params, status,"
+            " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+            (
+                info.id,
+                info.type,
+                info.connection,
+                info.subject,
+                orjson.dumps(groups).decode(),
+                info.client_addr,
+                info.auth,
+                orjson.dumps(info.params).decode(),
+                ts,
+            ),
+        )
+        self._append(
+            ts,
+            info.id,
+            "session_open",
+            {
+                "type": info.type,
+                "connection": info.connection,
+                "subject": info.subject,
+                "groups": groups,
+                "client_addr": info.client_addr,
+                "auth": info.auth,
+                "params": info.params,
+            },
+        )
+
+    def _close(self, ts: float, session_id: str | None, reason: str | None) -> None:
+        self._conn.execute(
+            "UPDATE sessions SET status = 'closed', ended_at = ?, close_reason = ? WHERE id = ?",
+            (ts, reason, session_id),
+        )
+        self._append(ts, session_id, "session_close", {"reason": reason})
+
+    def _flush_counts(self, counts: dict[str, list[int]]) -> None:
+        if counts:
+            self._conn.executemany(
+                "UPDATE sessions SET statements = statements + ?, errors = errors + ? WHERE id = ?",
+                [(n, e, sid) for sid, (n, e) in counts.items()],
+            )
+            counts.clear()

@@ -1,0 +1,93 @@
+"""Commands of the design that are not built yet: they exist (with --help) and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hoopgw.cli._common import Subparsers, add_config_option, new_parser
+
+# name -> (help, {subcommand: (help, [positional args], [options])})
+_Spec = tuple[str, dict[str, tuple[str, list[str], list[str]]]]
+_TOKEN_OPTION = "--token"  # noqa: S105 - an option name
+PENDING: dict[str, _Spec] = {
+    "login": ("get a token with the OIDC device-code flow", {}),
+    "keys": (
+        "API keys for service accounts",
+        {
+            "create": ("create a key (shown once)", [], ["--name", "--roles", "--ttl", _TOKEN_OPTION]),
+            "list": ("list keys", [], ["--json", _TOKEN_OPTION]),
+            "revoke": ("revoke a key", ["ID"], [_TOKEN_OPTION]),
+        },
+    ),
+    "ssh-keys": (
+        "registered SSH public keys",
+        {
+            "add": ("register a public key", ["FILE"], [_TOKEN_OPTION]),
+            "list": ("list keys", [], ["--json", _TOKEN_OPTION]),
+            "remove": ("remove a key", ["ID"], [_TOKEN_OPTION]),
+        },
+    ),
+    "signing-key": ("show the gateway's public signing key", {}),
+    "approvals": (
+        "held commands waiting for a human decision",
+        {
+            "list": ("list approval requests", [], ["--json", _TOKEN_OPTION]),
+            "show": ("show one request", ["ID"], ["--json", _TOKEN_OPTION]),
+            "approve": ("approve a request", ["ID"], [_TOKEN_OPTION]),
+            "deny": ("deny a request", ["ID"], [_TOKEN_OPTION]),
+            "verify": ("verify a signed decision offline", ["ID"], []),
+        },
+    ),
+    "access": (
+        "just-in-time access grants",
+        {
+            "request": (
+                "request access to a connection",
+                [],
+                ["--connection", "--for", "--reason", _TOKEN_OPTION],
+            )
+        },
+    ),
+    "replay": ("replay a recorded session", {}),
+    "audit": ("the tamper-evident audit chain", {"verify": ("verify the hash chain", [], [])}),
+    "prompts": ("AI prompt provenance", {"show": ("show a prompt and what it caused", ["ID"], ["--json"])}),
+    "evidence": (
+        "evidence packs for examiners",
+        {
+            "export": ("export an evidence pack", [], ["--since", "--until", "--out"]),
+            "verify": ("verify an evidence pack", ["DIR"], []),
+        },
+    ),
+}
+_FLAGS = {"--json"}
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add every pending command."""
+    for name, (help_text, subs) in PENDING.items():
+        parser = new_parser(subparsers, name, f"{help_text} (not supported yet)")
+        parser.set_defaults(func=_not_yet, command_name=name)
+        if name == "replay":
+            parser.add_argument("id", metavar="ID", help="session id")
+        if subs:
+            sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+            for sub_name, (sub_help, positionals, options) in subs.items():
+                leaf = sub.add_parser(sub_name, help=sub_help, description=f"{sub_help} (not supported yet)")
+                add_config_option(leaf)
+                for pos in positionals:
+                    leaf.add_argument(pos.lower(), metavar=pos)
+                for opt in options:
+                    if opt in _FLAGS:
+                        leaf.add_argument(opt, action="store_true")
+                    else:
+                        leaf.add_argument(opt)
+                leaf.set_defaults(func=_not_yet, command_name=f"{name} {sub_name}")
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    print(f"hoopgw {args.command_name}: not supported yet", file=sys.stderr)
+    return 2
+
+
+__all__ = ["PENDING", "add_config_option", "register"]

@@ -1,0 +1,164 @@
+"""``hoopgw sessions list|show``: read recorded sessions offline from data_dir's audit store."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hoopgw.audit import DB_FILE, AuditStore
+from hoopgw.cli._common import (
+    CliError,
+    Subparsers,
+    add_config_option,
+    format_seconds,
+    format_time,
+    load,
+    positive_int,
+    print_json,
+)
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add ``sessions list`` and ``sessions show``."""
+    parser = subparsers.add_parser(
+        "sessions", help="recorded sessions (offline, from data_dir)", description="recorded sessions"
+    )
+    add_config_option(parser)
+    sub = parser.add_subparsers(dest="sessions_command", metavar="COMMAND", required=True)
+    lst = sub.add_parser(
+        "list", help="newest sessions first", description="List recorded sessions, newest first."
+    )
+    add_config_option(lst)
+    lst.add_argument("--json", action="store_true", help="print one JSON array")
+    lst.add_argument("--limit", "-n", type=positive_int, default=50, help="how many (default 50)")
+    lst.set_defaults(func=run_list)
+    show = sub.add_parser(
+        "show", help="one session and its statements", description="Show one session and its statements."
+    )
+    add_config_option(show)
+    show.add_argument("id", metavar="ID", help="session id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true", help="print one JSON array")
+    show.set_defaults(func=run_show)
+
+
+def _open(args: argparse.Namespace) -> AuditStore | None:
+    config = load(args)
+    if not (config.gateway.data_dir / DB_FILE).exists():
+        return None
+    return AuditStore.open(config.gateway.data_dir, create=False)
+
+
+def _duration(session: dict[str, Any]) -> float | None:
+    if session["ended_at"] is None:
+        return None
+    return float(session["ended_at"] - session["started_at"])
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print sessions as a table or JSON array."""
+    store = _open(args)
+    sessions: list[dict[str, Any]] = []
+    if store is not None:
+        with store:
+            sessions = store.list_sessions(limit=args.limit)
+    if args.json:
+        print_json(sessions)
+        return 0
+    if not sessions:
+        print("no sessions recorded")
+        return 0
+    rows = [
+        (
+            "ID",
+            "STATUS",
+            "TYPE",
+            "CONNECTION",
+            "SUBJECT",
+            "CLIENT",
+            "STARTED (UTC)",
+            "DURATION",
+            "STMTS",
+            "ERRS",
+        )
+    ]
+    for s in sessions:
+        rows.append(
+            (
+                s["id"],
+                s["status"],
+                s["type"],
+                s["connection"],
+                s["subject"],
+                s["client_addr"] or "-",
+                format_time(s["started_at"]),
+                format_seconds(_duration(s)) if s["status"] == "closed" else "open",
+                str(s["statements"]),
+                str(s["errors"]),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print one session and its events."""
+    store = _open(args)
+    if store is None:
+        raise CliError(f"no session {args.id!r} (nothing recorded yet)")
+    with store:
+        session = store.get_session(args.id)
+        if session is None:
+            matches = store.match_session_ids(args.id)
+            if len(matches) > 1:
+                raise CliError(f"session id prefix {args.id!r} is ambiguous")
+            session = store.get_session(matches[0]) if matches else None
+        if session is None:
+            raise CliError(f"no session {args.id!r}")
+        events = store.session_events(session["id"])
+    if args.json:
+        print_json([{**session, "events": events}])
+        return 0
+    for line in _describe(session, events):
+        print(line)
+    return 0
+
+
+def _describe(s: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
+    status = s["status"] + (f" ({s['close_reason']})" if s["close_reason"] else "")
+    out = [
+        f"session     {s['id']}",
+        f"type        {s['type']}    connection {s['connection']}    status {status}",
+        f"subject     {s['subject']}    groups {', '.join(s['groups']) or '-'}    auth {s['auth'] or '-'}",
+        f"client      {s['client_addr'] or '-'}",
+        f"started     {format_time(s['started_at'])} UTC    ended {format_time(s['ended_at'])}"
+        f"    duration {format_seconds(_duration(s))}",
+        f"statements  {s['statements']}    errors {s['errors']}",
+    ]
+    if s["params"]:
+        out.append("params      " + "  ".join(f"{k}={v}" for k, v in s["params"].items()))
+    out.append("")
+    for e in events:
+        out.extend(_event_lines(e))
+    return out
+
+
+def _event_lines(e: dict[str, Any]) -> list[str]:
+    when = format_time(e["ts"])[11:] + f".{int(e['ts'] * 1000) % 1000:03d}"
+    data = e["data"]
+    if e["kind"] != "statement":
+        if e["kind"] in ("session_open", "session_close"):
+            return []
+        detail = "  ".join(f"{k}={v}" for k, v in data.items())
+        return [f"{when}  {e['kind']}  {detail}".rstrip()]
+    summary = ", ".join(data["tags"]) if data["tags"] else ""
+    summary += f" ({data['rows']} row{'s' * (data['rows'] != 1)})"
+    if data.get("error"):
+        summary = f"{data['error']['sqlstate']} {data['error']['message']}"
+    lines = [f"{when}  {data['duration_ms']:>9.3f} ms  {data['status']:<9} {summary.strip()}"]
+    lines.extend("    " + line for line in str(data["sql"]).splitlines() or [""])
+    if data.get("params"):
+        shown = ", ".join(f"${i}={'NULL' if p is None else repr(p)}" for i, p in enumerate(data["params"], 1))
+        lines.append(f"    params: {shown}")
+    return lines

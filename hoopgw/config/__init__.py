@@ -1,0 +1,56 @@
+"""Gateway configuration: one TOML file, validated into frozen models; secrets stay references."""
+
+from __future__ import annotations
+
+from hoopgw.config._duration import parse_duration
+from hoopgw.config._listen import Listen
+from hoopgw.config._load import (
+    Problem,
+    check_config,
+    default_config_path,
+    load_config,
+    secret_problems,
+    unsupported_features,
+)
+from hoopgw.config._models import (
+    CONNECTION_TYPES,
+    DETECTORS,
+    Config,
+    ConnectionConfig,
+    GatewayConfig,
+    HttpConnection,
+    IdentityConfig,
+    KubernetesConnection,
+    MaskingConfig,
+    PolicyConfig,
+    PostgresConnection,
+    SshConnection,
+)
+from hoopgw.config._secrets import SecretRef
+from hoopgw.config._upstream import PgUpstream, SshUpstream
+
+__all__ = [
+    "CONNECTION_TYPES",
+    "DETECTORS",
+    "Config",
+    "ConnectionConfig",
+    "GatewayConfig",
+    "HttpConnection",
+    "IdentityConfig",
+    "KubernetesConnection",
+    "Listen",
+    "MaskingConfig",
+    "PgUpstream",
+    "PolicyConfig",
+    "PostgresConnection",
+    "Problem",
+    "SecretRef",
+    "SshConnection",
+    "SshUpstream",
+    "check_config",
+    "default_config_path",
+    "load_config",
+    "parse_duration",
+    "secret_problems",
+    "unsupported_features",
+]

@@ -1,0 +1,260 @@
+"""The configuration schema: frozen pydantic models, one per TOML block."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from hoopgw.config._listen import Listen
+from hoopgw.config._secrets import SecretRef
+from hoopgw.config._types import MODEL_CONFIG, ConfigPath, Name, Seconds, Subject, base_dir
+from hoopgw.config._upstream import PgUpstream, SshUpstream, check_http_url, is_loopback_host
+
+DETECTORS = (
+    "credit_card",
+    "us_ssn",
+    "iban",
+    "email",
+    "phone",
+    "us_routing",
+    "ipv4",
+    "aws_access_key",
+    "jwt",
+    "password_assignment",
+)
+CONNECTION_TYPES = ("postgres", "ssh", "kubernetes", "http")
+_HOST_KEY = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?\Z")
+
+
+class GatewayConfig(BaseModel):
+    """``[gateway]``: process-wide settings."""
+
+    model_config = MODEL_CONFIG
+
+    data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
+    api_listen: Listen | None = None
+    tls_cert: SecretRef | None = None
+    tls_key: SecretRef | None = None
+    admins: tuple[Subject, ...] = ()
+    auditors: tuple[Subject, ...] = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout: Seconds = 30.0
+    login_timeout: Seconds = 15.0
+    idle_timeout: Seconds | None = None
+    max_message_size: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    audit_flush_interval: Seconds = 0.2
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
+        base = base_dir(info)
+        if not value.is_absolute() and base is not None:
+            value = base / value
+        return Path(value).absolute()
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewayConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise PydanticCustomError("tls", "tls_cert and tls_key must be given together")
+        return self
+
+
+def _issuer(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("issuer", 'must be "local" or an https OIDC issuer URL')
+    if value == "local":
+        return value
+    url = urlsplit(value)
+    if url.scheme == "https" and url.hostname:
+        return value
+    if url.scheme == "http" and url.hostname and is_loopback_host(url.hostname):
+        return value
+    if url.scheme == "http":
+        raise PydanticCustomError("issuer", "OIDC issuers must use https (plain http only on loopback)")
+    raise PydanticCustomError("issuer", 'must be "local" or an https OIDC issuer URL')
+
+
+class IdentityConfig(BaseModel):
+    """``[identity]``: who signs the tokens callers present."""
+
+    model_config = MODEL_CONFIG
+
+    issuer: Annotated[str, BeforeValidator(_issuer)] = "local"
+    audience: str = Field(default="hoopgw", min_length=1)
+    groups_claim: str = Field(default="groups", min_length=1)
+    token_ttl: Seconds = 3600.0
+
+
+class PostgresConnection(BaseModel):
+    """``[[connections]]`` with ``type = "postgres"``."""
+
+    model_config = MODEL_CONFIG
+
+    type: Literal["postgres"] = "postgres"
+    name: Name
+    listen: Listen
+    upstream: PgUpstream
+    password: SecretRef | None = None
+
+
+class SshConnection(BaseModel):
+    """``[[connections]]`` with ``type = "ssh"``."""
+
+    model_config = MODEL_CONFIG
+
+    type: Literal["ssh"] = "ssh"
+    name: Name
+    listen: Listen
+    upstream: SshUpstream
+    private_key: SecretRef
+    host_key: str
+
+    @field_validator("host_key")
+    @classmethod
+    def _fingerprint(cls, value: str) -> str:
+        if not _HOST_KEY.match(value):
+            raise PydanticCustomError(
+                "host_key", 'must be an SHA256 fingerprint as printed by "ssh-keygen -lf" (SHA256:...)'
+            )
+        return value
+
+
+def _http(value: object) -> str:
+    return check_http_url(value)
+
+
+class KubernetesConnection(BaseModel):
+    """``[[connections]]`` with ``type = "kubernetes"`` (API server behind the gateway)."""
+
+    model_config = MODEL_CONFIG
+
+    type: Literal["kubernetes"] = "kubernetes"
+    name: Name
+    listen: Listen
+    upstream: Annotated[str, BeforeValidator(_http)]
+    token: SecretRef | None = None
+    ca_cert: SecretRef | None = None
+
+
+class HttpConnection(BaseModel):
+    """``[[connections]]`` with ``type = "http"``."""
+
+    model_config = MODEL_CONFIG
+
+    type: Literal["http"] = "http"
+    name: Name
+    listen: Listen
+    upstream: Annotated[str, BeforeValidator(_http)]
+    token: SecretRef | None = None
+
+
+ConnectionConfig = Annotated[
+    PostgresConnection | SshConnection | KubernetesConnection | HttpConnection, Field(discriminator="type")
+]
+
+
+def _regex(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise PydanticCustomError("regex", "must be a non-empty regular expression string")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise PydanticCustomError("regex", "invalid regular expression: {err}", {"err": str(exc)}) from None
+    return value
+
+
+def _detector(value: object) -> str:
+    if value not in DETECTORS:
+        raise PydanticCustomError(
+            "detector", "unknown detector (known: {known})", {"known": ", ".join(DETECTORS)}
+        )
+    return str(value)
+
+
+def _glob(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise PydanticCustomError("glob", "must be a non-empty table.column glob like *.account_number")
+    return value
+
+
+class MaskingConfig(BaseModel):
+    """``[[masking]]``: what to mask on which connections."""
+
+    model_config = MODEL_CONFIG
+
+    connections: tuple[str, ...] = Field(min_length=1)
+    detectors: tuple[Annotated[str, BeforeValidator(_detector)], ...] = ()
+    patterns: tuple[Annotated[str, BeforeValidator(_regex)], ...] = ()
+    columns: tuple[Annotated[str, BeforeValidator(_glob)], ...] = ()
+    style: Literal["redact", "last4", "hash", "null"] = "redact"
+
+    @model_validator(mode="after")
+    def _something(self) -> MaskingConfig:
+        if not (self.detectors or self.patterns or self.columns):
+            raise PydanticCustomError("masking", "a masking block needs detectors, patterns or columns")
+        return self
+
+
+def _class(value: object) -> str:
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise PydanticCustomError("class", 'must be a class name like "read", "write", "exec:GLOB" or "*"')
+    return value
+
+
+PolicyClass = Annotated[str, BeforeValidator(_class)]
+
+
+class PolicyConfig(BaseModel):
+    """``[[policy]]``: who may do what where (deny beats approve beats allow)."""
+
+    model_config = MODEL_CONFIG
+
+    name: Name
+    subjects: tuple[Subject, ...] = Field(min_length=1)
+    connections: tuple[str, ...] = Field(min_length=1)
+    allow: tuple[PolicyClass, ...] = ()
+    approve: tuple[PolicyClass, ...] = ()
+    deny: tuple[PolicyClass, ...] = ()
+    approvers: tuple[Subject, ...] = ()
+    approvals_required: int = Field(default=1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _approvers(self) -> PolicyConfig:
+        if self.approve and not self.approvers:
+            raise PydanticCustomError("policy", "approve needs approvers (who decides the held commands)")
+        return self
+
+
+class Config(BaseModel):
+    """One gateway's whole configuration (``load_config`` builds it)."""
+
+    model_config = MODEL_CONFIG | ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    path: Path
+    gateway: GatewayConfig = Field(default_factory=lambda: GatewayConfig())
+    identity: IdentityConfig = Field(default_factory=lambda: IdentityConfig())
+    connections: tuple[ConnectionConfig, ...] = ()
+    masking: tuple[MaskingConfig, ...] = ()
+    policies: tuple[PolicyConfig, ...] = Field(default=(), alias="policy")
+
+    def connection(
+        self, name: str
+    ) -> PostgresConnection | SshConnection | KubernetesConnection | HttpConnection:
+        """The connection called ``name`` (KeyError when there is none)."""
+        for conn in self.connections:
+            if conn.name == name:
+                return conn
+        raise KeyError(name)

@@ -1,0 +1,658 @@
+"""``hoopgw demo``: a newcomer's first five minutes.
+
+Starts a throwaway PostgreSQL with a small fake bank, writes a ``hoopgw.toml`` next to it, starts the
+gateway on it (a child process, so its shutdown is the real ``SIGTERM`` path), mints local tokens for an AI
+agent (``alice``, group ``ai-agents``) and a DBA (``dana``, group ``dba``) and prints ready-to-paste
+commands. Runs until Ctrl-C or SIGTERM, then stops everything it started.
+
+The demo grows with the product: :class:`DemoStack` builds the config from :meth:`DemoStack.config_doc`
+(add ``masking`` / ``policy`` blocks there), and :meth:`DemoStack.instructions` prints one section per
+capability. :class:`GatewayProcess` (start, wait for health, mint tokens, stop) is shared with the test
+fixtures and ``bench/pg_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Self
+
+from hoopgw._pgcluster import ClusterError, Role, TempCluster, free_port, port_is_free
+
+__all__ = [
+    "DemoStack",
+    "GatewayError",
+    "GatewayProcess",
+    "add_arguments",
+    "bank_schema_sql",
+    "luhn_check_digit",
+    "luhn_valid",
+    "main",
+    "toml_dumps",
+]
+
+# ------------------------------------------------------------------------------------------------------
+# A tiny TOML writer (tomllib only reads)
+# ------------------------------------------------------------------------------------------------------
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str | Path):
+        return json.dumps(str(v), ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as a TOML value")
+
+
+def toml_dumps(doc: Mapping[str, Any]) -> str:
+    """Write ``{"table": {...}, "array_of_tables": [{...}, ...]}`` as TOML (one level of tables)."""
+    out: list[str] = []
+    for key, value in doc.items():
+        if isinstance(value, Mapping):
+            out.append(f"[{key}]")
+            out.extend(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+            out.append("")
+        elif isinstance(value, list | tuple) and value and all(isinstance(x, Mapping) for x in value):
+            for item in value:
+                out.append(f"[[{key}]]")
+                out.extend(f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None)
+                out.append("")
+        else:
+            out.insert(0, f"{key} = {_toml_value(value)}")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The gateway as a child process
+# ------------------------------------------------------------------------------------------------------
+
+
+class GatewayError(RuntimeError):
+    """The gateway child process failed to start, answer or stop."""
+
+
+def tcp_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when ``host:port`` accepts a TCP connection."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """A plain GET on loopback without proxies; returns (status, body)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def gateway_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a gateway child: ours without libpq's PG* or HOOPGW_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "HOOPGW_"))}
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class GatewayProcess:
+    """``python -m hoopgw serve -c CONFIG`` as a child process.
+
+    Args:
+        config_path: the TOML file.
+        api: ``(host, port)`` of ``api_listen``; ``/healthz`` must answer 200 there.
+        listens: ``(host, port)`` of every listener that must accept TCP before the gateway counts as up.
+        log_path: stdout and stderr of the child.
+        env: extra environment (the secrets behind ``env:`` references).
+    """
+
+    config_path: Path
+    api: tuple[str, int]
+    listens: Sequence[tuple[str, int]]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # secrets: never in a repr
+    python: str = sys.executable
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    returncode: int | None = None
+
+    def cli(self, *args: str) -> list[str]:
+        """A ``python -m hoopgw ARGS -c CONFIG`` command line."""
+        return [self.python, "-m", "hoopgw", *args, "-c", str(self.config_path)]
+
+    def start(self, timeout: float = 20.0) -> Self:
+        """Start the child and wait (at most ``timeout`` s) until it is healthy and listening."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.cli("serve"),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=gateway_env(self.env),
+                cwd=self.config_path.parent,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the owner, which forwards SIGTERM
+            )
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop(timeout=5.0)
+            raise
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        """Poll ``/healthz`` and the listen ports until all answer, the child dies, or time runs out."""
+        deadline = time.monotonic() + timeout
+        pending = "/healthz"
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise GatewayError(f"gateway exited with {code} while starting:\n{self.log_tail()}")
+            try:
+                status, _ = http_get(*self.api, "/healthz", timeout=1.0)
+            except OSError:
+                status = 0
+            if status == 200:
+                down = [f"{h}:{p}" for h, p in self.listens if not tcp_accepts(h, p)]
+                if not down:
+                    return
+                pending = ", ".join(down)
+            else:
+                pending = f"/healthz (status {status or 'no answer'})"
+            time.sleep(0.1)
+        raise GatewayError(f"gateway not ready after {timeout} s, waiting for {pending}:\n{self.log_tail()}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def token(self, subject: str, groups: Iterable[str] = (), ttl: str | None = None) -> str:
+        """Mint a local-issuer token with ``hoopgw token issue``; return it."""
+        cmd = self.cli("token", "issue", "--subject", subject, "--groups", ",".join(groups))
+        if ttl is not None:
+            cmd += ["--ttl", ttl]
+        try:
+            res = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=30, env=gateway_env(self.env), check=False
+            )
+        except subprocess.TimeoutExpired as e:
+            raise GatewayError("`hoopgw token issue` took longer than 30 s") from e
+        if res.returncode != 0 or not res.stdout.strip():
+            raise GatewayError(f"`hoopgw token issue` failed ({res.returncode}): {res.stderr.strip()}")
+        return res.stdout.strip()
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the child if it runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait at most ``timeout`` s, then SIGKILL; return the exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return self.returncode
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10.0)
+        self.returncode = proc.returncode
+        return self.returncode
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(empty gateway log)"
+
+
+# ------------------------------------------------------------------------------------------------------
+# The fake bank
+# ------------------------------------------------------------------------------------------------------
+
+
+def luhn_check_digit(payload: str) -> str:
+    """The Luhn check digit to append to ``payload`` (digits only)."""
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch)
+        if i % 2 == 0:  # every second digit from the right, counting the future check digit as first
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def luhn_valid(number: str) -> bool:
+    """True when the digit string passes the Luhn check."""
+    return len(number) > 1 and number.isdigit() and luhn_check_digit(number[:-1]) == number[-1]
+
+
+#: Card numbers published by the networks for testing; never real accounts.
+TEST_PANS = (
+    "4111111111111111",
+    "5500005555555559",
+    "378282246310005",
+    "4012888888881881",
+    "6011111111111117",
+)
+
+
+def _make_pan(rng: random.Random) -> tuple[str, str]:
+    brand, prefix, length = rng.choice([("visa", "4", 16), ("mastercard", "55", 16), ("amex", "37", 15)])
+    body = prefix + "".join(str(rng.randrange(10)) for _ in range(length - len(prefix) - 1))
+    return brand, body + luhn_check_digit(body)
+
+
+def _iban_de(rng: random.Random) -> str:
+    bban = "".join(str(rng.randrange(10)) for _ in range(18))
+    digits = "".join(str(int(c, 36)) for c in bban + "DE00")
+    check = 98 - int(digits) % 97
+    return f"DE{check:02d}{bban}"
+
+
+def _ssn(rng: random.Random) -> str:
+    area = rng.choice([a for a in range(1, 900) if a != 666])
+    return f"{area:03d}-{rng.randrange(1, 100):02d}-{rng.randrange(1, 10000):04d}"
+
+
+_FIRST = [
+    "Alice",
+    "Bruno",
+    "Chen",
+    "Dana",
+    "Emeka",
+    "Farah",
+    "Gustav",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kofi",
+    "Lena",
+]
+_LAST = [
+    "Okafor",
+    "Schmidt",
+    "Nakamura",
+    "Garcia",
+    "Novak",
+    "Haddad",
+    "Lindqvist",
+    "Rossi",
+    "Patel",
+    "Moreau",
+]
+
+
+def _q(v: object) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, int | float):
+        return str(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _insert(table: str, columns: str, *values: str) -> str:
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(values)});"  # noqa: S608 - quoted by _q
+
+
+def bank_schema_sql(seed: int = 2024, customers: int = 20, transactions: int = 200) -> str:
+    """DDL and deterministic fake data for the ``bank`` database (customers, accounts, cards, transfers)."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible fake data, not secrets
+    sql = [
+        """
+CREATE TABLE customers (
+    id          serial PRIMARY KEY,
+    full_name   text NOT NULL,
+    email       text NOT NULL UNIQUE,
+    ssn         text NOT NULL,
+    phone       text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE accounts (
+    id              serial PRIMARY KEY,
+    customer_id     int NOT NULL REFERENCES customers(id),
+    account_number  text NOT NULL UNIQUE,
+    iban            text NOT NULL UNIQUE,
+    kind            text NOT NULL CHECK (kind IN ('checking', 'savings')),
+    currency        text NOT NULL DEFAULT 'USD',
+    balance         numeric(14, 2) NOT NULL DEFAULT 0
+);
+CREATE TABLE cards (
+    id          serial PRIMARY KEY,
+    account_id  int NOT NULL REFERENCES accounts(id),
+    pan         text NOT NULL UNIQUE,
+    brand       text NOT NULL,
+    holder      text NOT NULL,
+    expires     date NOT NULL
+);
+CREATE TABLE transactions (
+    id                 bigserial PRIMARY KEY,
+    account_id         int NOT NULL REFERENCES accounts(id),
+    amount             numeric(14, 2) NOT NULL,
+    description        text NOT NULL,
+    counterparty_iban  text,
+    booked_at          timestamptz NOT NULL
+);
+"""
+    ]
+    names: list[str] = []
+    for i in range(1, customers + 1):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        names.append(f"{first} {last}")
+        email = f"{first.lower()}.{last.lower()}{i}@example.com"
+        phone = f"+1 212-555-01{rng.randrange(100):02d}"
+        sql.append(
+            _insert(
+                "customers",
+                "full_name, email, ssn, phone",
+                _q(names[-1]),
+                _q(email),
+                _q(_ssn(rng)),
+                _q(phone),
+            )
+        )
+    accounts = 0
+    ibans: list[str] = []
+    for cust in range(1, customers + 1):
+        for kind in ("checking", "savings")[: rng.randint(1, 2)]:
+            accounts += 1
+            ibans.append(_iban_de(rng))
+            number = f"{rng.randrange(10**9, 10**10)}"
+            balance = round(rng.uniform(10, 250_000), 2)
+            sql.append(
+                _insert(
+                    "accounts",
+                    "customer_id, account_number, iban, kind, balance",
+                    _q(cust),
+                    _q(number),
+                    _q(ibans[-1]),
+                    _q(kind),
+                    _q(balance),
+                )
+            )
+    pans = list(TEST_PANS)
+    brands = {"4": "visa", "5": "mastercard", "3": "amex", "6": "discover"}
+    for acct in range(1, accounts + 1):
+        if pans:
+            pan = pans.pop(0)
+            brand = brands[pan[0]]
+        else:
+            brand, pan = _make_pan(rng)
+        holder = names[(acct - 1) % len(names)]
+        expires = f"{2027 + rng.randrange(4)}-{rng.randrange(1, 13):02d}-01"
+        sql.append(
+            _insert(
+                "cards",
+                "account_id, pan, brand, holder, expires",
+                _q(acct),
+                _q(pan),
+                _q(brand),
+                _q(holder),
+                _q(expires),
+            )
+        )
+    what = ["Grocery store", "Payroll", "Rent", "Coffee", "Wire transfer", "ATM withdrawal", "Utilities"]
+    for _ in range(transactions):
+        acct = rng.randrange(1, accounts + 1)
+        amount = round(rng.uniform(-2000, 3000), 2)
+        cp = _q(rng.choice(ibans)) if rng.random() < 0.4 else "NULL"
+        ago = f"now() - interval '{rng.randrange(0, 90 * 24 * 60)} minutes'"
+        sql.append(
+            _insert(
+                "transactions",
+                "account_id, amount, description, counterparty_iban, booked_at",
+                _q(acct),
+                _q(amount),
+                _q(rng.choice(what)),
+                cp,
+                ago,
+            )
+        )
+    return "\n".join(sql) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------
+# The demo stack
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """A person or agent the demo mints a token for."""
+
+    subject: str
+    groups: tuple[str, ...]
+    what: str
+
+
+DEMO_USERS = (
+    DemoUser("alice", ("ai-agents",), "the AI agent"),
+    DemoUser("dana", ("dba",), "the DBA"),
+)
+
+
+def _pick_port(preferred: int, taken: set[int]) -> int:
+    port = preferred if 0 < preferred < 65536 and preferred not in taken and port_is_free(preferred) else 0
+    while not port or port in taken:
+        port = free_port()
+    taken.add(port)
+    return port
+
+
+class DemoStack:
+    """Everything ``hoopgw demo`` starts; :meth:`start` then :meth:`stop` (also a context manager)."""
+
+    def __init__(self, workdir: Path, *, port_base: int = 15432, keep_dir: bool = True) -> None:
+        self.workdir = workdir.resolve()
+        self.keep_dir = keep_dir
+        taken: set[int] = set()
+        self.pg_port = _pick_port(port_base, taken)
+        self.api_port = _pick_port(port_base + 1, taken)
+        self.config_path = self.workdir / "hoopgw.toml"
+        self.data_dir = self.workdir / "var"
+        self.secret_path = self.workdir / "secrets" / "bankdb.password"
+        self.cluster: TempCluster | None = None
+        self.gateway: GatewayProcess | None = None
+        self.tokens: dict[str, str] = {}
+
+    # --- the config: extend here as capabilities land (masking, policy, ssh connections, ...)
+    def config_doc(self, cluster: TempCluster) -> dict[str, Any]:
+        """The demo's hoopgw.toml as a dict (see DESIGN.md "The face")."""
+        return {
+            "gateway": {
+                "data_dir": str(self.data_dir),
+                "api_listen": f"127.0.0.1:{self.api_port}",
+                "admins": ["group:dba"],
+                "auditors": ["group:dba"],
+            },
+            "identity": {"issuer": "local", "audience": "hoopgw"},
+            "connections": [
+                {
+                    "name": "bankdb",
+                    "type": "postgres",
+                    "listen": f"127.0.0.1:{self.pg_port}",
+                    "upstream": cluster.url("app", db="bank", sslmode="require"),
+                    "password": f"file:{self.secret_path}",
+                }
+            ],
+        }
+
+    def _start_cluster(self) -> TempCluster:
+        cluster = TempCluster()
+        self.cluster = cluster
+        cluster.start()
+        password = TempCluster.random_password()
+        cluster.add_role(Role("app", password=password))
+        cluster.create_database("bank", owner="app")
+        cluster.psql(bank_schema_sql(), db="bank", user="app")
+        self.secret_path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.secret_path.parent, 0o700)
+        fd = os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        return cluster
+
+    def start(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cluster = self._start_cluster()
+        self.config_path.write_text(
+            "# Written by `hoopgw demo`; the upstream PostgreSQL is throwaway.\n"
+            + toml_dumps(self.config_doc(cluster))
+        )
+        self.gateway = GatewayProcess(
+            config_path=self.config_path,
+            api=("127.0.0.1", self.api_port),
+            listens=[("127.0.0.1", self.pg_port)],
+            log_path=self.workdir / "gateway.log",
+        ).start(timeout=30.0)
+        for user in DEMO_USERS:
+            self.tokens[user.subject] = self.gateway.token(user.subject, user.groups)
+        return self
+
+    def stop(self) -> None:
+        """Stop the gateway, then PostgreSQL; remove the work dir unless it is kept."""
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+        if not self.keep_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def psql_command(self, subject: str) -> str:
+        return (
+            f'psql "host=127.0.0.1 port={self.pg_port} dbname=bank user={subject} '
+            f'sslmode=require password={self.tokens[subject]}"'
+        )
+
+    # --- what the demo prints: one section per capability
+    def instructions(self) -> str:
+        script = Path(sys.executable).parent / "hoopgw"
+        hoopgw = str(script) if script.exists() else f"{sys.executable} -m hoopgw"
+        cfg = f"-c {self.config_path}"
+        out = [
+            "",
+            "hoopgw demo is running.",
+            f"  gateway  PostgreSQL listener 127.0.0.1:{self.pg_port}, control API http://127.0.0.1:{self.api_port}",
+            f"  config   {self.config_path}",
+            f"  log      {self.workdir / 'gateway.log'}",
+            "  upstream a throwaway PostgreSQL with a fake bank (customers, accounts, cards, transactions);",
+            "           its password is brokered by the gateway and never shown to clients.",
+            "",
+        ]
+        for user in DEMO_USERS:
+            out += [f"Connect as {user.what} ({user.subject}, group {', '.join(user.groups)}):",
+                    f"  {self.psql_command(user.subject)}", ""]  # fmt: skip
+        out += [
+            "Try:  SELECT full_name, email, ssn FROM customers LIMIT 5;",
+            "      SELECT pan, holder FROM cards LIMIT 5;",
+            "",
+            "See what was recorded:",
+            f"  {hoopgw} sessions list {cfg}",
+            f"  {hoopgw} sessions show SESSION_ID {cfg}",
+            "",
+            "Press Ctrl-C to stop everything.",
+        ]
+        return "\n".join(out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``hoopgw demo``."""
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=15432,
+        help="PostgreSQL listener port; the control API uses the next one (free ports if taken)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="keep the config, audit store and logs here (default: a temporary directory, removed at exit)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the demo files at exit")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C or SIGTERM."""
+    workdir: Path | None = getattr(args, "dir", None)
+    keep = workdir is not None or bool(getattr(args, "keep", False))
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="hoopgw-demo-"))
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stack = DemoStack(workdir, port_base=getattr(args, "port_base", 15432), keep_dir=keep)
+    try:
+        print("Starting a throwaway PostgreSQL and the gateway ...", file=sys.stderr, flush=True)
+        try:
+            stack.start()
+        except (ClusterError, GatewayError, OSError) as e:
+            print(f"hoopgw demo: {e}", file=sys.stderr)
+            return 1
+        print(stack.instructions(), flush=True)
+        gateway = stack.gateway
+        while not stop.wait(0.5):
+            if gateway is None or not gateway.running:
+                print(f"hoopgw demo: the gateway stopped:\n{gateway.log_tail() if gateway else ''}",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+        print("\nStopping ...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        stack.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if keep:
+            print(f"Demo files kept in {workdir}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover - `hoopgw demo` is the entry point
+    p = argparse.ArgumentParser(prog="hoopgw demo")
+    add_arguments(p)
+    sys.exit(main(p.parse_args()))

@@ -1,0 +1,59 @@
+"""Authenticator: turns a presented secret (token, later API key) into a Principal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from hoopgw.errors import AuthError
+from hoopgw.identity._local import LocalIssuer, looks_like_jwt
+from hoopgw.identity._principal import Principal
+
+if TYPE_CHECKING:
+    from hoopgw.config import Config
+
+
+class Verifier(Protocol):
+    """One way of proving identity (local tokens; later API keys and OIDC)."""
+
+    def accepts(self, secret: str) -> bool:
+        """Cheap shape test: does this secret look like one of mine?"""
+        ...
+
+    def verify(self, secret: str) -> Principal:
+        """Full check; raises AuthError/TokenError."""
+        ...
+
+
+class _LocalTokens:
+    def __init__(self, issuer: LocalIssuer) -> None:
+        self.issuer = issuer
+
+    def accepts(self, secret: str) -> bool:
+        return looks_like_jwt(secret)
+
+    def verify(self, secret: str) -> Principal:
+        return self.issuer.verify(secret)
+
+
+class Authenticator:
+    """Tries each configured verifier in order; the first that accepts the secret decides."""
+
+    def __init__(self, verifiers: list[Verifier]) -> None:
+        self.verifiers = verifiers
+
+    @classmethod
+    def from_config(cls, config: Config) -> Authenticator:
+        """Build from ``[identity]`` (for now: the local issuer only)."""
+        verifiers: list[Verifier] = []
+        if config.identity.issuer == "local":
+            verifiers.append(_LocalTokens(LocalIssuer(config.gateway.data_dir, config.identity.audience)))
+        return cls(verifiers)
+
+    def authenticate(self, secret: str) -> Principal:
+        """The caller behind ``secret``; raises AuthError (TokenError for bad tokens)."""
+        if not secret:
+            raise AuthError("no credential given (send a token as the password)")
+        for verifier in self.verifiers:
+            if verifier.accepts(secret):
+                return verifier.verify(secret)
+        raise AuthError("credential not recognised (expected a token issued by this gateway)")

@@ -1,0 +1,1 @@
+"""Protocol listeners: the gateway's drop-in ports."""

@@ -1,0 +1,357 @@
+"""One client session of the PostgreSQL listener: handshake, authentication, then the relay.
+
+Handshake (awaits, off the hot path): startup packet, SSLRequest/GSSENCRequest/CancelRequest, TLS, the
+client's token as a cleartext password over TLS, the brokered upstream connection, and the replay of the
+upstream's ParameterStatus/BackendKeyData/ReadyForQuery. Relay (the hot path): every socket read goes
+to the Rust session state machine once, the complete frames go to the other side, and completed
+statements go to the audit writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from hoopgw import _core
+from hoopgw.audit import SessionInfo
+from hoopgw.errors import AuthError, PgProtocolError, UpstreamError
+from hoopgw.proxy._conn import Conn, ConnectionClosed
+from hoopgw.proxy.pg._startup import StartupRefused, StartupRequest, validate_startup
+from hoopgw.proxy.pg._upstream import CancelTarget, Upstream, UpstreamRefused, connect_upstream, send_cancel
+
+if TYPE_CHECKING:
+    from hoopgw.identity import Principal
+    from hoopgw.proxy.pg._listener import PgListener
+
+log = logging.getLogger("hoopgw.pg")
+
+_AUTH_CLEARTEXT = 3
+_PASSWORD_MAX = 64 * 1024
+_TERMINATE = b"X\x00\x00\x00\x04"
+
+
+class _Refuse(Exception):  # noqa: N818 - control flow: answer the client with this error and close
+    def __init__(self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.sqlstate, self.message, self.detail, self.hint = sqlstate, message, detail, hint
+
+
+class PgClientSession:
+    """A client connection on a postgres listener, from accept to close."""
+
+    def __init__(self, listener: PgListener, conn: Conn) -> None:
+        self.listener = listener
+        self.client = conn
+        self.upstream: Upstream | None = None
+        self.state: _core.PgSession | None = None
+        self.session_id: str | None = None
+        self.principal: Principal | None = None
+        self._cancel_key: tuple[int, bytes] | None = None
+        self._done = asyncio.get_running_loop().create_future()
+        self._draining = False
+        self._close_reason: str | None = None
+        self._last_activity = time.monotonic()
+        self._idle_handle: asyncio.TimerHandle | None = None
+        peer = conn.transport.get_extra_info("peername") if conn.transport else None
+        self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        gw = self.listener.gateway
+        try:
+            try:
+                ready = await asyncio.wait_for(self._handshake(), timeout=gw.config.gateway.login_timeout)
+            except TimeoutError:
+                self._refuse("08006", "login timeout: the client did not complete authentication in time")
+                return
+            except _Refuse as r:
+                self._refuse(r.sqlstate, r.message, r.detail, r.hint)
+                return
+            except PgProtocolError as exc:
+                self._refuse("08P01", f"invalid startup: {exc}")
+                gw.writer.event(self.session_id, "protocol_error", {"phase": "startup", "error": str(exc)})
+                return
+            except ConnectionClosed:
+                return
+            if not ready:
+                return
+            self._start_relay()
+            await self._done
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        if self._cancel_key is not None:
+            self.listener.cancels.unregister(*self._cancel_key)
+            self._cancel_key = None
+        if self.upstream is not None:
+            self.upstream.conn.close()
+        self.client.close()
+        if self.session_id is not None:
+            self.listener.gateway.writer.session_close(self.session_id, self._close_reason)
+            self.session_id = None
+
+    def _finish(self, reason: str | None) -> None:
+        if self._close_reason is None:
+            self._close_reason = reason
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _refuse(self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> None:
+        """Send a FATAL ErrorResponse to the client and end the session."""
+        self.client.write(_core.encode_error("FATAL", sqlstate, message, detail, hint))
+        self.client.close()
+        self._finish(f"{sqlstate}: {message}")
+
+    # -- handshake ------------------------------------------------------------------------------
+    async def _handshake(self) -> bool:
+        gw = self.listener.gateway
+        packet, leftover = await self._read_startup()
+        if packet is None:
+            return False
+        try:
+            request = validate_startup(packet.protocol, packet.params)
+        except StartupRefused as r:
+            raise _Refuse(r.sqlstate, r.message, hint=r.hint) from None
+        if request.protocol_minor > 0 or request.unsupported_options:
+            self.client.write(
+                _core.encode_negotiate_protocol_version(0, list(request.unsupported_options))
+            )
+        if not self.client.is_tls:
+            raise _Refuse(
+                "28000",
+                "hoopgw accepts credentials only over TLS",
+                hint="connect with sslmode=require (the token or API key is sent as the password)",
+            )
+        self._check_database(request)
+        principal = await self._authenticate(request, leftover)
+        self.principal = principal
+        conn_cfg = self.listener.cfg
+        self.session_id = gw.writer.new_session_id()
+        gw.writer.session_open(
+            SessionInfo(
+                id=self.session_id,
+                type="postgres",
+                connection=conn_cfg.name,
+                subject=principal.subject,
+                groups=sorted(principal.groups),
+                client_addr=self.client_addr,
+                auth=principal.auth,
+                params={
+                    "user": request.user,
+                    "database": request.database or conn_cfg.upstream.database,
+                    "application_name": request.get("application_name") or "",
+                },
+            )
+        )
+        log.info(
+            "session open",
+            extra={"session": self.session_id, "subject": principal.subject, "connection": conn_cfg.name},
+        )
+        try:
+            upstream = await connect_upstream(conn_cfg, list(request.settings))
+        except UpstreamRefused as exc:
+            raise _Refuse(exc.sqlstate, f"upstream {conn_cfg.name!r} refused the session: {exc}") from None
+        except UpstreamError as exc:
+            raise _Refuse("08001", f"cannot reach upstream {conn_cfg.name!r}", detail=str(exc)) from None
+        self.upstream = upstream
+        secret = self.listener.cancels.register(
+            CancelTarget(upstream.host, upstream.port, upstream.process_id, upstream.secret_key)
+        )
+        self._cancel_key = (upstream.process_id, secret)
+        out = [_core.encode_authentication(0), *upstream.parameter_status]
+        out.append(_core.encode_backend_key_data(upstream.process_id, secret))
+        out.append(_core.encode_ready_for_query(upstream.tx_status))
+        self.client.write(b"".join(out))
+        return True
+
+    async def _read_startup(self) -> tuple[_core.StartupPacket | None, bytes]:
+        buf = b""
+        while True:
+            used, packet = _core.decode_startup(buf)
+            if packet is None:
+                buf += await self.client.read()
+                continue
+            buf = buf[used:]
+            if packet.kind == "ssl":
+                if buf:
+                    raise _Refuse("08P01", "received unencrypted data after SSL request")
+                self.client.write(b"S")
+                await self.client.start_tls(self.listener.gateway.server_tls, server_side=True)
+            elif packet.kind == "gssenc":
+                if buf:
+                    raise _Refuse("08P01", "received unencrypted data after GSSAPI encryption request")
+                self.client.write(b"N")
+            elif packet.kind == "cancel":
+                await self._forward_cancel(packet)
+                return None, b""
+            else:
+                return packet, buf
+
+    async def _forward_cancel(self, packet: _core.StartupPacket) -> None:
+        target = self.listener.cancels.lookup(packet.process_id, packet.secret_key)
+        self.client.close()
+        self._finish(None)
+        if target is None:
+            log.info("cancel request with unknown key ignored", extra={"client": self.client_addr})
+            return
+        await send_cancel(target)
+        self.listener.gateway.writer.event(
+            None, "cancel", {"connection": self.listener.cfg.name, "backend_pid": target.process_id}
+        )
+
+    def _check_database(self, request: StartupRequest) -> None:
+        wanted = request.database
+        configured = self.listener.cfg.upstream.database
+        if wanted is None or wanted in (configured, request.user):
+            return
+        raise _Refuse(
+            "3D000",
+            f'database "{wanted}" is not available through connection "{self.listener.cfg.name}"',
+            hint=f"use dbname={configured}",
+        )
+
+    async def _authenticate(self, request: StartupRequest, leftover: bytes) -> Principal:
+        gw = self.listener.gateway
+        if leftover:
+            raise _Refuse("08P01", "unexpected data after the startup packet")
+        self.client.write(_core.encode_authentication(_AUTH_CLEARTEXT))
+        framer = _core.Framer(_PASSWORD_MAX)
+        while (msg := framer.next_message()) is None:
+            framer.feed(await self.client.read())
+        kind, body = msg
+        if kind != ord("p"):
+            raise _Refuse("08P01", f"expected password response, got message type {chr(kind)!r}")
+        if framer.buffered:
+            raise _Refuse("08P01", "unexpected data after the password message")
+        secret = _core.decode_password(body).decode("utf-8", errors="replace")
+        try:
+            return gw.authenticator.authenticate(secret)
+        except AuthError as exc:
+            gw.writer.event(
+                None,
+                "auth_failed",
+                {
+                    "connection": self.listener.cfg.name,
+                    "user": request.user,
+                    "client_addr": self.client_addr,
+                    "reason": str(exc),
+                },
+            )
+            log.info("authentication failed", extra={"client": self.client_addr, "reason": str(exc)})
+            raise _Refuse(
+                "28P01", f'password authentication failed for user "{request.user}"', detail=str(exc)
+            ) from None
+
+    # -- relay ----------------------------------------------------------------------------------
+    def _start_relay(self) -> None:
+        assert self.upstream is not None
+        gw = self.listener.gateway
+        self.state = _core.PgSession(gw.config.gateway.max_message_size)
+        up = self.upstream.conn
+        up.relay(self.client, self._on_server_data, self._on_server_lost)
+        self.client.relay(up, self._on_client_data, self._on_client_lost)
+        idle = gw.config.gateway.idle_timeout
+        if idle:
+            self._idle_handle = asyncio.get_running_loop().call_later(idle, self._check_idle)
+        if self._draining:
+            self._maybe_drain()
+
+    def _on_client_data(self, data: bytes) -> None:
+        state = self.state
+        assert state is not None and self.upstream is not None
+        self._last_activity = time.monotonic()
+        try:
+            forward, terminate = state.feed_client(data, time.monotonic_ns())
+        except PgProtocolError as exc:
+            self._protocol_error("client", exc)
+            return
+        if forward:
+            self.upstream.conn.write(forward)
+        if terminate:
+            self.upstream.conn.close()
+            self.client.close()
+            self._finish("client terminated")
+
+    def _on_server_data(self, data: bytes) -> None:
+        state = self.state
+        assert state is not None
+        try:
+            forward, done = state.feed_server(data, time.monotonic_ns())
+        except PgProtocolError as exc:
+            self._protocol_error("server", exc)
+            return
+        if forward:
+            self.client.write(forward)
+        if done is not None:
+            writer = self.listener.gateway.writer
+            sid = self.session_id
+            assert sid is not None
+            for statement in done:
+                writer.statement(sid, statement)
+        if self._draining:
+            self._maybe_drain()
+
+    def _protocol_error(self, side: str, exc: PgProtocolError) -> None:
+        gw = self.listener.gateway
+        gw.writer.event(self.session_id, "protocol_error", {"side": side, "error": str(exc)})
+        if side == "client":
+            self._refuse("08P01", f"invalid message from client: {exc}")
+        else:
+            self._refuse("08P01", f"upstream {self.listener.cfg.name!r} broke the protocol: {exc}")
+        if self.upstream is not None:
+            self.upstream.conn.abort()
+
+    def _on_client_lost(self, exc: Exception | None) -> None:
+        if self.upstream is not None and not self.upstream.conn.closed:
+            self.upstream.conn.write(_TERMINATE)
+            self.upstream.conn.close()
+        self._finish("client disconnected" if exc is None else f"client connection broken: {exc}")
+
+    def _on_server_lost(self, exc: Exception | None) -> None:
+        if not self.client.closed:
+            self.client.write(
+                _core.encode_error(
+                    "FATAL",
+                    "08006",
+                    f"connection to upstream {self.listener.cfg.name!r} was lost",
+                    detail=None if exc is None else str(exc),
+                )
+            )
+            self.client.close()
+        self._finish("upstream closed the connection")
+
+    # -- operations -----------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Close this session at its next idle point (graceful shutdown)."""
+        self._draining = True
+        if self.state is not None:
+            self._maybe_drain()
+
+    def _maybe_drain(self) -> None:
+        state = self.state
+        if state is not None and state.pending == 0 and state.tx_status == "I" and not state.in_copy:
+            self.terminate("57P01", "terminating connection because the gateway is shutting down")
+
+    def terminate(self, sqlstate: str, message: str) -> None:
+        """End the session now with a FATAL error to the client (frame-aligned: we forward whole frames)."""
+        if self.upstream is not None and not self.upstream.conn.closed:
+            self.upstream.conn.write(_TERMINATE)
+            self.upstream.conn.close()
+        self._refuse(sqlstate, message)
+
+    def _check_idle(self) -> None:
+        idle = self.listener.gateway.config.gateway.idle_timeout
+        state = self.state
+        if idle is None or state is None or self._done.done():
+            return
+        quiet = time.monotonic() - self._last_activity
+        if quiet >= idle and state.pending == 0 and not state.in_copy:
+            self.terminate("57P05", "terminating connection due to idle timeout of the gateway")
+            return
+        self._idle_handle = asyncio.get_running_loop().call_later(max(idle - quiet, 1.0), self._check_idle)

@@ -1,0 +1,98 @@
+"""The gateway process: listeners, control API, audit writer, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+import uvloop
+
+from hoopgw.api import ApiServer, build_app
+from hoopgw.audit import AuditWriter
+from hoopgw.config import Config, PostgresConnection
+from hoopgw.errors import HoopError
+from hoopgw.identity import Authenticator
+from hoopgw.proxy._tls import server_context
+from hoopgw.proxy.pg import CancelRegistry, PgListener
+
+log = logging.getLogger("hoopgw")
+
+
+class Gateway:
+    """Everything one gateway process runs, wired from one Config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        gw = config.gateway
+        gw.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.authenticator = Authenticator.from_config(config)
+        self.server_tls = server_context(gw)
+        self.writer = AuditWriter(gw.data_dir / "audit.db", flush_interval=gw.audit_flush_interval)
+        self.cancels = CancelRegistry()
+        self.listeners = [
+            PgListener(self, c, self.cancels) for c in config.connections if isinstance(c, PostgresConnection)
+        ]
+        self.api = ApiServer(build_app(self.status), gw.api_listen) if gw.api_listen else None
+        self.started_at = time.time()
+        self._stop: asyncio.Event | None = None
+
+    def status(self) -> dict[str, Any]:
+        """Live numbers for /healthz."""
+        return {
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "sessions": sum(len(listener.sessions) for listener in self.listeners),
+            "connections": [listener.cfg.name for listener in self.listeners],
+        }
+
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT, then shut down gracefully; return the exit status."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            for listener in self.listeners:
+                await listener.start()
+            if self.api is not None:
+                await self.api.start()
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            await self._shutdown(0.0)
+            return 1
+        log.info("gateway ready", extra={"connections": [lst.cfg.name for lst in self.listeners]})
+        await self._stop.wait()
+        log.info("shutting down", extra={"timeout_s": self.config.gateway.shutdown_timeout})
+        await self._shutdown(self.config.gateway.shutdown_timeout)
+        return 0
+
+    async def _shutdown(self, timeout: float) -> None:
+        for listener in self.listeners:
+            listener.stop_accepting()
+            listener.drain()
+        deadline = time.monotonic() + timeout
+        for listener in self.listeners:
+            await listener.wait_sessions(max(0.0, deadline - time.monotonic()))
+        for listener in self.listeners:
+            listener.terminate_all("57P01", "terminating connection because the gateway is shutting down")
+        for listener in self.listeners:
+            await listener.wait_sessions(2.0)
+        if self.api is not None:
+            await self.api.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+
+
+def serve(config: Config) -> int:
+    """Run a gateway for ``config`` on uvloop until it is told to stop; return the exit status."""
+    try:
+        gateway = Gateway(config)
+    except HoopError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return uvloop.run(gateway.run())

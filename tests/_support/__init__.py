@@ -1,0 +1,1 @@
+"""Helpers for the test suite: bounded subprocesses, the test PostgreSQL, the gateway under test."""

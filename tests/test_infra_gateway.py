@@ -1,0 +1,171 @@
+"""The gateway fixture, the demo and their helpers, against the real gateway process."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hoopgw.demo import DEMO_USERS, TEST_PANS, bank_schema_sql, http_get, luhn_valid, toml_dumps
+
+from ._support.gateway import Gateway
+from ._support.pg import TestPg
+from ._support.procs import clean_env, free_port, tcp_accepts
+
+
+def test_toml_dumps_round_trips() -> None:
+    doc = {
+        "gateway": {"data_dir": "/tmp/x y", "api_listen": "127.0.0.1:1", "admins": ["group:a"], "t": 1.5},
+        "identity": {"issuer": "local", "quote": 'a"b\\c\n'},
+        "connections": [{"name": "a", "flag": True}, {"name": "b", "n": 3}],
+    }
+    assert tomllib.loads(toml_dumps(doc)) == doc
+
+
+def test_demo_data_is_plausible() -> None:
+    sql = bank_schema_sql()
+    for pan in TEST_PANS:
+        assert pan in sql and luhn_valid(pan)
+    pans = re.findall(r"\b\d{15,16}\b", sql)
+    assert pans and all(luhn_valid(p) for p in pans if p[0] in "3456")
+    for ssn in re.findall(r"'(\d{3})-(\d{2})-(\d{4})'", sql):
+        assert ssn[0] not in ("000", "666") and not ssn[0].startswith("9")
+        assert ssn[1] != "00" and ssn[2] != "0000"
+    for iban in re.findall(r"'(DE\d{20})'", sql):
+        digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
+        assert int(digits) % 97 == 1
+    assert not luhn_valid("4111111111111112")
+
+
+def test_demo_schema_loads(pg: TestPg) -> None:
+    pg.cluster.psql("DROP DATABASE IF EXISTS demo_probe")
+    pg.cluster.create_database("demo_probe", owner="app")
+    try:
+        pg.cluster.psql(bank_schema_sql(), db="demo_probe", user="app")
+        counts = pg.cluster.psql(
+            "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM cards), "
+            "(SELECT count(*) FROM transactions)",
+            db="demo_probe",
+        )
+        assert counts == "20|27|200"
+    finally:
+        pg.cluster.psql("DROP DATABASE demo_probe")
+
+
+def test_gateway_fixture_is_healthy_and_proxies(gateway: Gateway, pg: TestPg) -> None:
+    status, body = http_get("127.0.0.1", gateway.api_port, "/healthz")
+    assert status == 200, body
+    token = gateway.token("alice", ["dev"])
+    assert token and len(token) < 512
+    res = gateway.psql("SELECT current_user, 40 + 2")
+    assert res.returncode == 0, res.stderr + gateway.log_tail()
+    assert res.stdout.strip() == "app|42"
+    # The brokered upstream password stays out of the gateway's log.
+    password = pg.password("app")
+    assert password and password not in gateway.log_text()
+
+
+def test_gateway_stops_gracefully(gateway: Gateway) -> None:
+    port = gateway.port()
+    assert gateway.stop() == 0, gateway.log_tail()
+    assert not tcp_accepts("127.0.0.1", port)
+
+
+def _read_lines(stream: object, q: queue.Queue[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        q.put(line)
+
+
+def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
+    base = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hoopgw", "demo", "--port-base", str(base), "--dir", str(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    out: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any("Press Ctrl-C" in line for line in out):
+            assert time.monotonic() < deadline, "".join(out)
+            assert proc.poll() is None, "".join(out)
+            with contextlib.suppress(queue.Empty):
+                out.append(lines.get(timeout=0.5))
+        text = "".join(out)
+        commands = re.findall(r'^\s+(psql "[^"]+")$', text, re.M)
+        assert len(commands) == len(DEMO_USERS), text
+        conninfo = commands[0][len('psql "') : -1]
+        res = subprocess.run(
+            ["psql", "-X", "-A", "-t", "-c", "SELECT count(*) FROM customers", conninfo],
+            capture_output=True, text=True, timeout=30, env=clean_env(),
+        )  # fmt: skip
+        assert (res.returncode, res.stdout.strip()) == (0, "20"), res.stderr
+        cfg = tomllib.loads((tmp_path / "hoopgw.toml").read_text())
+        upstream_port = int(re.search(r":(\d+)/", cfg["connections"][0]["upstream"]).group(1))  # type: ignore[union-attr]
+        assert "password" not in cfg["connections"][0]["upstream"]
+        assert tcp_accepts("127.0.0.1", upstream_port)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, "".join(out)
+        assert not tcp_accepts("127.0.0.1", upstream_port)
+        assert not tcp_accepts("127.0.0.1", base)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(5)
+        proc.stdout.close()
+
+
+def _fake_python(tmp_path: Path) -> str:
+    script = tmp_path / "fake-python"
+    fake = Path(__file__).parent / "_support" / "fake_gateway.py"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_gateway_plumbing_with_a_stand_in(tmp_path: Path, pg: TestPg) -> None:
+    """Start/ready/token/stop of the fixture, without depending on the real gateway."""
+    gw = Gateway(tmp_path / "gw", pg)
+    gw.process.python = _fake_python(tmp_path)
+    cfg = tomllib.loads(gw.config_path.read_text())
+    assert cfg["connections"][0]["password"] == "env:TEST_UPSTREAM_PW_BANKDB"
+    assert str(pg.password("app")) not in gw.config_path.read_text()
+    assert "TEST_UPSTREAM_PW_BANKDB" not in repr(gw.process)
+    gw.start(timeout=20)
+    try:
+        assert gw.running
+        assert tcp_accepts("127.0.0.1", gw.port("bankdb"))
+        assert http_get("127.0.0.1", gw.api_port, "/healthz")[0] == 200
+        assert gw.token("bob", ["dev"]) == "fake-token-bob"
+        info = gw.conninfo(user="bob")
+        assert f"port={gw.port()}" in info and "password=fake-token-bob" in info and "sslmode=require" in info
+    finally:
+        assert gw.stop() == 0
+    assert "fake gateway stopped" in gw.log_text()
+    assert not tcp_accepts("127.0.0.1", gw.port("bankdb"))
+
+
+def test_gateway_start_failure_reports_the_log(tmp_path: Path, pg: TestPg) -> None:
+    gw = Gateway(tmp_path / "gw", pg, gateway={"api_listen": "not-an-address"})
+    gw.process.python = _fake_python(tmp_path)
+    with pytest.raises(Exception, match="exited with 1 while starting") as exc:
+        gw.start(timeout=10)
+    assert "ValueError" in str(exc.value)
+    assert not gw.running
