@@ -132,40 +132,9 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
         proc.stdout.close()
 
 
-def _fake_python(tmp_path: Path) -> str:
-    script = tmp_path / "fake-python"
-    fake = Path(__file__).parent / "_support" / "fake_gateway.py"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" "$@"\n')
-    script.chmod(0o755)
-    return str(script)
-
-
-def test_gateway_plumbing_with_a_stand_in(tmp_path: Path, pg: TestPg) -> None:
-    """Start/ready/token/stop of the fixture, without depending on the real gateway."""
-    gw = Gateway(tmp_path / "gw", pg)
-    gw.process.python = _fake_python(tmp_path)
-    cfg = tomllib.loads(gw.config_path.read_text())
-    assert cfg["connections"][0]["password"] == "env:TEST_UPSTREAM_PW_BANKDB"
-    assert str(pg.password("app")) not in gw.config_path.read_text()
-    assert "TEST_UPSTREAM_PW_BANKDB" not in repr(gw.process)
-    gw.start(timeout=20)
-    try:
-        assert gw.running
-        assert tcp_accepts("127.0.0.1", gw.port("bankdb"))
-        assert http_get("127.0.0.1", gw.api_port, "/healthz")[0] == 200
-        assert gw.token("bob", ["dev"]) == "fake-token-bob"
-        info = gw.conninfo(user="bob")
-        assert f"port={gw.port()}" in info and "password=fake-token-bob" in info and "sslmode=require" in info
-    finally:
-        assert gw.stop() == 0
-    assert "fake gateway stopped" in gw.log_text()
-    assert not tcp_accepts("127.0.0.1", gw.port("bankdb"))
-
-
 def test_gateway_start_failure_reports_the_log(tmp_path: Path, pg: TestPg) -> None:
     gw = Gateway(tmp_path / "gw", pg, gateway={"api_listen": "not-an-address"})
-    gw.process.python = _fake_python(tmp_path)
     with pytest.raises(Exception, match="exited with 1 while starting") as exc:
-        gw.start(timeout=10)
-    assert "ValueError" in str(exc.value)
+        gw.start(timeout=20)
+    assert "gateway.api_listen" in str(exc.value)
     assert not gw.running
