@@ -74,7 +74,9 @@ def test_simple_queries_and_audit_record(module_gateway: Gateway, pg: TestPg) ->
 
 def test_multi_statement_query_is_one_record_with_every_tag(module_gateway: Gateway) -> None:
     gw = module_gateway
-    res = gw.psql("", "-c", "SELECT 1; SELECT 2, 3; CREATE TEMP TABLE m(x int)", application_name="psql-multi")
+    res = gw.psql(
+        "", "-c", "SELECT 1; SELECT 2, 3; CREATE TEMP TABLE m(x int)", application_name="psql-multi"
+    )
     assert res.returncode == 0, res.stderr
     session = _wait_session(gw, "psql-multi")
     stmts = [s for s in session["statements"] if "SELECT 2, 3" in s["sql"]]
@@ -98,7 +100,9 @@ def test_errors_reach_the_client_and_the_record(module_gateway: Gateway) -> None
 
 def test_copy_in_and_out_with_psql(module_gateway: Gateway, pg: TestPg, tmp_path: Path) -> None:
     gw = module_gateway
-    pg.cluster.psql("DROP TABLE IF EXISTS copy_t; CREATE TABLE copy_t(id int, name text)", db="bank", user="app")
+    pg.cluster.psql(
+        "DROP TABLE IF EXISTS copy_t; CREATE TABLE copy_t(id int, name text)", db="bank", user="app"
+    )
     src = tmp_path / "in.csv"
     rows = [f"{i},name {i}" for i in range(1, 2001)]
     src.write_text("\n".join(rows) + "\n")
