@@ -63,7 +63,7 @@ class Gateway:
             if self.api is not None:
                 await self.api.start()
         except OSError as exc:
-            log.error("cannot start: %s", exc)
+            log.error("cannot start: %s", exc)  # noqa: TRY400 - a clear line, no traceback
             await self._shutdown(0.0)
             return 1
         log.info("gateway ready", extra={"connections": [lst.cfg.name for lst in self.listeners]})
@@ -72,11 +72,11 @@ class Gateway:
         await self._shutdown(self.config.gateway.shutdown_timeout)
         return 0
 
-    async def _shutdown(self, timeout: float) -> None:
+    async def _shutdown(self, grace: float) -> None:
         for listener in self.listeners:
             listener.stop_accepting()
             listener.drain()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + grace
         for listener in self.listeners:
             await listener.wait_sessions(max(0.0, deadline - time.monotonic()))
         for listener in self.listeners:
@@ -93,6 +93,6 @@ def serve(config: Config) -> int:
     try:
         gateway = Gateway(config)
     except HoopError as exc:
-        log.error("cannot start: %s", exc)
+        log.error("cannot start: %s", exc)  # noqa: TRY400 - a clear line, no traceback
         return 1
     return uvloop.run(gateway.run())

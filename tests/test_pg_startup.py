@@ -82,7 +82,7 @@ def test_newer_minor_and_pq_options_are_reported_for_negotiation() -> None:
 
 
 def test_other_major_versions_and_missing_user() -> None:
-    with pytest.raises(StartupRefused, match="unsupported frontend protocol 2.0"):
+    with pytest.raises(StartupRefused, match=r"unsupported frontend protocol 2\.0"):
         validate_startup((2, 0), [("user", "a")])
     with pytest.raises(StartupRefused, match="no PostgreSQL user"):
         validate_startup((3, 0), [("database", "x")])

@@ -117,7 +117,7 @@ class Conn(asyncio.Protocol):
         on_lost: Callable[[Exception | None], None],
         pending: bytes = b"",
     ) -> None:
-        """Switch to relay mode: deliver ``pending`` plus anything buffered, then every read, to ``on_data``."""
+        """Switch to relay mode: ``pending``, anything buffered, then every read goes to ``on_data``."""
         self._peer = peer
         self._on_data = on_data
         self._on_lost = on_lost

@@ -1,4 +1,4 @@
-"""Cancel keys: the client gets the real backend PID with a gateway-made secret; we map back to the real key."""
+"""Cancel keys: clients get the real backend PID with a gateway-made secret, mapped back to the real key."""
 
 from __future__ import annotations
 

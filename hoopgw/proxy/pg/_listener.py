@@ -70,11 +70,11 @@ class PgListener:
         for session in list(self.sessions):
             session.drain()
 
-    async def wait_sessions(self, timeout: float) -> bool:
-        """Wait until every session has ended; False when ``timeout`` passed first."""
+    async def wait_sessions(self, within: float) -> bool:
+        """Wait until every session has ended; False when ``within`` seconds passed first."""
         if not self._tasks:
             return True
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        _, pending = await asyncio.wait(set(self._tasks), timeout=within)
         return not pending
 
     def terminate_all(self, sqlstate: str, message: str) -> None:

@@ -32,8 +32,10 @@ _PASSWORD_MAX = 64 * 1024
 _TERMINATE = b"X\x00\x00\x00\x04"
 
 
-class _Refuse(Exception):  # noqa: N818 - control flow: answer the client with this error and close
-    def __init__(self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None):
+class _Refuse(Exception):
+    def __init__(
+        self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.sqlstate, self.message, self.detail, self.hint = sqlstate, message, detail, hint
 
@@ -102,7 +104,9 @@ class PgClientSession:
         if not self._done.done():
             self._done.set_result(None)
 
-    def _refuse(self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> None:
+    def _refuse(
+        self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None
+    ) -> None:
         """Send a FATAL ErrorResponse to the client and end the session."""
         self.client.write(_core.encode_error("FATAL", sqlstate, message, detail, hint))
         self.client.close()
@@ -119,9 +123,7 @@ class PgClientSession:
         except StartupRefused as r:
             raise _Refuse(r.sqlstate, r.message, hint=r.hint) from None
         if request.protocol_minor > 0 or request.unsupported_options:
-            self.client.write(
-                _core.encode_negotiate_protocol_version(0, list(request.unsupported_options))
-            )
+            self.client.write(_core.encode_negotiate_protocol_version(0, list(request.unsupported_options)))
         if not self.client.is_tls:
             raise _Refuse(
                 "28000",

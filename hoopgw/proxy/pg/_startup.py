@@ -37,7 +37,7 @@ _TRUE = frozenset({"true", "on", "yes", "1", "database"})
 _STRUCTURAL = frozenset({"user", "database", "options", "replication"})
 
 
-class StartupRefused(Exception):  # noqa: N818 - it is a refusal carried to the client as ErrorResponse
+class StartupRefused(Exception):
     """The startup packet asks for something the gateway does not allow."""
 
     def __init__(self, sqlstate: str, message: str, hint: str | None = None) -> None:
@@ -102,10 +102,7 @@ def parse_options(value: str) -> list[tuple[str, str]]:
         if word == "-c" and i + 1 < len(words):
             assignment = words[i + 1]
             i += 2
-        elif word.startswith("-c") and len(word) > 2:
-            assignment = word[2:]
-            i += 1
-        elif word.startswith("--") and len(word) > 2:
+        elif (word.startswith("-c") and len(word) > 2) or (word.startswith("--") and len(word) > 2):
             assignment = word[2:]
             i += 1
         else:

@@ -159,6 +159,33 @@ async def _authenticate(conn: Conn, framer: _core.Framer, cfg: PostgresConnectio
             raise UpstreamError(f"upstream asks for unsupported authentication ({name})")
 
 
+async def _read_until_ready(
+    conn: Conn, framer: _core.Framer
+) -> tuple[int, bytes, list[bytes], dict[str, str], str]:
+    """Collect ParameterStatus and BackendKeyData up to ReadyForQuery after AuthenticationOk."""
+    statuses: list[bytes] = []
+    parameters: dict[str, str] = {}
+    process_id, secret_key = 0, b""
+    while True:
+        kind, body = await _read_message(conn, framer)
+        if kind == ord("S"):
+            statuses.append(_core.encode_message(kind, body))
+            name, value = _core.decode_parameter_status(body)
+            parameters[name] = value
+        elif kind == ord("K"):
+            process_id, secret_key = _core.decode_backend_key_data(body)
+        elif kind == ord("Z"):
+            tx_status = _core.decode_ready_for_query(body)
+            break
+        elif kind == ord("E"):
+            raise UpstreamRefused(_core.decode_fields(body))
+        elif kind not in (ord("N"), ord("v")):
+            raise UpstreamError(f"unexpected message {chr(kind)!r} from upstream during startup")
+    if framer.buffered:
+        raise UpstreamError("upstream sent data after ReadyForQuery before any query")
+    return process_id, secret_key, statuses, parameters, tx_status
+
+
 async def connect_upstream(cfg: PostgresConnection, settings: list[tuple[str, str]]) -> Upstream:
     """Open, secure and authenticate an upstream session; raise UpstreamError with a clear reason."""
     up = cfg.upstream
@@ -169,28 +196,7 @@ async def connect_upstream(cfg: PostgresConnection, settings: list[tuple[str, st
         conn.write(_core.encode_startup_message(params))
         framer = _core.Framer()
         await _authenticate(conn, framer, cfg)
-        statuses: list[bytes] = []
-        parameters: dict[str, str] = {}
-        process_id, secret_key = 0, b""
-        while True:
-            kind, body = await _read_message(conn, framer)
-            if kind == ord("S"):
-                statuses.append(_core.encode_message(kind, body))
-                name, value = _core.decode_parameter_status(body)
-                parameters[name] = value
-            elif kind == ord("K"):
-                process_id, secret_key = _core.decode_backend_key_data(body)
-            elif kind == ord("Z"):
-                tx_status = _core.decode_ready_for_query(body)
-                break
-            elif kind == ord("E"):
-                raise UpstreamRefused(_core.decode_fields(body))
-            elif kind in (ord("N"), ord("v")):
-                continue
-            else:
-                raise UpstreamError(f"unexpected message {chr(kind)!r} from upstream during startup")
-        if framer.buffered:
-            raise UpstreamError("upstream sent data after ReadyForQuery before any query")
+        ready = await _read_until_ready(conn, framer)
     except ConnectionClosed as exc:
         conn.close()
         raise UpstreamError(f"upstream {up.host}:{up.port} closed the connection during startup") from exc
@@ -200,21 +206,21 @@ async def connect_upstream(cfg: PostgresConnection, settings: list[tuple[str, st
     except BaseException:
         conn.close()
         raise
-    return Upstream(conn, process_id, secret_key, statuses, parameters, tx_status, up.host, up.port, tls)
+    return Upstream(conn, *ready, host=up.host, port=up.port, tls=tls)
 
 
-async def send_cancel(target: CancelTarget, timeout: float = 5.0) -> None:
+async def send_cancel(target: CancelTarget, within: float = 5.0) -> None:
     """Deliver a CancelRequest with the real backend key (the server answers nothing and closes)."""
     loop = asyncio.get_running_loop()
     try:
         transport, conn = await asyncio.wait_for(
-            loop.create_connection(Conn, target.host, target.port), timeout=timeout
+            loop.create_connection(Conn, target.host, target.port), timeout=within
         )
     except (OSError, TimeoutError):
         return
     transport.write(_core.encode_cancel_request(target.process_id, target.secret_key))
     try:
-        await asyncio.wait_for(conn.read(), timeout=timeout)
+        await asyncio.wait_for(conn.read(), timeout=within)
     except (ConnectionClosed, TimeoutError):
         pass
     finally:
