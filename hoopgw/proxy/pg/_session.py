@@ -56,6 +56,8 @@ class PgClientSession:
         self._close_reason: str | None = None
         self._last_activity = time.monotonic()
         self._idle_handle: asyncio.TimerHandle | None = None
+        #: set when the client vanished while the upstream was still working on its requests
+        self._orphan_cancel: CancelTarget | None = None
         peer = conn.transport.get_extra_info("peername") if conn.transport else None
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -82,6 +84,10 @@ class PgClientSession:
                 return
             self._start_relay()
             await self._done
+            if self._orphan_cancel is not None:
+                # A backend busy with a query does not read its socket, so Terminate and the closed
+                # connection go unnoticed until the query ends: cancel it with the real key.
+                await send_cancel(self._orphan_cancel)
         finally:
             self._cleanup()
 
@@ -303,14 +309,22 @@ class PgClientSession:
         gw = self.listener.gateway
         gw.writer.event(self.session_id, "protocol_error", {"side": side, "error": str(exc)})
         if side == "client":
+            self._cancel_orphaned_work()
             self._refuse("08P01", f"invalid message from client: {exc}")
         else:
             self._refuse("08P01", f"upstream {self.listener.cfg.name!r} broke the protocol: {exc}")
         if self.upstream is not None:
             self.upstream.conn.abort()
 
+    def _cancel_orphaned_work(self) -> None:
+        """The client is being dropped: have run() cancel what the upstream still executes for it."""
+        up, state = self.upstream, self.state
+        if up is not None and state is not None and state.pending > 0:
+            self._orphan_cancel = CancelTarget(up.host, up.port, up.process_id, up.secret_key)
+
     def _on_client_lost(self, exc: Exception | None) -> None:
         if self.upstream is not None and not self.upstream.conn.closed:
+            self._cancel_orphaned_work()
             self.upstream.conn.write(_TERMINATE)
             self.upstream.conn.close()
         self._finish("client disconnected" if exc is None else f"client connection broken: {exc}")
