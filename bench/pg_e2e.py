@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     password = TempCluster.random_password()
     started = time.time()
+    load_start = os.getloadavg()
     with contextlib.ExitStack() as stack:
         cluster = TempCluster(
             settings={
@@ -278,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            # pgbench, PostgreSQL, PgBouncer and hoopgw share these CPUs; a high load average means
+            # something else ran too and the numbers are noisier
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         },
         "versions": {"postgresql": pg_version, "pgbouncer": pgbouncer_version()},
         "settings": {

@@ -19,6 +19,12 @@ from hoopgw.errors import StoreError
 
 _logger = log.get_logger("hoopgw.audit")
 _EPOCH_NS_FLOOR = 10**18  # now_ns values above this are wall-clock (time.time_ns), not monotonic
+#: Event rows per INSERT statement. Each execute releases the GIL once (sqlite3_step), so batching rows
+#: cuts the writer thread's GIL hand-offs with the event loop; small enough that the thread never holds
+#: the GIL for long between two releases.
+_ROWS_PER_INSERT = 32
+_INSERT_EVENTS = "INSERT INTO events (ts, session_id, kind, data) VALUES "
+_INSERT_SQL: dict[int, str] = {}
 
 
 class Statement(Protocol):
@@ -62,7 +68,8 @@ class SessionInfo:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-# Queue items: (op, session_id, ts, payload); op is "open", "event", "close".
+# Queue items: (op, session_id, ts, payload); op is "open", "event", "stmt", "close". For "stmt" the
+# payload is the Statement itself and ts the enqueue time (converted in the writer thread).
 _Item = tuple[str, str | None, float, Any]
 
 
@@ -109,12 +116,15 @@ class AuditWriter:
         self.max_queue = max_queue
         self.batch_size = batch_size
         self._conn = connect(path, create=True)
+        # Multi-row INSERTs open a statement journal; keep it in memory, not in a temp file.
+        self._conn.execute("PRAGMA temp_store = MEMORY")
         self._cond = threading.Condition()
         self._items: deque[_Item] = deque()
         self._dropped = 0
         self._closing = False
         self._enqueued = 0
         self._committed = 0
+        self._rows: list[Any] = []  # writer thread only: flattened event rows not yet inserted
         self.dropped_total = 0
         self.written_total = 0
         self.write_errors = 0
@@ -130,14 +140,12 @@ class AuditWriter:
         self._put(("open", info.id, time.time(), info), droppable=False)
 
     def statement(self, session_id: str, stmt: Statement) -> None:
-        """Record one completed statement."""
-        data = statement_data(stmt)
-        started = int(stmt.started_ns)
-        if started >= _EPOCH_NS_FLOOR:
-            ts = started / 1e9
-        else:
-            ts = time.time() - data["duration_ms"] / 1000
-        self._put(("event", session_id, ts, ("statement", data)), droppable=True)
+        """Record one completed statement.
+
+        Only enqueues: the attributes are read (``statement_data``) in the writer thread, so
+        ``stmt`` must not change afterwards (``_core.Statement`` is immutable).
+        """
+        self._put(("stmt", session_id, time.time(), stmt), droppable=True)
 
     def event(self, session_id: str | None, kind: str, payload: dict[str, Any]) -> None:
         """Record any other event (``payload`` must be JSON-serialisable)."""
@@ -222,7 +230,7 @@ class AuditWriter:
     def _write(self, batch: list[_Item], dropped: int) -> None:
         try:
             self._transaction(batch, dropped)
-        except (sqlite3.Error, TypeError, ValueError) as exc:
+        except (sqlite3.Error, AttributeError, TypeError, ValueError) as exc:
             if len(batch) <= 1:
                 self.write_errors += len(batch) or 1
                 _logger.exception(
@@ -240,10 +248,23 @@ class AuditWriter:
     def _transaction(self, batch: list[_Item], dropped: int) -> None:
         counts: dict[str, list[int]] = {}
         conn = self._conn
+        rows = self._rows
+        rows.clear()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for op, session_id, ts, payload in batch:
-                if op == "event":
+                if op == "stmt":
+                    data = statement_data(payload)
+                    if int(payload.started_ns) >= _EPOCH_NS_FLOOR:
+                        ts = int(payload.started_ns) / 1e9
+                    else:
+                        ts -= data["duration_ms"] / 1000
+                    self._append(ts, session_id, "statement", data)
+                    if session_id is not None:
+                        c = counts.setdefault(session_id, [0, 0])
+                        c[0] += 1
+                        c[1] += data["status"] == "error"
+                elif op == "event":
                     kind, data = payload
                     self._append(ts, session_id, kind, data)
                     if kind == "statement" and session_id is not None:
@@ -258,16 +279,29 @@ class AuditWriter:
             self._flush_counts(counts)
             if dropped:
                 self._append(time.time(), None, "audit_overflow", {"dropped": dropped})
+            self._flush_rows()
             conn.execute("COMMIT")
         except BaseException:
+            rows.clear()
             conn.execute("ROLLBACK")
             raise
 
     def _append(self, ts: float, session_id: str | None, kind: str, data: Any) -> None:
-        self._conn.execute(
-            "INSERT INTO events (ts, session_id, kind, data) VALUES (?, ?, ?, ?)",
-            (ts, session_id, kind, orjson.dumps(data).decode()),
-        )
+        """Buffer one event row; rows go to SQLite in multi-row INSERTs, in order."""
+        rows = self._rows
+        rows += (ts, session_id, kind, orjson.dumps(data).decode())
+        if len(rows) >= _ROWS_PER_INSERT * 4:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        rows = self._rows
+        if rows:
+            n = len(rows) // 4
+            sql = _INSERT_SQL.get(n)
+            if sql is None:
+                sql = _INSERT_SQL[n] = _INSERT_EVENTS + ", ".join(["(?, ?, ?, ?)"] * n)
+            self._conn.execute(sql, rows)
+            rows.clear()
 
     def _open(self, ts: float, info: SessionInfo) -> None:
         groups = sorted(info.groups)
