@@ -10,6 +10,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hoopgw.identity import LocalIssuer
 
@@ -37,7 +38,8 @@ def _signed(data_dir: Path, **overrides: Any) -> str:
         "jti": "t1",
     }
     claims.update(overrides)
-    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})  # type: ignore[arg-type]
+    assert isinstance(key, Ed25519PrivateKey)
+    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
 
 
 def _sessions(gw: Gateway) -> list[dict[str, Any]]:
