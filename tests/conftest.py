@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
 import pytest
 
 from ._support.gateway import Gateway, PgConn
@@ -110,3 +111,10 @@ def module_gateway_factory(tmp_path_factory: pytest.TempPathFactory, pg: TestPg)
 def module_gateway(module_gateway_factory: GatewayFactory) -> Gateway:
     """A started gateway with connection ``bankdb`` shared by the tests of one module."""
     return module_gateway_factory()
+
+
+@pytest.fixture(scope="module")
+def admin(pg: TestPg) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A superuser connection straight to the cluster (unix socket), e.g. to watch pg_stat_activity."""
+    with psycopg.connect(pg.cluster.dsn(unix=True), autocommit=True) as conn:
+        yield conn

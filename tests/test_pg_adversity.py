@@ -13,21 +13,21 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 import pytest
 
 from ._support.gateway import Gateway
-from ._support.pg import TestPg
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 CANCEL_CODE = 80877102
 IO_TIMEOUT = 5.0
 
 Message = tuple[bytes, bytes]
-Admin = psycopg.Connection[tuple[object, ...]]
+Admin = psycopg.Connection[tuple[Any, ...]]
 
 
 # ------------------------------------------------------------------------------------------ wire helpers
@@ -236,13 +236,6 @@ def assert_gateway_healthy(gw: Gateway) -> None:
 @pytest.fixture(scope="module")
 def gw(module_gateway: Gateway) -> Gateway:
     return module_gateway
-
-
-@pytest.fixture(scope="module")
-def admin(pg: TestPg) -> Iterator[Admin]:
-    """A superuser connection straight to the cluster (unix socket) for watching pg_stat_activity."""
-    with psycopg.connect(pg.cluster.dsn(unix=True), autocommit=True) as conn:
-        yield conn
 
 
 def backend_state(admin: Admin, pid: int) -> tuple[str, str] | None:

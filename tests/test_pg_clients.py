@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -36,13 +36,6 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 @pytest.fixture(scope="module")
 def gw(module_gateway: Gateway) -> Gateway:
     return module_gateway
-
-
-@pytest.fixture(scope="module")
-def admin(pg: TestPg) -> Iterator[Conn]:
-    """A superuser connection straight to the cluster (unix socket) for watching pg_stat_activity."""
-    with psycopg.connect(pg.cluster.dsn(unix=True), autocommit=True) as conn:
-        yield conn
 
 
 def connect(gw: Gateway, app: str, *, autocommit: bool = True, user: str = "alice") -> Conn:
