@@ -4,6 +4,7 @@
 //! panics; malformed input is a typed error. Python bindings live in [`py`] (feature `python`) and
 //! are the only code that touches pyo3.
 
+pub mod mask;
 pub mod pg;
 
 #[cfg(feature = "python")]

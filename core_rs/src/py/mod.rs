@@ -9,6 +9,7 @@ use crate::pg::ProtocolError;
 
 mod codec;
 mod framer;
+mod mask;
 mod session;
 mod startup;
 
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     framer::register(m)?;
     codec::register(m)?;
     session::register(m)?;
+    mask::register(m)?;
     // pyo3 maintains `__all__`; the module is private and its stub does not declare one
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;
