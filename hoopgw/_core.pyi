@@ -131,7 +131,8 @@ class Statement:
 class PgSession:
     """Protocol state of one proxied session after authentication, both directions."""
 
-    def __init__(self, max_message_size: int = ...) -> None: ...
+    def __init__(self, max_message_size: int = ..., masker: Masker | None = None) -> None:
+        """``masker``: mask server data to the client and recorded values (see docs/MASKING.md)."""
     def feed_client(self, data: bytes, now_ns: int) -> tuple[bytes, bool]:
         """Frames from the client.
 
@@ -155,3 +156,87 @@ class PgSession:
         """Requests sent by the client that the server has not finished answering (0 = idle)."""
     @property
     def in_copy(self) -> bool: ...
+    @property
+    def catalog_request(self) -> tuple[list[int], list[int], tuple[str, int] | None] | None:
+        """Names the masking engine needs before the server stream can go on, or None.
+
+        ``(table oids, type oids, (sql, n) of the n-th COPY TO STDOUT of sql, or None)``. While it is
+        set, server reads are held (``feed_server`` forwards nothing); answer with :meth:`resolve`.
+        """
+    def resolve(
+        self,
+        tables: list[tuple[int, str, str, dict[int, str]]],
+        types: list[tuple[int, str]],
+        copy: tuple[str, str, str, str, str, bool, list[tuple[int, int, int, str]]] | None = None,
+    ) -> None:
+        """Answer :attr:`catalog_request`, then call ``feed_server(b"", now)`` to resume.
+
+        ``tables``: (oid, schema, name, {attnum: column}); ``types``: (oid, pg_type.typcategory);
+        ``copy``: (format "text"/"csv"/"binary", delimiter, quote, escape, NULL marker, header,
+        [(table oid, attnum, type oid, label)]) of the COPY, or None when it could not be described.
+        Requested OIDs left out are taken as dropped.
+        """
+    @property
+    def mask_counts(self) -> dict[str, int]:
+        """Values masked on the way to the client so far, per detector (and "columns")."""
+
+# --------------------------------------------------------------------------------------------------
+# Masking (docs/MASKING.md)
+# --------------------------------------------------------------------------------------------------
+
+from collections.abc import Sequence  # noqa: E402  (this section is appended to the stub)
+
+@final
+class Masker:
+    """A compiled masking configuration: immutable, shared by every session of a connection.
+
+    Raises ValueError with a precise message for an unknown detector or style, an invalid regex, a
+    bad column glob, style "null" outside column rules, or a hash style without a 16-byte key.
+    """
+
+    def __new__(
+        cls,
+        detectors: Sequence[tuple[str, str]] = ...,
+        patterns: Sequence[tuple[str, str, str]] = ...,
+        words: Sequence[tuple[str, str]] = ...,
+        columns: Sequence[tuple[str, str]] = ...,
+        hash_key: bytes = ...,
+    ) -> Masker: ...
+    def mask(self, data: bytes) -> bytes:
+        """The masked bytes; ``data`` itself when nothing matched (GIL released from 64 KiB)."""
+    def mask_text(self, text: str) -> str:
+        """The masked text; ``text`` itself when nothing matched."""
+    def mask_many(self, values: list[bytes]) -> list[bytes]:
+        """Each value masked on its own; unchanged values are the very objects passed in."""
+    def find(self, data: bytes) -> list[tuple[str, int, int]]:
+        """``(counter name, start, end)`` of every match, sorted and non-overlapping."""
+    def stream(self) -> MaskStream:
+        """A new stream masker sharing this configuration."""
+    @property
+    def counter_names(self) -> list[str]:
+        """Enabled detectors (config order), custom pattern names, "words", then "columns"."""
+    @property
+    def window(self) -> int:
+        """Longest possible match: the most bytes a stream holds back."""
+    @property
+    def has_detectors(self) -> bool: ...
+    @property
+    def has_columns(self) -> bool: ...
+
+@final
+class MaskStream:
+    """Masking of a byte stream read by read: a value split across reads is still masked."""
+
+    def feed(self, data: bytes) -> bytes:
+        """Masked bytes that are safe to emit now (complete lines; at most ``window`` held back)."""
+    def flush(self) -> bytes:
+        """Everything held back, masked (end of stream, or idle)."""
+    @property
+    def buffered(self) -> int:
+        """Bytes held back."""
+    @property
+    def counts(self) -> dict[str, int]:
+        """Non-zero counters of the values masked so far."""
+
+def builtin_detectors() -> list[str]:
+    """Names of the built-in detectors."""

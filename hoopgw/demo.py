@@ -487,6 +487,24 @@ class DemoStack:
         self.tokens: dict[str, str] = {}
 
     # --- the config: extend here as capabilities land (masking, policy, ssh connections, ...)
+    @staticmethod
+    def masking_doc() -> list[dict[str, Any]]:
+        """The demo's ``[[masking]]`` blocks: what the agent and the DBA never see in clear."""
+        return [
+            {
+                "connections": ["bankdb"],
+                "detectors": ["credit_card", "us_ssn", "iban", "email"],
+                "columns": ["*.account_number"],
+                "style": "last4",
+            },
+            {
+                # Card expiry dates look harmless, but with a card number they are card data (PCI DSS).
+                "connections": ["bankdb"],
+                "columns": ["cards.expires"],
+                "column_style": "null",
+            },
+        ]
+
     def config_doc(self, cluster: TempCluster) -> dict[str, Any]:
         """The demo's hoopgw.toml as a dict (see DESIGN.md "The face")."""
         return {
@@ -506,6 +524,7 @@ class DemoStack:
                     "password": f"file:{self.secret_path}",
                 }
             ],
+            "masking": self.masking_doc(),
         }
 
     def _start_cluster(self) -> TempCluster:
@@ -585,7 +604,12 @@ class DemoStack:
                     f"  {self.psql_command(user.subject)}", ""]  # fmt: skip
         out += [
             "Try:  SELECT full_name, email, ssn FROM customers LIMIT 5;",
-            "      SELECT pan, holder FROM cards LIMIT 5;",
+            "      SELECT pan, holder, expires FROM cards LIMIT 5;",
+            "      SELECT account_number, iban, balance FROM accounts LIMIT 5;",
+            "",
+            "Results are masked by the gateway before they reach the client (and the audit store):",
+            "card numbers, SSNs, IBANs, emails and accounts.account_number keep only their last 4",
+            "characters, and cards.expires comes back NULL (the [[masking]] blocks in the config).",
             "",
             "See what was recorded:",
             f"  {hoopgw} sessions list {cfg}",

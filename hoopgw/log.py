@@ -2,7 +2,10 @@
 
 Use ``log.info("event_name", key=value, ...)`` or ``log.get_logger(__name__).info(...)``.
 Values of keys named like password/token/secret/key/authorization, and anything that looks like a
-JWT, are replaced by ``"[redacted]"`` in every record, including records from other libraries.
+JWT, are replaced by ``"[redacted]"`` in every record, including records from other libraries. Then
+every string (message, field values, tracebacks) goes through the masking engine with all built-in
+detectors (``hoopgw.masking.log_masker``): card numbers, SSNs, IBANs, emails, phone numbers, IPv4
+addresses, AWS keys and ``password=...`` values become ``*****``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 import orjson
+
+from hoopgw.masking import log_masker
 
 REDACTED = "[redacted]"
 _SENSITIVE_PARTS = frozenset({"password", "passwd", "token", "secret", "key", "authorization", "apikey"})
@@ -33,9 +38,11 @@ def is_sensitive_key(name: str) -> bool:
 
 
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with sensitive keys and JWT-looking strings replaced."""
+    """A copy of ``value`` with sensitive keys and JWT-looking strings replaced, and strings masked."""
     if isinstance(value, str):
-        return _JWT.sub(REDACTED, value) if "eyJ" in value else value
+        if "eyJ" in value:
+            value = _JWT.sub(REDACTED, value)
+        return log_masker().mask_text(value)
     if isinstance(value, Mapping):
         return {
             k: REDACTED if isinstance(k, str) and is_sensitive_key(k) else redact(v) for k, v in value.items()

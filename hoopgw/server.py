@@ -15,6 +15,7 @@ from hoopgw.audit import AuditWriter
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
 from hoopgw.identity import Authenticator
+from hoopgw.masking import build_maskers, masking_key
 from hoopgw.proxy._tls import server_context
 from hoopgw.proxy.pg import CancelRegistry, PgListener
 
@@ -32,8 +33,11 @@ class Gateway:
         self.server_tls = server_context(gw)
         self.writer = AuditWriter(gw.data_dir / "audit.db", flush_interval=gw.audit_flush_interval)
         self.cancels = CancelRegistry()
+        maskers = build_maskers(config, masking_key(config)) if config.masking else {}
         self.listeners = [
-            PgListener(self, c, self.cancels) for c in config.connections if isinstance(c, PostgresConnection)
+            PgListener(self, c, self.cancels, maskers.get(c.name))
+            for c in config.connections
+            if isinstance(c, PostgresConnection)
         ]
         self.api = ApiServer(build_app(self.status), gw.api_listen) if gw.api_listen else None
         self.started_at = time.time()
@@ -83,6 +87,7 @@ class Gateway:
             listener.terminate_all("57P01", "terminating connection because the gateway is shutting down")
         for listener in self.listeners:
             await listener.wait_sessions(2.0)
+            await listener.close()
         if self.api is not None:
             await self.api.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.writer.close)

@@ -230,11 +230,11 @@ def test_whole_schema_parses_but_unsupported_features_stop_it(tmp_path: Path) ->
     config = load_config(path, allow_unsupported=True)
     assert config.gateway.data_dir == Path("/srv/hoopgw")
     assert config.masking[0].style == "last4"
+    assert config.masking[0].effective_column_style == "last4"
     assert config.policies[0].approvers == ("group:dba",)
     expected = {
         "identity.issuer": 'OIDC issuers are not supported yet (use "local")',
         "connections[1].type": "ssh connections are not supported yet",
-        "masking[0]": "masking is not supported yet",
         "policy[0]": "policy is not supported yet",
     }
     assert {k: r for _f, k, r in unsupported_features(config)} == expected
@@ -278,7 +278,7 @@ approve = ["write"]
     assert "SHA256" in problems["connections[0].host_key"]
     assert problems["masking[0].connections[0]"] == 'no connection is named "nope"'
     assert problems["masking[0].detectors[0]"].startswith("unknown detector")
-    assert problems["masking[0].patterns[0]"].startswith("invalid regular expression")
+    assert problems["masking[0].patterns[0]"].startswith('invalid regex "(unclosed": ')
     assert problems["masking[0].style"].startswith("must be one of")
     assert problems["policy[0].subjects[0]"].startswith("subjects are group:NAME")
     assert problems["policy[0].connections[0]"] == 'no connection is named "ghost"'

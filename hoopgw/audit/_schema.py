@@ -40,6 +40,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_session ON events (session_id, seq);
     """,
+    # values masked on the way to the client, per detector: a JSON object
+    """
+    ALTER TABLE sessions ADD COLUMN masked TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

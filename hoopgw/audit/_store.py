@@ -13,7 +13,7 @@ from hoopgw.errors import StoreError
 
 _SESSION_COLUMNS = (
     "id, type, connection, subject, groups, client_addr, auth, params, status, started_at, ended_at, "
-    "close_reason, statements, errors"
+    "close_reason, statements, errors, masked"
 )
 
 
@@ -90,6 +90,7 @@ def _session(row: sqlite3.Row) -> dict[str, Any]:
     out = dict(row)
     out["groups"] = orjson.loads(out["groups"])
     out["params"] = orjson.loads(out["params"])
+    out["masked"] = orjson.loads(out["masked"]) if out["masked"] else {}
     return out
 
 

@@ -151,9 +151,11 @@ class AuditWriter:
         """Record any other event (``payload`` must be JSON-serialisable)."""
         self._put(("event", session_id, time.time(), (kind, payload)), droppable=True)
 
-    def session_close(self, session_id: str, reason: str | None) -> None:
-        """Record the end of a session."""
-        self._put(("close", session_id, time.time(), reason), droppable=False)
+    def session_close(
+        self, session_id: str, reason: str | None, masked: dict[str, int] | None = None
+    ) -> None:
+        """Record the end of a session, with its counts of masked values per detector."""
+        self._put(("close", session_id, time.time(), (reason, masked or {})), droppable=False)
 
     def _put(self, item: _Item, *, droppable: bool) -> None:
         with self._cond:
@@ -335,12 +337,16 @@ class AuditWriter:
             },
         )
 
-    def _close(self, ts: float, session_id: str | None, reason: str | None) -> None:
+    def _close(self, ts: float, session_id: str | None, payload: tuple[str | None, dict[str, int]]) -> None:
+        reason, masked = payload
         self._conn.execute(
-            "UPDATE sessions SET status = 'closed', ended_at = ?, close_reason = ? WHERE id = ?",
-            (ts, reason, session_id),
+            "UPDATE sessions SET status = 'closed', ended_at = ?, close_reason = ?, masked = ? WHERE id = ?",
+            (ts, reason, orjson.dumps(masked).decode() if masked else None, session_id),
         )
-        self._append(ts, session_id, "session_close", {"reason": reason})
+        data: dict[str, Any] = {"reason": reason}
+        if masked:
+            data["masked"] = masked
+        self._append(ts, session_id, "session_close", data)
 
     def _flush_counts(self, counts: dict[str, list[int]]) -> None:
         if counts:

@@ -138,6 +138,8 @@ def _describe(s: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
     ]
     if s["params"]:
         out.append("params      " + "  ".join(f"{k}={v}" for k, v in s["params"].items()))
+    if s.get("masked"):
+        out.append("masked      " + "  ".join(f"{k}={v}" for k, v in sorted(s["masked"].items())))
     out.append("")
     for e in events:
         out.extend(_event_lines(e))

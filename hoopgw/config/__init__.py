@@ -12,16 +12,24 @@ from hoopgw.config._load import (
     secret_problems,
     unsupported_features,
 )
+from hoopgw.config._masking import (
+    COLUMN_STYLES,
+    DETECTORS,
+    MIN_MASKING_KEY_BYTES,
+    STYLES,
+    MaskingConfig,
+    MaskRules,
+    NamedPattern,
+    masking_key_too_short,
+)
 from hoopgw.config._models import (
     CONNECTION_TYPES,
-    DETECTORS,
     Config,
     ConnectionConfig,
     GatewayConfig,
     HttpConnection,
     IdentityConfig,
     KubernetesConnection,
-    MaskingConfig,
     PolicyConfig,
     PostgresConnection,
     SshConnection,
@@ -30,8 +38,11 @@ from hoopgw.config._secrets import SecretRef
 from hoopgw.config._upstream import PgUpstream, SshUpstream
 
 __all__ = [
+    "COLUMN_STYLES",
     "CONNECTION_TYPES",
     "DETECTORS",
+    "MIN_MASKING_KEY_BYTES",
+    "STYLES",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
@@ -39,7 +50,9 @@ __all__ = [
     "IdentityConfig",
     "KubernetesConnection",
     "Listen",
+    "MaskRules",
     "MaskingConfig",
+    "NamedPattern",
     "PgUpstream",
     "PolicyConfig",
     "PostgresConnection",
@@ -50,6 +63,7 @@ __all__ = [
     "check_config",
     "default_config_path",
     "load_config",
+    "masking_key_too_short",
     "parse_duration",
     "secret_problems",
     "unsupported_features",

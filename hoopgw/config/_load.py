@@ -14,6 +14,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from hoopgw.config._listen import Listen
+from hoopgw.config._masking import (
+    MIN_MASKING_KEY_BYTES,
+    PATTERN_TAGS,
+    masking_cross_checks,
+    masking_key_too_short,
+)
 from hoopgw.config._models import CONNECTION_TYPES, Config
 from hoopgw.config._secrets import SecretRef
 from hoopgw.errors import ConfigError, SecretError
@@ -102,20 +108,25 @@ def unsupported_features(config: Config) -> list[Problem]:
     raw = {
         "identity": {"issuer": config.identity.issuer},
         "connections": tuple({"type": c.type} for c in config.connections),
-        "masking": config.masking,
         "policy": config.policies,
     }
     return [(str(config.path), key, reason) for key, reason in _unsupported_raw(raw)]
 
 
 def secret_problems(config: Config) -> list[Problem]:
-    """Secret references that cannot be resolved now (unset variable, missing or unreadable file)."""
+    """Secret references that cannot be resolved now (unset variable, missing or unreadable file).
+
+    A ``gateway.masking_key`` shorter than 16 bytes is a problem too.
+    """
     problems: list[Problem] = []
     for key, ref in _secrets(config, ""):
         try:
-            ref.resolve()
+            value = ref.resolve()
         except SecretError as exc:
             problems.append((str(config.path), key, str(exc)))
+            continue
+        if key == "gateway.masking_key" and len(value.encode()) < MIN_MASKING_KEY_BYTES:
+            problems.append((str(config.path), key, masking_key_too_short(ref, len(value.encode()))))
     return problems
 
 
@@ -174,6 +185,8 @@ def _key(loc: tuple[int | str, ...]) -> str:
     out = ""
     skip_tag = False
     for part in loc:
+        if part in PATTERN_TAGS:
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
             skip_tag = out.startswith("connections") and out.count("[") == 1 and out.endswith("]")
@@ -273,6 +286,9 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
                     )
                 else:
                     policy_names[name] = i
+    masking = data.get("masking")
+    if isinstance(masking, tuple):
+        yield from masking_cross_checks(masking, list(names))
 
 
 def _unsupported_raw(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -285,8 +301,6 @@ def _unsupported_raw(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
         kind = conn.get("type")
         if isinstance(kind, str) and kind in CONNECTION_TYPES and kind != "postgres":
             yield f"connections[{i}].type", f"{kind} connections are not supported yet"
-    for i, _ in enumerate(data.get("masking") or ()):
-        yield f"masking[{i}]", "masking is not supported yet"
     for i, _ in enumerate(data.get("policy") or ()):
         yield f"policy[{i}]", "policy is not supported yet"
 

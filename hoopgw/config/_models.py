@@ -19,22 +19,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hoopgw.config._listen import Listen
+from hoopgw.config._masking import MaskingConfig, MaskRules, merge_rules, named_patterns
 from hoopgw.config._secrets import SecretRef
 from hoopgw.config._types import MODEL_CONFIG, ConfigPath, Name, Seconds, Subject, base_dir
 from hoopgw.config._upstream import PgUpstream, SshUpstream, check_http_url, is_loopback_host
 
-DETECTORS = (
-    "credit_card",
-    "us_ssn",
-    "iban",
-    "email",
-    "phone",
-    "us_routing",
-    "ipv4",
-    "aws_access_key",
-    "jwt",
-    "password_assignment",
-)
 CONNECTION_TYPES = ("postgres", "ssh", "kubernetes", "http")
 _HOST_KEY = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?\Z")
 
@@ -48,6 +37,7 @@ class GatewayConfig(BaseModel):
     api_listen: Listen | None = None
     tls_cert: SecretRef | None = None
     tls_key: SecretRef | None = None
+    masking_key: SecretRef | None = None
     admins: tuple[Subject, ...] = ()
     auditors: tuple[Subject, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -166,48 +156,6 @@ ConnectionConfig = Annotated[
 ]
 
 
-def _regex(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise PydanticCustomError("regex", "must be a non-empty regular expression string")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise PydanticCustomError("regex", "invalid regular expression: {err}", {"err": str(exc)}) from None
-    return value
-
-
-def _detector(value: object) -> str:
-    if value not in DETECTORS:
-        raise PydanticCustomError(
-            "detector", "unknown detector (known: {known})", {"known": ", ".join(DETECTORS)}
-        )
-    return str(value)
-
-
-def _glob(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise PydanticCustomError("glob", "must be a non-empty table.column glob like *.account_number")
-    return value
-
-
-class MaskingConfig(BaseModel):
-    """``[[masking]]``: what to mask on which connections."""
-
-    model_config = MODEL_CONFIG
-
-    connections: tuple[str, ...] = Field(min_length=1)
-    detectors: tuple[Annotated[str, BeforeValidator(_detector)], ...] = ()
-    patterns: tuple[Annotated[str, BeforeValidator(_regex)], ...] = ()
-    columns: tuple[Annotated[str, BeforeValidator(_glob)], ...] = ()
-    style: Literal["redact", "last4", "hash", "null"] = "redact"
-
-    @model_validator(mode="after")
-    def _something(self) -> MaskingConfig:
-        if not (self.detectors or self.patterns or self.columns):
-            raise PydanticCustomError("masking", "a masking block needs detectors, patterns or columns")
-        return self
-
-
 def _class(value: object) -> str:
     if not isinstance(value, str) or not value or value != value.strip():
         raise PydanticCustomError("class", 'must be a class name like "read", "write", "exec:GLOB" or "*"')
@@ -258,3 +206,12 @@ class Config(BaseModel):
             if conn.name == name:
                 return conn
         raise KeyError(name)
+
+    def masking_rules(self, connection: str) -> MaskRules | None:
+        """The masking rules of ``connection``: every block naming it (or ``"*"``) added up; None if none."""
+        blocks = [
+            (block, named)
+            for block, named in zip(self.masking, named_patterns(self.masking), strict=True)
+            if connection in block.connections or "*" in block.connections
+        ]
+        return merge_rules(blocks) if blocks else None

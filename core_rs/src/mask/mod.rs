@@ -14,10 +14,14 @@
 //! - [`StreamMasker`]
 //! - [`BUILTIN_DETECTORS`]
 
+pub mod detect;
 mod engine;
+mod glob;
 mod stream;
+#[cfg(test)]
+mod tests;
 
-pub use engine::{Masker, Match, COLUMNS_COUNTER};
+pub use engine::{Masker, Match, COLUMNS_COUNTER, WORDS_COUNTER};
 pub use stream::StreamMasker;
 
 /// Names of the built-in detectors, in the order of their ids.
@@ -74,7 +78,9 @@ impl Style {
 pub struct MaskConfig {
     /// Built-in detectors by name, each with its style (not `Null`).
     pub detectors: Vec<(String, Style)>,
-    /// Custom regexes: (name, pattern, style). Names are counted like detectors.
+    /// Custom regexes: (name, pattern, style), Rust regex syntax. Names are counted like detectors
+    /// (patterns of the same name share a counter). Like a detector's, a match needs a boundary: the
+    /// characters before and after it are not ASCII word characters.
     pub patterns: Vec<(String, String, Style)>,
     /// Words and phrases, matched case-insensitively on word boundaries, counted as `words`.
     pub words: Vec<(String, Style)>,
@@ -106,11 +112,6 @@ impl Counts {
 
     /// Non-zero counters as (name, count), given the masker's counter names.
     pub fn named<'a>(&self, names: &'a [String]) -> Vec<(&'a str, u64)> {
-        self.0
-            .iter()
-            .zip(names)
-            .filter(|(c, _)| **c > 0)
-            .map(|(c, n)| (n.as_str(), *c))
-            .collect()
+        self.0.iter().zip(names).filter(|(c, _)| **c > 0).map(|(c, n)| (n.as_str(), *c)).collect()
     }
 }

@@ -140,6 +140,17 @@ impl Frame<'_> {
     }
 }
 
+/// What a [`Stream::feed`] callback decides about one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Forward the frame unchanged.
+    Keep,
+    /// Forward this instead of the frame.
+    Replace(Bytes),
+    /// Stop before this frame: it and everything after it are returned unprocessed.
+    Pause,
+}
+
 /// Builds the rewritten output once a frame callback replaces a frame.
 struct Rewrite {
     out: BytesMut,
@@ -163,14 +174,16 @@ impl Stream {
     /// Walks the complete frames of `input` (after any carried-over partial frame).
     ///
     /// `check_type` vets each type byte as soon as it is seen; `on_frame` is called per complete
-    /// frame and may return a replacement for it. An incomplete tail is kept for the next call.
+    /// frame and may replace it, or pause the stream before it. An incomplete tail is kept for the
+    /// next call. Returns what to forward and, after a pause, the unprocessed rest of the input
+    /// (the paused frame first), which the caller feeds again later.
     pub fn feed(
         &mut self,
         input: &Bytes,
         max: usize,
         check_type: impl Fn(u8) -> Result<(), ProtocolError>,
-        mut on_frame: impl FnMut(Frame<'_>) -> Result<Option<Bytes>, ProtocolError>,
-    ) -> Result<Forward, ProtocolError> {
+        mut on_frame: impl FnMut(Frame<'_>) -> Result<Step, ProtocolError>,
+    ) -> Result<(Forward, Option<Bytes>), ProtocolError> {
         let data: &[u8] = input;
         let mut start = 0;
         let mut head = Bytes::new();
@@ -182,21 +195,30 @@ impl Stream {
             self.partial.extend_from_slice(data.get(..need).unwrap_or_default());
             start = need;
             let Some(header) = header_at(&self.partial, 0) else {
-                return Ok(Forward::Split { head, range: 0..0 });
+                return Ok((Forward::Split { head, range: 0..0 }, None));
             };
             let total = frame_len(header, max)?;
             let take = total.saturating_sub(self.partial.len()).min(data.len() - start);
             self.partial.extend_from_slice(data.get(start..start + take).unwrap_or_default());
             start += take;
             if self.partial.len() < total {
-                return Ok(Forward::Split { head, range: 0..0 });
+                return Ok((Forward::Split { head, range: 0..0 }, None));
             }
             let frame = self.partial.split().freeze();
-            let replaced = on_frame(Frame { code: header[0], chunk: &frame, range: 0..total })?;
-            head = replaced.unwrap_or(frame);
+            head = match on_frame(Frame { code: header[0], chunk: &frame, range: 0..total })? {
+                Step::Keep => frame,
+                Step::Replace(new) => new,
+                Step::Pause => {
+                    let mut rest = BytesMut::with_capacity(frame.len() + data.len() - start);
+                    rest.extend_from_slice(&frame);
+                    rest.extend_from_slice(data.get(start..).unwrap_or_default());
+                    return Ok((Forward::Split { head: Bytes::new(), range: 0..0 }, Some(rest.freeze())));
+                }
+            };
         }
 
         let mut pos = start;
+        let mut paused = false;
         while let Some(header) = header_at(data, pos) {
             check_type(header[0])?;
             let total = frame_len(header, max)?;
@@ -204,7 +226,15 @@ impl Stream {
             if end > data.len() {
                 break;
             }
-            if let Some(new) = on_frame(Frame { code: header[0], chunk: input, range: pos..end })? {
+            let new = match on_frame(Frame { code: header[0], chunk: input, range: pos..end })? {
+                Step::Keep => None,
+                Step::Replace(new) => Some(new),
+                Step::Pause => {
+                    paused = true;
+                    break;
+                }
+            };
+            if let Some(new) = new {
                 let r = rewrite.get_or_insert_with(|| {
                     let mut out = BytesMut::with_capacity(head.len() + data.len());
                     out.extend_from_slice(&head);
@@ -217,24 +247,30 @@ impl Stream {
             pos = end;
         }
 
-        // keep the tail, vetting what can be vetted already
-        let tail = data.get(pos..).unwrap_or_default();
-        if let Some(&code) = tail.first() {
-            check_type(code)?;
-        }
-        if let Some(header) = header_at(tail, 0) {
-            frame_len(header, max)?;
-        }
-        self.partial.extend_from_slice(tail);
+        let rest = if paused {
+            Some(input.slice(pos..))
+        } else {
+            // keep the tail, vetting what can be vetted already
+            let tail = data.get(pos..).unwrap_or_default();
+            if let Some(&code) = tail.first() {
+                check_type(code)?;
+            }
+            if let Some(header) = header_at(tail, 0) {
+                frame_len(header, max)?;
+            }
+            self.partial.extend_from_slice(tail);
+            None
+        };
 
-        Ok(match rewrite {
+        let forward = match rewrite {
             Some(mut r) => {
                 r.out.extend_from_slice(data.get(r.copied..pos).unwrap_or_default());
                 Forward::Rewritten(r.out.freeze())
             }
             None if head.is_empty() && start == 0 && pos == data.len() => Forward::All,
             None => Forward::Split { head, range: start..pos },
-        })
+        };
+        Ok((forward, rest))
     }
 }
 
@@ -276,12 +312,13 @@ mod tests {
             let mut codes = Vec::new();
             let mut out = Vec::new();
             for part in [wire.slice(..cut), wire.slice(cut..)] {
-                let fwd = s
+                let (fwd, rest) = s
                     .feed(&part, 1000, ok, |f| {
                         codes.push(f.code);
-                        Ok(None)
+                        Ok(Step::Keep)
                     })
                     .unwrap();
+                assert!(rest.is_none());
                 if cut == 0 || cut == wire.len() {
                     assert!(matches!(fwd, Forward::All), "{fwd:?}");
                 }
@@ -297,20 +334,44 @@ mod tests {
     fn stream_rewrites_frames() {
         let wire = Bytes::from([msg(b'D', b"a"), msg(b'C', b"x\0"), msg(b'D', b"b")].concat());
         let mut s = Stream::default();
-        let fwd = s
-            .feed(&wire, 1000, |_| Ok(()), |f| Ok((f.code == b'D').then(|| Bytes::from(msg(b'D', b"**")))))
-            .unwrap();
+        let replace = |f: Frame<'_>| {
+            Ok(if f.code == b'D' { Step::Replace(Bytes::from(msg(b'D', b"**"))) } else { Step::Keep })
+        };
+        let (fwd, _) = s.feed(&wire, 1000, |_| Ok(()), replace).unwrap();
         let expected = [msg(b'D', b"**"), msg(b'C', b"x\0"), msg(b'D', b"**")].concat();
         assert_eq!(fwd.to_bytes(&wire), expected);
+    }
+
+    #[test]
+    fn stream_pauses_before_a_frame_and_returns_the_rest() {
+        let wire = Bytes::from([msg(b'T', b"t"), msg(b'D', b"a"), msg(b'C', b"x\0")].concat());
+        for cut in 0..=wire.len() {
+            let mut s = Stream::default();
+            let pause = |f: Frame<'_>| Ok(if f.code == b'D' { Step::Pause } else { Step::Keep });
+            let (a, rest_a) = s.feed(&wire.slice(..cut), 1000, |_| Ok(()), pause).unwrap();
+            let mut out = a.to_bytes(&wire.slice(..cut)).to_vec();
+            let rest = match rest_a {
+                Some(rest) => [&rest[..], &wire[cut..]].concat(),
+                None => {
+                    let (b, rest_b) = s.feed(&wire.slice(cut..), 1000, |_| Ok(()), pause).unwrap();
+                    out.extend_from_slice(&b.to_bytes(&wire.slice(cut..)));
+                    rest_b.unwrap().to_vec()
+                }
+            };
+            assert_eq!(out, msg(b'T', b"t"), "cut {cut}");
+            assert_eq!(rest, [msg(b'D', b"a"), msg(b'C', b"x\0")].concat(), "cut {cut}");
+            assert_eq!(s.buffered(), 0);
+        }
     }
 
     #[test]
     fn stream_rejects_early() {
         let mut s = Stream::default();
         let bad = |c: u8| if c == b'?' { Err(ProtocolError::InvalidFrontendType(c)) } else { Ok(()) };
-        assert!(s.feed(&Bytes::from_static(b"?"), 100, bad, |_| Ok(None)).is_err());
+        assert!(s.feed(&Bytes::from_static(b"?"), 100, bad, |_| Ok(Step::Keep)).is_err());
         let mut s = Stream::default();
-        let err = s.feed(&Bytes::from_static(b"D\x00\x10\x00\x00"), 100, bad, |_| Ok(None)).unwrap_err();
+        let err =
+            s.feed(&Bytes::from_static(b"D\x00\x10\x00\x00"), 100, bad, |_| Ok(Step::Keep)).unwrap_err();
         assert_eq!(err.to_string(), "message length 1048576 exceeds limit 100");
     }
 }

@@ -14,18 +14,22 @@
 //! - NoticeResponse, NotificationResponse and ParameterStatus may arrive at any time and consume
 //!   nothing.
 //!
-//! Masking seam: every server RowDescription and DataRow that belongs to a result set goes through
-//! an optional [`FrameHook`], with the RowDescription that describes it ([`ResultContext`]). Row
-//! descriptions are remembered per prepared statement and portal (from Describe) for that purpose.
+//! Masking (when a [`Masker`] is set): DataRows are masked by the plan of their result shape (the
+//! RowDescription of the simple query, or the one remembered per prepared statement and portal from
+//! Describe, with Bind's result formats); COPY TO STDOUT data, NoticeResponse and ErrorResponse
+//! are masked; recorded SQL, parameters and errors are masked. When a plan needs catalog names the
+//! session does not have, it pauses before the row: [`Session::catalog_request`] says what to look
+//! up, [`Session::resolve`] supplies it, and feeding resumes with the held bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::error::ProtocolError;
-use super::frame::{Forward, Frame, Stream};
+use super::frame::{Forward, Frame, Step, Stream};
+use super::mask::{CatalogRequest, CopyShape, CopyState, Masking, Plan, TableInfo, TypeKind};
 use super::messages::bind::{format_of, Bind, FORMAT_TEXT};
 use super::messages::close::Close;
 use super::messages::command_complete::CommandComplete;
@@ -47,6 +51,7 @@ use super::messages::ready_for_query::ReadyForQuery;
 use super::messages::row_description::RowDescription;
 use super::messages::sync_flush_terminate::{Flush, Sync, Terminate};
 use super::messages::{FromBytes, Message};
+use crate::mask::Masker;
 
 /// Frontend message types valid after authentication.
 const FRONTEND_TYPES: &[u8] = b"QPBEDCSHXdcfF";
@@ -151,20 +156,14 @@ impl Portal {
     }
 }
 
-/// What a result-set frame belongs to, for a [`FrameHook`].
-#[derive(Debug, Clone, Copy)]
-pub struct ResultContext<'a> {
-    /// Body of the RowDescription describing the current rows, when known.
-    pub row_description: Option<&'a Bytes>,
-    /// Result format codes requested by Bind (0 / 1 / n convention); empty for simple queries.
-    pub result_formats: &'a [i16],
-}
-
-/// Rewrites server result frames in flight: the seam for the masking engine.
-pub trait FrameHook: Send + std::marker::Sync {
-    /// Called for each RowDescription (`T`) and DataRow (`D`) frame of a result set, whole frame
-    /// included; returns a replacement frame, or `None` to forward the frame unchanged.
-    fn server_frame(&mut self, frame: &[u8], ctx: ResultContext<'_>) -> Option<Bytes>;
+/// How the rows of the current result set are masked.
+#[derive(Debug, Clone)]
+enum RowsPlan {
+    /// No RowDescription is known for them: every value is scanned as text.
+    Unknown,
+    /// Nothing to do.
+    Nothing,
+    Plan(Arc<Plan>),
 }
 
 /// A request in flight: the part of the audit record built from the client side.
@@ -180,8 +179,10 @@ struct Running {
     rows: u64,
     error: Option<(String, String)>,
     started_ns: i64,
-    /// RowDescription body of the current result set of a simple query (masking seam).
+    /// RowDescription body of the current result set of a simple query (for masking).
     row_description: Option<Bytes>,
+    /// COPY TO STDOUT responses seen so far (which COPY of a multi-statement query is running).
+    copies: usize,
 }
 
 impl Running {
@@ -198,6 +199,7 @@ impl Running {
             error: None,
             started_ns,
             row_description: None,
+            copies: 0,
         })
     }
 
@@ -339,7 +341,13 @@ struct State {
     rows: u64,
     terminated: bool,
     done: Vec<Statement>,
-    hook: Option<Box<dyn FrameHook>>,
+    masking: Option<Masking>,
+    /// Plan of the rows of the current result set, once known.
+    rows_plan: Option<RowsPlan>,
+    /// The COPY TO STDOUT in progress (when masking).
+    copy: Option<CopyState>,
+    /// Names needed before the server stream can go on.
+    paused: Option<CatalogRequest>,
 }
 
 /// Protocol state of one proxied session after authentication, both directions.
@@ -347,6 +355,8 @@ pub struct Session {
     max_message_size: usize,
     client: Stream,
     server: Stream,
+    /// Server bytes not processed yet while paused.
+    held: BytesMut,
     state: State,
 }
 
@@ -375,6 +385,7 @@ impl Session {
             max_message_size,
             client: Stream::default(),
             server: Stream::default(),
+            held: BytesMut::new(),
             state: State {
                 fifo: VecDeque::new(),
                 markers: 0,
@@ -387,14 +398,79 @@ impl Session {
                 rows: 0,
                 terminated: false,
                 done: Vec::new(),
-                hook: None,
+                masking: None,
+                rows_plan: None,
+                copy: None,
+                paused: None,
             },
         }
     }
 
-    /// Installs (or removes) the hook that may rewrite server result frames.
-    pub fn set_frame_hook(&mut self, hook: Option<Box<dyn FrameHook>>) {
-        self.state.hook = hook;
+    /// Masks what flows to the client and what is recorded with `masker` (`None`: no masking).
+    pub fn set_masker(&mut self, masker: Option<Arc<Masker>>) {
+        self.state.masking = masker.map(Masking::new);
+        self.state.rows_plan = None;
+    }
+
+    /// Whether a masker is set.
+    pub fn masking(&self) -> bool {
+        self.state.masking.is_some()
+    }
+
+    /// The names the session waits for (the server stream is paused until [`Self::resolve`]).
+    pub fn catalog_request(&self) -> Option<&CatalogRequest> {
+        self.state.paused.as_ref()
+    }
+
+    /// Supplies looked-up names and resumes: feed the server side again (an empty read is fine)
+    /// to process what was held. Requested OIDs missing from `tables` / `types` are taken as
+    /// dropped (no column rule applies; their values are treated as not text). For a COPY, `copy`
+    /// is its shape, or `None` when it could not be described.
+    pub fn resolve(
+        &mut self,
+        tables: Vec<(u32, Option<TableInfo>)>,
+        types: Vec<(u32, char)>,
+        copy: Option<CopyShape>,
+    ) {
+        let state = &mut self.state;
+        let Some(request) = state.paused.take() else { return };
+        let Some(m) = state.masking.as_mut() else { return };
+        for (oid, info) in tables {
+            m.catalog.add_table(oid, info);
+        }
+        for (oid, category) in types {
+            m.catalog.add_type(oid, TypeKind::from_category(category));
+        }
+        for oid in &request.tables {
+            if !m.catalog.has_table(*oid) {
+                m.catalog.add_table(*oid, None);
+            }
+        }
+        for oid in &request.types {
+            if m.catalog.type_kind(*oid).is_none() {
+                m.catalog.add_type(*oid, TypeKind::Other);
+            }
+        }
+        if let Some(st) = state.copy.as_mut() {
+            st.described = true;
+            if let Some(shape) = copy {
+                let plan = m.copy_plan(&shape);
+                st.set_shape(shape, plan);
+            }
+        }
+    }
+
+    /// Values masked on the way to the client in this session, per counter name.
+    pub fn mask_counts(&self) -> Vec<(String, u64)> {
+        match &self.state.masking {
+            Some(m) => m
+                .counts
+                .named(m.masker.counter_names())
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Feeds one read from the client; returns what to forward upstream and whether the client
@@ -402,8 +478,8 @@ impl Session {
     pub fn feed_client(&mut self, data: &Bytes, now_ns: i64) -> Result<(Forward, bool), ProtocolError> {
         let state = &mut self.state;
         state.terminated = false;
-        let forward = self.client.feed(data, self.max_message_size, check_frontend_type, |f| {
-            state.on_client(&f, now_ns).map(|()| None)
+        let (forward, _) = self.client.feed(data, self.max_message_size, check_frontend_type, |f| {
+            state.on_client(&f, now_ns).map(|()| Step::Keep)
         })?;
         Ok((forward, state.terminated))
     }
@@ -417,8 +493,22 @@ impl Session {
     ) -> Result<(Forward, Vec<Statement>), ProtocolError> {
         let state = &mut self.state;
         state.done.clear();
-        let forward =
-            self.server.feed(data, self.max_message_size, |_| Ok(()), |f| state.on_server(&f, now_ns))?;
+        if state.paused.is_some() {
+            self.held.extend_from_slice(data);
+            return Ok((Forward::Split { head: Bytes::new(), range: 0..0 }, Vec::new()));
+        }
+        let (input, rebased) = if self.held.is_empty() {
+            (data.clone(), false)
+        } else {
+            self.held.extend_from_slice(data);
+            (self.held.split().freeze(), true)
+        };
+        let (forward, rest) =
+            self.server.feed(&input, self.max_message_size, |_| Ok(()), |f| state.on_server(&f, now_ns))?;
+        if let Some(rest) = rest {
+            self.held.extend_from_slice(&rest);
+        }
+        let forward = if rebased { Forward::Rewritten(forward.to_bytes(&input)) } else { forward };
         Ok((forward, std::mem::take(&mut state.done)))
     }
 
@@ -480,7 +570,20 @@ impl State {
     }
 
     fn emit(&mut self, running: Box<Running>, status: StatementStatus, now_ns: i64) {
-        self.done.push(running.into_statement(status, now_ns));
+        let mut statement = running.into_statement(status, now_ns);
+        if let Some(m) = &self.masking {
+            // recorded values are masked like everything else (forwarded bytes stay exact)
+            statement.sql = m.record(std::mem::take(&mut statement.sql));
+            if let Some(params) = statement.params.as_mut() {
+                for p in params.iter_mut().flatten() {
+                    *p = m.record(std::mem::take(p));
+                }
+            }
+            if let Some((_, message)) = statement.error.as_mut() {
+                *message = m.record(std::mem::take(message));
+            }
+        }
+        self.done.push(statement);
     }
 
     // ------------------------------------------------------------------ client -> server
@@ -582,26 +685,32 @@ impl State {
 
     // ------------------------------------------------------------------ server -> client
 
-    fn on_server(&mut self, f: &Frame<'_>, now: i64) -> Result<Option<Bytes>, ProtocolError> {
+    fn on_server(&mut self, f: &Frame<'_>, now: i64) -> Result<Step, ProtocolError> {
         match f.code {
             DataRow::CODE => {
-                self.rows += 1;
-                if self.hook.is_some() {
-                    return Ok(self.call_hook(f.bytes()));
+                if self.masking.is_some() {
+                    let step = self.mask_row(f.bytes());
+                    if step != Step::Pause {
+                        self.rows += 1;
+                    }
+                    return Ok(step);
                 }
+                self.rows += 1;
             }
             CommandComplete::CODE => {
                 let c = CommandComplete::from_bytes(&f.body())?;
-                self.in_copy = false;
+                self.end_result();
                 let tag = String::from_utf8_lossy(&c.tag).into_owned();
                 self.on_tag(tag, c.rows(), now);
             }
             EmptyQueryResponse::CODE => {
                 EmptyQueryResponse::from_bytes(&f.body())?;
+                self.rows_plan = None;
                 self.on_tag(String::new(), None, now);
             }
             PortalSuspended::CODE => {
                 PortalSuspended::from_bytes(&f.body())?;
+                self.rows_plan = None;
                 if matches!(self.fifo.front(), Some(Request::Execute(_))) {
                     if let Some(Request::Execute(mut r)) = self.pop() {
                         r.rows += std::mem::take(&mut self.rows);
@@ -609,8 +718,25 @@ impl State {
                     }
                 }
             }
-            ErrorResponse::CODE => self.on_error(&ErrorResponse::from_bytes(&f.body())?, now),
-            ReadyForQuery::CODE => self.on_ready(ReadyForQuery::from_bytes(&f.body())?, now),
+            ErrorResponse::CODE => {
+                self.end_result();
+                let masked = self.masking.as_mut().and_then(|m| m.notice(f.bytes()));
+                let body = match &masked {
+                    Some(frame) => frame.slice(5..),
+                    None => f.body(),
+                };
+                self.on_error(&ErrorResponse::from_bytes(&body)?, now);
+                return Ok(masked.map_or(Step::Keep, Step::Replace));
+            }
+            b'N' => {
+                if let Some(frame) = self.masking.as_mut().and_then(|m| m.notice(f.bytes())) {
+                    return Ok(Step::Replace(frame));
+                }
+            }
+            ReadyForQuery::CODE => {
+                self.end_result();
+                self.on_ready(ReadyForQuery::from_bytes(&f.body())?, now);
+            }
             ParseComplete::CODE => {
                 ParseComplete::from_bytes(&f.body())?;
                 self.pop_if(|r| matches!(r, Request::Parse(..)));
@@ -627,39 +753,117 @@ impl State {
                 NoData::from_bytes(&f.body())?;
                 self.pop_if(|r| matches!(r, Request::Describe(..)));
             }
-            RowDescription::CODE => return self.on_row_description(f),
+            RowDescription::CODE => self.on_row_description(f)?,
             b'G' | b'H' | b'W' => {
                 if let Some(direction) = CopyDirection::from_code(f.code) {
-                    CopyResponse::decode(direction, &f.body())?;
+                    let response = CopyResponse::decode(direction, &f.body())?;
+                    if direction == CopyDirection::Out && self.masking.is_some() {
+                        if let Some(step) = self.start_copy_out(response.format == 1) {
+                            return Ok(step);
+                        }
+                    }
                     self.on_copy_response(direction);
                 }
             }
-            // NoticeResponse, NotificationResponse, ParameterStatus, ParameterDescription,
-            // FunctionCallResponse, CopyData/CopyDone, unknown types: forwarded, nothing to track.
+            CopyData::CODE => {
+                if let (Some(m), Some(copy)) = (self.masking.as_mut(), self.copy.as_mut()) {
+                    if let Some(frame) = m.copy_data(f.bytes(), copy) {
+                        return Ok(Step::Replace(frame));
+                    }
+                }
+            }
+            CopyDone::CODE => self.copy = None,
+            // NotificationResponse, ParameterStatus, ParameterDescription, FunctionCallResponse,
+            // unknown types: forwarded, nothing to track.
             _ => {}
         }
-        Ok(None)
+        Ok(Step::Keep)
     }
 
-    fn call_hook(&mut self, frame: &[u8]) -> Option<Bytes> {
-        let ctx = match self.fifo.front() {
-            Some(Request::Query(r)) => {
-                ResultContext { row_description: r.row_description.as_ref(), result_formats: &[] }
+    /// The current result set (or copy) ended.
+    fn end_result(&mut self) {
+        self.in_copy = false;
+        self.copy = None;
+        self.rows_plan = None;
+    }
+
+    /// The RowDescription body and per-column formats of the rows now arriving, when known.
+    fn result_shape(&self) -> Option<(Bytes, Vec<i16>)> {
+        match self.fifo.front() {
+            Some(Request::Query(r)) => r.row_description.clone().map(|rd| (rd, Vec::new())),
+            Some(Request::Execute(r)) => {
+                let p = r.portal.as_deref()?;
+                let rd = p.row_description()?.clone();
+                let n = rd.get(..2).and_then(|c| <[u8; 2]>::try_from(c).ok()).map_or(0, u16::from_be_bytes);
+                let n = usize::from(n);
+                let formats = (0..n).map(|i| format_of(&p.result_formats, i)).collect();
+                Some((rd, formats))
             }
-            Some(Request::Execute(r)) => match r.portal.as_deref() {
-                Some(p) => {
-                    ResultContext { row_description: p.row_description(), result_formats: &p.result_formats }
-                }
-                None => ResultContext { row_description: None, result_formats: &[] },
-            },
-            _ => ResultContext { row_description: None, result_formats: &[] },
-        };
-        self.hook.as_mut().and_then(|h| h.server_frame(frame, ctx))
+            _ => None,
+        }
     }
 
-    fn on_row_description(&mut self, f: &Frame<'_>) -> Result<Option<Bytes>, ProtocolError> {
+    /// Masks one DataRow, or pauses before it when its plan needs catalog names.
+    fn mask_row(&mut self, frame: &[u8]) -> Step {
+        if self.rows_plan.is_none() {
+            let shape = self.result_shape();
+            let Some(m) = self.masking.as_mut() else { return Step::Keep };
+            let plan = match shape {
+                None => RowsPlan::Unknown,
+                Some((rd, formats)) => match m.plan(&rd, formats) {
+                    Ok(Some(plan)) => RowsPlan::Plan(plan),
+                    Ok(None) => RowsPlan::Nothing,
+                    Err(request) => {
+                        self.paused = Some(request);
+                        return Step::Pause;
+                    }
+                },
+            };
+            self.rows_plan = Some(plan);
+        }
+        let (Some(m), Some(plan)) = (self.masking.as_mut(), self.rows_plan.as_ref()) else {
+            return Step::Keep;
+        };
+        let replaced = match plan {
+            RowsPlan::Nothing => None,
+            RowsPlan::Unknown => m.data_row(frame, None),
+            RowsPlan::Plan(p) => m.data_row(frame, Some(p)),
+        };
+        replaced.map_or(Step::Keep, Step::Replace)
+    }
+
+    /// A COPY TO STDOUT starts: with column rules, pause until the gateway has described it.
+    fn start_copy_out(&mut self, binary: bool) -> Option<Step> {
+        if self.copy.as_ref().is_some_and(|c| c.described) {
+            return None; // resumed after the description
+        }
+        let mut copy = CopyState::new(binary);
+        let columns = self.masking.as_ref().is_some_and(|m| m.masker.has_columns());
+        let request = if columns {
+            let (sql, index) = match self.fifo.front_mut() {
+                Some(Request::Query(r)) => {
+                    r.copies += 1;
+                    (String::from_utf8_lossy(&r.sql).into_owned(), r.copies - 1)
+                }
+                Some(Request::Execute(r)) => (String::from_utf8_lossy(&r.sql).into_owned(), 0),
+                _ => (String::new(), 0),
+            };
+            Some(CatalogRequest { copy: Some((sql, index)), ..CatalogRequest::default() })
+        } else {
+            copy.described = true;
+            None
+        };
+        self.copy = Some(copy);
+        request.map(|r| {
+            self.paused = Some(r);
+            Step::Pause
+        })
+    }
+
+    fn on_row_description(&mut self, f: &Frame<'_>) -> Result<(), ProtocolError> {
         let body = retain(f.body(), f.chunk.len());
         RowDescription::from_bytes(&body)?;
+        self.rows_plan = None;
         match self.fifo.front_mut() {
             Some(Request::Describe(target, _)) => {
                 match target {
@@ -672,14 +876,11 @@ impl State {
                     _ => {}
                 }
                 self.pop();
-                Ok(None)
             }
-            Some(Request::Query(r)) => {
-                r.row_description = Some(body);
-                Ok(if self.hook.is_some() { self.call_hook(f.bytes()) } else { None })
-            }
-            _ => Ok(None),
+            Some(Request::Query(r)) => r.row_description = Some(body),
+            _ => {}
         }
+        Ok(())
     }
 
     /// CommandComplete or EmptyQueryResponse: a tag for a simple query, the end of an Execute.

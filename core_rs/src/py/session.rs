@@ -5,7 +5,21 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use std::collections::HashMap;
+
+use crate::pg::mask::{CopyFormat, CopyShape, FieldInfo, TableInfo};
 use crate::pg::{Forward, Session, Statement as Inner};
+
+use super::mask::Masker;
+
+/// Reads at least this large are processed with the GIL released when masking.
+const DETACH_THRESHOLD: usize = 64 * 1024;
+
+/// A table as the gateway looked it up: (oid, schema, name, {attnum: column name}).
+type TableRow = (u32, String, String, HashMap<i16, String>);
+/// A described COPY: (format "text"/"csv"/"binary", delimiter, quote, escape, null marker, header,
+/// [(table oid, attnum, type oid, label)]).
+type CopyRow = (String, String, String, String, String, bool, Vec<(u32, i16, u32, String)>);
 
 /// One statement as the server answered it: the unit of the audit trail.
 #[pyclass(frozen, module = "hoopgw._core", name = "Statement")]
@@ -130,9 +144,40 @@ impl PgSession {
         Self { inner: Session::new(crate::DEFAULT_MAX_MESSAGE_SIZE) }
     }
 
-    #[pyo3(signature = (max_message_size = crate::DEFAULT_MAX_MESSAGE_SIZE))]
-    fn __init__(&mut self, max_message_size: usize) {
+    #[pyo3(signature = (max_message_size = crate::DEFAULT_MAX_MESSAGE_SIZE, masker = None))]
+    fn __init__(&mut self, max_message_size: usize, masker: Option<PyRef<'_, Masker>>) {
         self.inner = Session::new(max_message_size);
+        self.inner.set_masker(masker.map(|m| m.inner()));
+    }
+
+    /// Names the session waits for before it can go on masking server data, or None:
+    /// `(table oids, type oids, (copy sql, index of the COPY in it) or None)`.
+    #[getter]
+    fn catalog_request(&self) -> Option<(Vec<u32>, Vec<u32>, Option<(String, usize)>)> {
+        self.inner.catalog_request().map(|r| (r.tables.clone(), r.types.clone(), r.copy.clone()))
+    }
+
+    /// Supplies the looked-up names; then feed the server side again (b"" is fine) to resume.
+    #[pyo3(signature = (tables, types, copy = None))]
+    fn resolve(
+        &mut self,
+        tables: Vec<TableRow>,
+        types: Vec<(u32, char)>,
+        copy: Option<CopyRow>,
+    ) -> PyResult<()> {
+        let tables = tables
+            .into_iter()
+            .map(|(oid, schema, name, columns)| (oid, Some(TableInfo { schema, name, columns })))
+            .collect();
+        let copy = copy.map(copy_shape).transpose()?;
+        self.inner.resolve(tables, types, copy);
+        Ok(())
+    }
+
+    /// Values masked on the way to the client so far, per detector (and "columns").
+    #[getter]
+    fn mask_counts(&self) -> HashMap<String, u64> {
+        self.inner.mask_counts().into_iter().collect()
     }
 
     /// Frames from the client: `(forward, terminate)`.
@@ -155,7 +200,13 @@ impl PgSession {
         now_ns: i64,
     ) -> PyResult<(Bound<'py, PyBytes>, Option<Bound<'py, PyList>>)> {
         let chunk = chunk_of(&data);
-        let (fwd, done) = self.inner.feed_server(&chunk, now_ns)?;
+        let inner = &mut self.inner;
+        // masking a large read takes a while: let other threads (the audit writer) run meanwhile
+        let (fwd, done) = if chunk.len() >= DETACH_THRESHOLD && inner.masking() {
+            py.detach(|| inner.feed_server(&chunk, now_ns))?
+        } else {
+            inner.feed_server(&chunk, now_ns)?
+        };
         let done = if done.is_empty() {
             None
         } else {
@@ -190,6 +241,43 @@ impl PgSession {
         let in_copy = if s.in_copy() { "True" } else { "False" };
         format!("PgSession(pending={}, tx_status='{}', in_copy={in_copy})", s.pending(), s.tx_status())
     }
+}
+
+fn one_byte(name: &str, value: &str) -> PyResult<u8> {
+    match value.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(format!("COPY {name} must be one ASCII character"))),
+    }
+}
+
+fn copy_shape(row: CopyRow) -> PyResult<CopyShape> {
+    let (format, delimiter, quote, escape, null, header, fields) = row;
+    let format = match format.as_str() {
+        "text" => CopyFormat::Text,
+        "csv" => CopyFormat::Csv,
+        "binary" => CopyFormat::Binary,
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown COPY format {other:?}")))
+        }
+    };
+    Ok(CopyShape {
+        format,
+        delimiter: one_byte("delimiter", &delimiter)?,
+        quote: one_byte("quote", &quote)?,
+        escape: one_byte("escape", &escape)?,
+        null: null.into_bytes(),
+        header,
+        fields: fields
+            .into_iter()
+            .map(|(table_oid, attnum, type_oid, label)| FieldInfo {
+                table_oid,
+                attnum,
+                type_oid,
+                label: Bytes::from(label.into_bytes()),
+                format: 0,
+            })
+            .collect(),
+    })
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

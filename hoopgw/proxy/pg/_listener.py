@@ -6,8 +6,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from hoopgw import _core
 from hoopgw.proxy._conn import Conn
 from hoopgw.proxy.pg._cancel import CancelRegistry
+from hoopgw.proxy.pg._catalog import SideConnection
 from hoopgw.proxy.pg._session import PgClientSession
 
 if TYPE_CHECKING:
@@ -32,10 +34,20 @@ class _Accepted(Conn):
 class PgListener:
     """Accepts PostgreSQL clients on ``cfg.listen`` and proxies them to ``cfg.upstream``."""
 
-    def __init__(self, gateway: Gateway, cfg: PostgresConnection, cancels: CancelRegistry) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        cfg: PostgresConnection,
+        cancels: CancelRegistry,
+        masker: _core.Masker | None = None,
+    ) -> None:
         self.gateway = gateway
         self.cfg = cfg
         self.cancels = cancels
+        #: The connection's masking engine (None: nothing to mask) and the side connection its
+        #: catalog look-ups run on.
+        self.masker = masker
+        self.catalog = SideConnection(cfg)
         self.sessions: set[PgClientSession] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -80,3 +92,7 @@ class PgListener:
     def terminate_all(self, sqlstate: str, message: str) -> None:
         for session in list(self.sessions):
             session.terminate(sqlstate, message)
+
+    async def close(self) -> None:
+        """Release what outlives sessions (the catalog side connection)."""
+        await self.catalog.close()

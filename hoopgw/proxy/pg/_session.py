@@ -18,6 +18,7 @@ from hoopgw import _core
 from hoopgw.audit import SessionInfo
 from hoopgw.errors import AuthError, PgProtocolError, UpstreamError
 from hoopgw.proxy._conn import Conn, ConnectionClosed
+from hoopgw.proxy.pg._catalog import CatalogError
 from hoopgw.proxy.pg._startup import StartupRefused, StartupRequest, validate_startup
 from hoopgw.proxy.pg._upstream import CancelTarget, Upstream, UpstreamRefused, connect_upstream, send_cancel
 
@@ -58,6 +59,7 @@ class PgClientSession:
         self._idle_handle: asyncio.TimerHandle | None = None
         #: set when the client vanished while the upstream was still working on its requests
         self._orphan_cancel: CancelTarget | None = None
+        self._catalog_task: asyncio.Task[None] | None = None
         peer = conn.transport.get_extra_info("peername") if conn.transport else None
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -100,8 +102,11 @@ class PgClientSession:
         if self.upstream is not None:
             self.upstream.conn.close()
         self.client.close()
+        if self._catalog_task is not None:
+            self._catalog_task.cancel()
         if self.session_id is not None:
-            self.listener.gateway.writer.session_close(self.session_id, self._close_reason)
+            masked = self.state.mask_counts if self.state is not None else None
+            self.listener.gateway.writer.session_close(self.session_id, self._close_reason, masked)
             self.session_id = None
 
     def _finish(self, reason: str | None) -> None:
@@ -260,7 +265,7 @@ class PgClientSession:
     def _start_relay(self) -> None:
         assert self.upstream is not None
         gw = self.listener.gateway
-        self.state = _core.PgSession(gw.config.gateway.max_message_size)
+        self.state = _core.PgSession(gw.config.gateway.max_message_size, self.listener.masker)
         up = self.upstream.conn
         up.relay(self.client, self._on_server_data, self._on_server_lost)
         self.client.relay(up, self._on_client_data, self._on_client_lost)
@@ -296,6 +301,8 @@ class PgClientSession:
             return
         if forward:
             self.client.write(forward)
+        if state.catalog_request is not None and self._catalog_task is None:
+            self._start_catalog_lookup()
         if done is not None:
             writer = self.listener.gateway.writer
             sid = self.session_id
@@ -304,6 +311,49 @@ class PgClientSession:
                 writer.statement(sid, statement)
         if self._draining:
             self._maybe_drain()
+
+    # -- masking catalog look-ups -------------------------------------------------------------------
+    def _start_catalog_lookup(self) -> None:
+        """The core paused the server stream for names: stop reading, look them up, resume."""
+        assert self.upstream is not None
+        transport = self.upstream.conn.transport
+        if transport is not None:
+            transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self._catalog_lookup())
+        self._catalog_task = task
+
+    async def _catalog_lookup(self) -> None:
+        state, up = self.state, self.upstream
+        assert state is not None and up is not None
+        side = self.listener.catalog
+        try:
+            while (request := state.catalog_request) is not None:
+                tables, types, copy_sql = request
+                copy = None
+                if copy_sql is not None:
+                    copy = await side.describe_copy(*copy_sql)
+                    tables = sorted({f[0] for f in copy[6] if f[0]})
+                    types = sorted({f[2] for f in copy[6]})
+                table_rows, type_rows = await side.names(tables, types)
+                state.resolve(table_rows, type_rows, copy)
+                self._catalog_task = None
+                self._on_server_data(b"")
+                if self._catalog_task is not None or self.client.closed:
+                    return  # a new look-up took over, or the session ended
+        except CatalogError as exc:
+            self._catalog_task = None
+            self.listener.gateway.writer.event(self.session_id, "masking_error", {"error": str(exc)})
+            log.warning(
+                "masking look-up failed", extra={"connection": self.listener.cfg.name, "error": str(exc)}
+            )
+            self._cancel_orphaned_work()
+            self._refuse("XX000", "the gateway cannot mask this result", detail=str(exc))
+            up.conn.abort()
+            return
+        self._catalog_task = None
+        transport = up.conn.transport
+        if transport is not None and not up.conn.closed:
+            transport.resume_reading()
 
     def _protocol_error(self, side: str, exc: PgProtocolError) -> None:
         gw = self.listener.gateway

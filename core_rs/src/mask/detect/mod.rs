@@ -1,0 +1,174 @@
+//! The built-in detectors (`docs/MASKING.md`, table "Detectors"), in one pass over the bytes.
+//!
+//! [`scan`] walks the input once. A 256-entry byte-class table sends it quickly past bytes that
+//! cannot start anything; it stops only at
+//! - the start of a digit run: the run is measured once and, with what follows it, classified
+//!   (9 digits: routing number; 13–19: card; a separator and another group: a token of groups,
+//!   checked for SSN, phone and separated-card windows as each group arrives; `.`: dotted quad);
+//! - a letter at a word start: uppercase (IBAN, AWS key), `e` (JWT) and the first letters of the
+//!   password keys (`p`, `s`, `t`, `a`, `c`, any case);
+//! - `@` (email: the local part is read backwards, the domain forwards) and `+` (E.164 phone).
+//!
+//! Candidates are validated (Luhn, mod 97, ABA, SSN ranges) only once their shape fits, appended to
+//! `out`, and finally sorted and made non-overlapping: the leftmost match wins, at the same start
+//! the longest, at the same span the detector with the lower id. Work is linear in the input: every
+//! byte is looked at a bounded number of times, whatever the input.
+//!
+//! Decisions beyond the table of `docs/MASKING.md` (each covered by a test):
+//! - Amounts: a digit run that is part of a decimal number (followed by `.` and a digit, or
+//!   preceded by a digit and `.`) is not a card or routing number (`1234567890123.45` is an
+//!   amount), and `+` followed by exactly two groups joined by `.` is a signed amount, not a phone.
+//! - Separated cards: any window of consecutive groups of a consistently separated token (each
+//!   group 3–7 digits, 13–19 digits in all) that passes Luhn, leftmost then longest; so a card
+//!   followed by a CVV (`4111 1111 1111 1111 123`) or preceded by a short number
+//!   (`Order 12 4111 1111 1111 1111`) is found. A token changes where its separator changes.
+//! - JWT: each of the first two segments is `eyJ` plus at least 10 more base64url characters; the
+//!   structure up to the second `.` must lie within [`JWT_MAX`] bytes, the signature is cut there.
+//! - Password assignments: the key may be followed by a closing quote (JSON `"api_key": "v"`);
+//!   at most 16 spaces or tabs on each side of `=`/`:`; a quoted value ends at its quote, a line
+//!   break or [`PASSWORD_VALUE_MAX`] bytes; a value starting with `=` or `:` (`Token::new`) is no
+//!   value. The key itself and its punctuation (at most 48 bytes) precede the reported span.
+
+mod numbers;
+mod scan;
+mod text;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+/// Longest email address reported (RFC 5321 path limit).
+pub const EMAIL_MAX: usize = 254;
+/// Longest local part of an email address.
+pub const EMAIL_LOCAL_MAX: usize = 64;
+/// A JWT is reported up to this many bytes (a longer one is cut here).
+pub const JWT_MAX: usize = 4096;
+/// A password value is reported up to this many bytes.
+pub const PASSWORD_VALUE_MAX: usize = 256;
+
+/// A built-in detector. The discriminant is its id: the index in [`Builtin::ALL`] and
+/// [`crate::mask::BUILTIN_DETECTORS`], and its bit in [`Enabled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Builtin {
+    CreditCard = 0,
+    UsSsn,
+    Iban,
+    Email,
+    Phone,
+    UsRouting,
+    Ipv4,
+    AwsAccessKey,
+    Jwt,
+    PasswordAssignment,
+}
+
+impl Builtin {
+    /// Every detector, in id order.
+    pub const ALL: [Builtin; 10] = [
+        Builtin::CreditCard,
+        Builtin::UsSsn,
+        Builtin::Iban,
+        Builtin::Email,
+        Builtin::Phone,
+        Builtin::UsRouting,
+        Builtin::Ipv4,
+        Builtin::AwsAccessKey,
+        Builtin::Jwt,
+        Builtin::PasswordAssignment,
+    ];
+
+    /// The configuration name (`credit_card`, `us_ssn`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::CreditCard => "credit_card",
+            Builtin::UsSsn => "us_ssn",
+            Builtin::Iban => "iban",
+            Builtin::Email => "email",
+            Builtin::Phone => "phone",
+            Builtin::UsRouting => "us_routing",
+            Builtin::Ipv4 => "ipv4",
+            Builtin::AwsAccessKey => "aws_access_key",
+            Builtin::Jwt => "jwt",
+            Builtin::PasswordAssignment => "password_assignment",
+        }
+    }
+
+    /// The detector of a configuration name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|b| b.name() == s)
+    }
+
+    /// Longest span (bytes) this detector reports.
+    pub fn max_len(self) -> usize {
+        match self {
+            // 19 digits in at most 6 groups of 3–7: 5 separators
+            Builtin::CreditCard => 24,
+            Builtin::UsSsn => 11,
+            // 34 characters (the format's limit) in groups of 4: 8 spaces
+            Builtin::Iban => 42,
+            Builtin::Email => EMAIL_MAX,
+            // `+`, 15 digits in up to 15 groups, 14 separators, one pair of parentheses
+            Builtin::Phone => 32,
+            Builtin::UsRouting => 9,
+            Builtin::Ipv4 => 15,
+            Builtin::AwsAccessKey => 20,
+            Builtin::Jwt => JWT_MAX,
+            Builtin::PasswordAssignment => PASSWORD_VALUE_MAX,
+        }
+    }
+
+    /// Whether the value normalises to its digits (card, SSN, routing number, phone).
+    pub fn numeric(self) -> bool {
+        matches!(self, Builtin::CreditCard | Builtin::UsSsn | Builtin::UsRouting | Builtin::Phone)
+    }
+
+    #[inline]
+    fn bit(self) -> u16 {
+        1u16 << (self as u8)
+    }
+}
+
+/// A set of detectors: bit `i` is the detector with id `i`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Enabled(pub u16);
+
+impl Enabled {
+    /// Every built-in detector.
+    pub fn all() -> Self {
+        Self(Builtin::ALL.iter().fold(0, |acc, b| acc | b.bit()))
+    }
+
+    /// This set plus `b`.
+    #[must_use]
+    pub fn with(self, b: Builtin) -> Self {
+        Self(self.0 | b.bit())
+    }
+
+    #[inline]
+    pub fn contains(self, b: Builtin) -> bool {
+        self.0 & b.bit() != 0
+    }
+
+    /// Whether no known detector is in the set.
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.0 & Self::all().0 == 0
+    }
+}
+
+/// One match: `data[start..end]` was found by `detector`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub start: usize,
+    pub end: usize,
+    pub detector: Builtin,
+}
+
+/// Appends matches of the enabled detectors in `data` to `out`, sorted by start and non-overlapping.
+///
+/// Only what this call appends is sorted and made non-overlapping; entries already in `out` are
+/// left as they are. Never panics, whatever `data` holds.
+pub fn scan(data: &[u8], enabled: Enabled, out: &mut Vec<Found>) {
+    scan::run(data, enabled, out);
+}
