@@ -33,7 +33,6 @@ pub struct Masker {
 
 impl Masker {
     /// The engine, for the bindings that mask (the PostgreSQL session).
-    #[allow(dead_code)]
     pub(crate) fn inner(&self) -> Arc<mask::Masker> {
         Arc::clone(&self.inner)
     }

@@ -15,6 +15,8 @@ use super::mask::Masker;
 /// Reads at least this large are processed with the GIL released when masking.
 const DETACH_THRESHOLD: usize = 64 * 1024;
 
+/// A catalog request: (table oids, type oids, (copy sql, which COPY of it) or None).
+type RequestRow = (Vec<u32>, Vec<u32>, Option<(String, usize)>);
 /// A table as the gateway looked it up: (oid, schema, name, {attnum: column name}).
 type TableRow = (u32, String, String, HashMap<i16, String>);
 /// A described COPY: (format "text"/"csv"/"binary", delimiter, quote, escape, null marker, header,
@@ -153,7 +155,7 @@ impl PgSession {
     /// Names the session waits for before it can go on masking server data, or None:
     /// `(table oids, type oids, (copy sql, index of the COPY in it) or None)`.
     #[getter]
-    fn catalog_request(&self) -> Option<(Vec<u32>, Vec<u32>, Option<(String, usize)>)> {
+    fn catalog_request(&self) -> Option<RequestRow> {
         self.inner.catalog_request().map(|r| (r.tables.clone(), r.types.clone(), r.copy.clone()))
     }
 

@@ -33,10 +33,8 @@ impl Scanner<'_> {
                     return self.token(s, e, sep);
                 }
             }
-            Some(b')') => {
-                if len == 3 && self.phone && s > 0 && data.get(s - 1) == Some(&b'(') {
-                    self.paren_phone(s - 1, e);
-                }
+            Some(b')') if len == 3 && self.phone && s > 0 && data.get(s - 1) == Some(&b'(') => {
+                self.paren_phone(s - 1, e);
             }
             _ => {}
         }

@@ -511,11 +511,32 @@ fn random_bytes_never_panic_and_results_are_well_formed() {
 
 /// Random text made of number-like tokens, words, keys and punctuation: near-misses of every shape.
 fn structured(rng: &mut XorShift, out: &mut Vec<u8>, len: usize) {
-    const SEPS: &[&[u8]] = &[b" ", b"-", b".", b"|", b"(", b")", b"+", b"@", b"=", b": ", b"\n", b"", b"  ", b"_"];
+    const SEPS: &[&[u8]] =
+        &[b" ", b"-", b".", b"|", b"(", b")", b"+", b"@", b"=", b": ", b"\n", b"", b"  ", b"_"];
     const WORDS: &[&[u8]] = &[
-        b"ACME", b"DE89", b"GB82", b"NO93", b"AKIA", b"ASIAIOSFODNN7EXAMPLE", b"eyJhbGciOiJIUzI1NiJ9", b"eyJ",
-        b"password", b"Token", b"api_key", b"pwd", b"secret", b"client_secret", b"x", b"com", b"example",
-        b"a.b", b"'", b"\"", b"WEST", b"JWT", b"e",
+        b"ACME",
+        b"DE89",
+        b"GB82",
+        b"NO93",
+        b"AKIA",
+        b"ASIAIOSFODNN7EXAMPLE",
+        b"eyJhbGciOiJIUzI1NiJ9",
+        b"eyJ",
+        b"password",
+        b"Token",
+        b"api_key",
+        b"pwd",
+        b"secret",
+        b"client_secret",
+        b"x",
+        b"com",
+        b"example",
+        b"a.b",
+        b"'",
+        b"\"",
+        b"WEST",
+        b"JWT",
+        b"e",
     ];
     out.clear();
     while out.len() < len {
@@ -588,6 +609,32 @@ fn a_match_is_found_wherever_it_sits() {
                 format!("{pad}{value} {pad}")
             };
             assert_eq!(find(&text), one(name, value), "{text:?}");
+        }
+    }
+}
+
+#[test]
+fn values_at_every_offset_across_block_edges() {
+    // digit-heavy filler that matches nothing, the value at every offset around the 64-byte
+    // blocks, and both ends of the input
+    let filler = "12|2024-01-28|7.5|ab 99;".repeat(20);
+    let cases: [(&str, &str); 7] = [
+        ("credit_card", "4111 1111 1111 1111"),
+        ("credit_card", "4111111111111111"),
+        ("us_ssn", "123-45-6789"),
+        ("iban", "DE89370400440532013000"),
+        ("email", "john@example.com"),
+        ("phone", "(415) 555-2671"),
+        ("jwt", JWT),
+    ];
+    for (name, value) in cases {
+        for offset in 0..200 {
+            let head = &filler[..offset];
+            let sep = if head.is_empty() || head.ends_with('|') { "" } else { "|" };
+            for tail in ["", "|", "|123"] {
+                let text = format!("{head}{sep}{value}{tail}");
+                assert_eq!(find(&text), one(name, value), "offset {offset}: {text:?}");
+            }
         }
     }
 }

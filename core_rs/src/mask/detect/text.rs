@@ -102,8 +102,8 @@ impl Scanner<'_> {
         let digit = |i| byte(w, i).wrapping_sub(b'0') < 10;
         let iban = self.iban & upper(0) & upper(1) & digit(2) & digit(3);
         let prefix = w as u32;
-        let aws = self.aws
-            & AWS_PREFIXES.iter().fold(false, |any, k| any | (u32::from_le_bytes(**k) == prefix));
+        let aws =
+            self.aws & AWS_PREFIXES.iter().fold(false, |any, k| any | (u32::from_le_bytes(**k) == prefix));
         let jwt = self.jwt & ((w & 0xff_ffff) == u64::from(u32::from_le_bytes(*b"eyJ\0")));
         let lower = w | 0x2020_2020_2020_2020;
         let key = self.password & KEY_WORDS.iter().fold(false, |any, &(k, m)| any | (lower & m == k));

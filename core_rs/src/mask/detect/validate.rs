@@ -14,7 +14,8 @@ pub(super) fn luhn(s: &[u8]) -> bool {
         sum += if double { DOUBLED.get(usize::from(d)).copied().unwrap_or(0) } else { u32::from(d) };
         double = !double;
     }
-    sum % 10 == 0
+    // (not `is_multiple_of`: the workspace supports Rust 1.80)
+    matches!(sum % 10, 0)
 }
 
 /// ABA routing number: 9 digits, checksum 3·(d1+d4+d7) + 7·(d2+d5+d8) + (d3+d6+d9) ≡ 0 (mod 10),
@@ -27,7 +28,7 @@ pub(super) fn aba(s: &[u8]) -> bool {
         return false;
     }
     let sum = 3 * (v(a) + v(d) + v(g)) + 7 * (v(b) + v(e) + v(h)) + (v(c) + v(f) + v(i));
-    sum % 10 == 0
+    matches!(sum % 10, 0)
 }
 
 /// `ddd-dd-dddd` / `ddd dd dddd` (shape already checked): area not 000, 666 or 9xx, group not
