@@ -247,6 +247,11 @@ def test_errors_and_notices_are_masked(gw: Gateway) -> None:
         with pytest.raises(pgerrors.UniqueViolation) as err:
             conn.execute("INSERT INTO mask_unique VALUES (%s)", (CARD_DIGITS,))
     assert notices == ["card on file: ************1111"]
+    with connect(gw) as conn:
+        conn.execute("LISTEN cards")
+        conn.execute(f"NOTIFY cards, 'new card {CARD}'")
+        got = [n.payload for n in conn.notifies(timeout=5, stop_after=1)]
+    assert got == ["new card **** **** **** 1111"]
     detail = err.value.diag.message_detail or ""
     assert "************1111" in detail and CARD_DIGITS not in detail
 

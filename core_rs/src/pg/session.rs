@@ -733,6 +733,11 @@ impl State {
                     return Ok(Step::Replace(frame));
                 }
             }
+            b'A' => {
+                if let Some(frame) = self.masking.as_mut().and_then(|m| m.notification(f.bytes())) {
+                    return Ok(Step::Replace(frame));
+                }
+            }
             ReadyForQuery::CODE => {
                 self.end_result();
                 self.on_ready(ReadyForQuery::from_bytes(&f.body())?, now);
@@ -773,8 +778,8 @@ impl State {
                 }
             }
             CopyDone::CODE => self.copy = None,
-            // NotificationResponse, ParameterStatus, ParameterDescription, FunctionCallResponse,
-            // unknown types: forwarded, nothing to track.
+            // ParameterStatus, ParameterDescription, FunctionCallResponse, unknown types:
+            // forwarded, nothing to track.
             _ => {}
         }
         Ok(Step::Keep)

@@ -49,3 +49,34 @@ pub fn mask_notice(frame: &[u8], masker: &Masker, counts: &mut Counts) -> Option
     o.get_mut(1..5)?.copy_from_slice(&len.to_be_bytes());
     Some(o.freeze())
 }
+
+/// Masks the channel and payload of a NotificationResponse frame (`NOTIFY chan, 'payload'`).
+pub fn mask_notification(frame: &[u8], masker: &Masker, counts: &mut Counts) -> Option<Bytes> {
+    if !masker.has_detectors() {
+        return None;
+    }
+    let body = frame.get(5..)?;
+    let pid = body.get(..4)?;
+    let rest = body.get(4..)?;
+    let channel_end = memchr::memchr(0, rest)?;
+    let channel = rest.get(..channel_end)?;
+    let payload_rest = rest.get(channel_end + 1..)?;
+    let payload = payload_rest.get(..memchr::memchr(0, payload_rest)?)?;
+    let (mut c, mut p) = (Vec::new(), Vec::new());
+    let channel_changed = masker.mask_into(channel, counts, &mut c);
+    let payload_changed = masker.mask_into(payload, counts, &mut p);
+    if !channel_changed && !payload_changed {
+        return None;
+    }
+    let channel = if channel_changed { &c[..] } else { channel };
+    let payload = if payload_changed { &p[..] } else { payload };
+    let mut o = BytesMut::with_capacity(frame.len() + 16);
+    o.put_u8(b'A');
+    o.put_i32(i32::try_from(4 + 4 + channel.len() + 1 + payload.len() + 1).ok()?);
+    o.extend_from_slice(pid);
+    o.extend_from_slice(channel);
+    o.put_u8(0);
+    o.extend_from_slice(payload);
+    o.put_u8(0);
+    Some(o.freeze())
+}

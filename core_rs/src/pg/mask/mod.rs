@@ -116,6 +116,11 @@ impl Masking {
         fields::mask_notice(frame, &self.masker, &mut self.counts)
     }
 
+    /// Masks the channel and payload of a NotificationResponse frame.
+    pub fn notification(&mut self, frame: &[u8]) -> Option<Bytes> {
+        fields::mask_notification(frame, &self.masker, &mut self.counts)
+    }
+
     /// Masks one CopyData frame of a COPY TO STDOUT.
     pub fn copy_data(&mut self, frame: &[u8], shape: &mut copy::CopyState) -> Option<Bytes> {
         copy::mask_copy_data(frame, shape, &self.masker, &mut self.counts)

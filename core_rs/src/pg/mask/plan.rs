@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::catalog::{Catalog, TypeKind};
 use super::CatalogRequest;
-use crate::mask::{Masker, Style};
+use crate::mask::{Masker, Style, BUILTIN_DETECTORS, COLUMNS_COUNTER};
 use crate::pg::messages::row_description::RowDescription;
 use crate::pg::messages::FromBytes;
 
@@ -136,7 +136,7 @@ fn action(masker: &Masker, catalog: &Catalog, f: &FieldInfo, format: i16) -> Act
             };
         }
     }
-    if !masker.has_detectors() {
+    if !masker.has_detectors() || cannot_match(masker, f.type_oid) {
         return Action::Keep;
     }
     match (kind, format == BINARY) {
@@ -148,5 +148,23 @@ fn action(masker: &Masker, catalog: &Catalog, f: &FieldInfo, format: i16) -> Act
         (TypeKind::Other, false) => Action::ScanOrNull,
         // binary values of other types are not text: nothing a detector could find
         (TypeKind::Container | TypeKind::Other, true) => Action::Keep,
+    }
+}
+
+/// Whether no enabled detector can match the text form of a value of this built-in type: booleans,
+/// small integers, dates and times are never scanned (int4 only without `us_routing`: a 9-digit
+/// number is its only possible match). Custom patterns could match anything.
+fn cannot_match(masker: &Masker, type_oid: u32) -> bool {
+    let names = masker.counter_names();
+    let builtin_only = names.iter().all(|n| n == COLUMNS_COUNTER || BUILTIN_DETECTORS.contains(&n.as_str()));
+    if !builtin_only {
+        return false;
+    }
+    match type_oid {
+        // bool, int2, date, time, timestamp, timestamptz, interval, timetz
+        16 | 21 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266 => true,
+        // int4, oid
+        23 | 26 => !names.iter().any(|n| n == "us_routing"),
+        _ => false,
     }
 }
