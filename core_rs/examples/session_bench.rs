@@ -1,6 +1,8 @@
 //! Cost of `Session::feed_server` for a 20-row, 14-column result with and without masking.
 //! `cargo run --release -p hoopgw-core --example session_bench`
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
