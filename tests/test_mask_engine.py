@@ -130,7 +130,7 @@ def test_oracles_agree_with_positive_examples() -> None:
 @pytest.mark.parametrize("style", ["redact", "last4"])
 def test_detector_masks_value(detector: str, value: str, style: str) -> None:
     masker = one(detector, style)
-    expected = pii.render(value, style)
+    expected = pii.render(value, style, detector)
     assert masker.mask(value.encode()) == expected.encode()
     sentence = f"value: {value}, done\n"
     assert masker.mask(sentence.encode()) == f"value: {expected}, done\n".encode()
@@ -158,6 +158,44 @@ def test_documented_examples() -> None:
     assert one("ipv4", "last4").mask(b"192.168.1.10") == b"***.**8.1.10"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("4111 1111 1111 1111", "**** **** **** 1111"),  # 16 letters and digits: the last four
+        ("10.0.0.1", "**.*.0.1"),  # 5: at most half, 2
+        ("0.0.0.0", "*.*.0.0"),
+        ("1.2.3.4", "*.*.3.4"),
+        ("a@b.co", "*@*.co"),
+        ("abcdefgh", "****efgh"),
+        ("abcd", "**cd"),
+        ("x", "*"),
+    ],
+)
+def test_last4_never_shows_a_short_value_whole(value: str, expected: str) -> None:
+    """At most min(4, n // 2) of the n letters and digits are kept."""
+    assert pii.last4(value) == expected
+    masker = Masker(patterns=[("v", "[a-z0-9@. ]+", "last4")], columns=[("*.c", "last4")])
+    assert masker.mask_text(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("detector", "text", "masked"),
+    [
+        ("aws_access_key", "key AKIAIOSFODNN7EXAMPLE", "key *****"),
+        ("jwt", f"Bearer {JWT}", "Bearer *****"),
+        ("password_assignment", "password=hunter2xyz", "password=*****"),
+        ("password_assignment", "PGPASSWORD=a", "PGPASSWORD=*****"),
+    ],
+)
+def test_secrets_are_never_partly_shown(detector: str, text: str, masked: str) -> None:
+    """last4 renders the secret detectors as redact; hash stays a token."""
+    assert one(detector, "last4").mask_text(text) == masked
+    assert every("last4").mask_text(text) == masked
+    hashed = one(detector, "hash").mask_text(text)
+    prefix = masked[: -len(pii.REDACTED)]
+    assert hashed.startswith(prefix) and pii.TOKEN_RE.fullmatch(hashed[len(prefix) :]), hashed
+
+
 @pytest.mark.parametrize("value", ["josé.garcía@example.com", "jörg@example.com", "info@münchen.de"])
 def test_email_with_non_ascii_letters_is_masked_whole(value: str) -> None:
     """`local@domain.tld` with letters that are not ASCII: the whole address, not its ASCII tail."""
@@ -170,6 +208,18 @@ def test_boundaries_count_non_ascii_letters_as_letters() -> None:
     for text in ("éProject Falcon", "Project Falconé", "ÜberProject Falcon"):
         assert words.mask_text(text) == text, text
     assert words.mask_text("«Project Falcon»") == "«*****»"
+    keys = every()
+    for text in (
+        "éAKIAIOSFODNN7EXAMPLE",
+        "AKIAIOSFODNN7EXAMPLEß",
+        "ÜDE89370400440532013000",
+        "中AKIAIOSFODNN7EXAMPLE",
+    ):
+        assert keys.mask_text(text) == text, text
+    # non-ASCII punctuation and spaces are no letters
+    assert keys.mask_text("«AKIAIOSFODNN7EXAMPLE»") == "«*****»"
+    assert keys.mask_text("密钥\uff1aAKIAIOSFODNN7EXAMPLE") == "密钥\uff1a*****"  # fullwidth colon
+    assert keys.mask_text("to:\u00a0bob@example.com\u00a0ok") == "to:\u00a0*****\u00a0ok"
 
 
 def test_numbers_need_only_a_non_digit_boundary() -> None:
@@ -280,6 +330,9 @@ def test_detector_leaves_near_miss_alone(detector: str, value: str) -> None:
         "ISBN 978-3-16-148410-0",
         "port 5432 pid 12345678",
         "password reset requested for user 42",
+        "+1234567.89",  # a signed amount, not a phone
+        "+100.00000",
+        "at 12:30:45 id=42",
         "",
     ],
 )
@@ -314,6 +367,18 @@ def test_ordinary_text_is_not_masked(text: str) -> None:
         ('password="hunter2" rest', 'password="*****" rest'),
         ('{"password": "hunter2", "user": "bob"}', '{"password": "*****", "user": "bob"}'),
         ("login user=bob password=hunter2\n", "login user=bob password=*****\n"),
+        # the key may end an identifier
+        ("PGPASSWORD=hunter2", "PGPASSWORD=*****"),
+        ("export DB_PASSWORD=hunter2", "export DB_PASSWORD=*****"),
+        ("MYSQL_PWD=hunter2", "MYSQL_PWD=*****"),
+        ("AWS_SECRET_ACCESS_KEY=hunter2", "AWS_SECRET_ACCESS_KEY=*****"),
+        ("aws_secret_access_key = hunter2", "aws_secret_access_key = *****"),
+        ("PRIVATE_KEY='hunter2'", "PRIVATE_KEY='*****'"),
+        ("auth_token: hunter2", "auth_token: *****"),
+        ("GITHUB_TOKEN=hunter2", "GITHUB_TOKEN=*****"),
+        ("X-Auth-Token: hunter2", "X-Auth-Token: *****"),
+        ('{"clientSecret": "hunter2"}', '{"clientSecret": "*****"}'),
+        ("spring.datasource.password=hunter2", "spring.datasource.password=*****"),
     ],
 )
 def test_password_assignment_masks_only_the_value(text: str, expected: str) -> None:
@@ -323,8 +388,17 @@ def test_password_assignment_masks_only_the_value(text: str, expected: str) -> N
     assert masker.find(text.encode()) == [("password_assignment", start, start + len("hunter2"))]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["passwords=x", "password_hash=x", "password2=x", "secret_key_id=x", "time 12:30 pwd", "Token::new()"],
+)
+def test_password_key_must_end_the_identifier(text: str) -> None:
+    data = text.encode()
+    assert one("password_assignment").mask(data) is data
+
+
 def test_password_assignment_last4_and_hash() -> None:
-    assert one("password_assignment", "last4").mask(b"password=hunter2") == b"password=***ter2"
+    assert one("password_assignment", "last4").mask(b"password=hunter2") == b"password=*****"
     out = one("password_assignment", "hash").mask(b"password=hunter2")
     assert out.startswith(b"password=tok_")
     assert pii.TOKEN_RE.fullmatch(out[len(b"password=") :].decode())
@@ -353,6 +427,14 @@ def test_large_jwt_is_masked_whole() -> None:
     jwt = f"{header}.{payload}.{signature}"
     assert len(jwt) > 5000
     assert one("jwt").mask_text(f"Authorization: Bearer {jwt}\n") == "Authorization: Bearer *****\n"
+
+
+def test_password_value_longer_than_the_window() -> None:
+    text = "token=" + "a" * 300
+    masker = one("password_assignment")
+    assert masker.window < 300 + len("token=")
+    assert masker.mask_text(text) == "token=*****"
+    assert masker.mask_text(f"x {text} y") == "x token=***** y"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -644,6 +726,8 @@ def test_large_buffer_masked_without_the_gil(big: tuple[bytes, bytes]) -> None:
         "123-45-6789 4111-1111-1111-1111",
         "021000021 4111111111111111",
         "4111-1111-1111-1111-415-555-2671",
+        "BE68 5390 0754 7034 1111 1111 1118",  # an IBAN whose last group starts a card
+        "+1 415 555 2671 1234-5@ex.com",  # a phone running into an email's local part
     ],
 )
 def test_neighbouring_values_leave_nothing_in_clear(text: str) -> None:
@@ -651,8 +735,57 @@ def test_neighbouring_values_leave_nothing_in_clear(text: str) -> None:
     assert not any(chr(b) in pii.ASCII_ALNUM for b in out), out
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+1 415 555 2671 4111 1111 1111 1111",
+        "+1 415 555 2671 123-45-6789",
+        "+33 1 23 45 67 89 123 45 6789",
+        "3782 822463 10005 4002 1111 1111 1113",
+        "BE68 5390 0754 7034 1111 1111 1118",
+        "+1 415 555 2671 1234-5@ex.com",
+    ],
+)
+def test_overlapping_values_are_one_span(text: str) -> None:
+    masker = every()
+    assert masker.mask(text.encode()) == b"*****"
+    assert len(masker.find(text.encode())) == 1, "one span, counted once"
+    stream = masker.stream()
+    assert stream.feed(text.encode()) + stream.flush() == b"*****"
+    assert sum(stream.counts.values()) == 1
+
+
+def test_overlaps_are_merged_and_attributed_to_the_leftmost() -> None:
+    m = Masker([("phone", "redact"), ("credit_card", "redact")])
+    assert m.mask(b"+1 415 555 2671 4111 1111 1111 1111") == b"*****"
+    assert m.find(b"+1 415 555 2671 4111 1111 1111 1111") == [("phone", 0, 35)]
+    m = Masker([("phone", "redact"), ("us_ssn", "redact")])
+    assert m.mask(b"+1 415 555 2671 123-45-6789") == b"*****"
+    m = Masker([("credit_card", "redact")])
+    assert m.mask(b"3782 822463 10005 4002 1111 1111 1113") == b"*****"
+    # rendered with the leftmost detector's style
+    m = Masker([("phone", "last4"), ("credit_card", "redact")])
+    assert m.mask(b"+1 415 555 2671 4111 1111 1111 1111") == b"+* *** *** **** **** **** **** 1111"
+    stream = m.stream()
+    out = stream.feed(b"+1 415 555 2671 4111 11") + stream.feed(b"11 1111 1111\n") + stream.flush()
+    assert out == b"+* *** *** **** **** **** **** 1111\n"
+    assert stream.counts == {"phone": 1}
+    # custom patterns and words overlapping built-in matches or each other
+    m = Masker(
+        [("credit_card", "redact")],
+        patterns=[("ab", "alpha beta", "redact"), ("bg", "beta gamma", "redact")],
+        words=[("1111 ok", "redact")],
+    )
+    assert m.mask(b"card 4111 1111 1111 1111 ok") == b"card *****"
+    assert m.find(b"card 4111 1111 1111 1111 ok") == [("credit_card", 5, 27)]
+    assert m.mask(b"alpha beta gamma delta") == b"***** delta"
+    assert m.find(b"alpha beta gamma delta") == [("ab", 0, 16)]
+
+
 def test_neighbouring_values_oracle() -> None:
     assert pii.luhn_ok("378282246310005") and pii.luhn_ok("4002111111111113")
     assert pii.luhn_ok("3782822463100054002")  # the 19-digit window the engine prefers
     assert pii.ssn_ok("123-45-6789") and pii.ssn_ok("123 45 6789")
     assert pii.e164_ok("+1 415 555 2671") and pii.e164_ok("+33 1 23 45 67 89")
+    assert pii.luhn_ok("7034111111111118") and pii.iban_ok("BE68539007547034")
+    assert pii.e164_ok("+1.4155552671") and not pii.e164_ok("+1234567.89") and not pii.e164_ok("+100.00000")

@@ -26,16 +26,22 @@ REDACTED = "*****"
 TOKEN_RE = re.compile(r"tok_[0-9a-fA-F]{16}")
 
 
+#: Detectors whose values are never partly shown: ``last4`` renders them as ``redact``.
+SECRET_DETECTORS = frozenset({"aws_access_key", "jwt", "password_assignment"})
+
+
 def last4(value: str) -> str:
-    """``last4`` style: ASCII letters and digits other than the last four become ``*``."""
+    """``last4`` style: ASCII letters and digits become ``*`` except the last four, and at most half of
+    them (``min(4, n // 2)`` of ``n`` are kept, so a short value is never shown whole)."""
     alnum_positions = [i for i, ch in enumerate(value) if ch in ASCII_ALNUM]
-    hide = set(alnum_positions[:-4]) if len(alnum_positions) > 4 else set()
+    keep = min(4, len(alnum_positions) // 2)
+    hide = set(alnum_positions[: len(alnum_positions) - keep])
     return "".join("*" if i in hide else ch for i, ch in enumerate(value))
 
 
-def render(value: str, style: str) -> str:
-    """The expected rendering of a detected value for the ``redact`` and ``last4`` styles."""
-    if style == "redact":
+def render(value: str, style: str, detector: str | None = None) -> str:
+    """The expected rendering of a value found by ``detector`` for the ``redact`` and ``last4`` styles."""
+    if style == "redact" or (style == "last4" and detector in SECRET_DETECTORS):
         return REDACTED
     if style == "last4":
         return last4(value)
@@ -257,10 +263,17 @@ def email_ok(value: str) -> bool:
 
 
 E164_RE = re.compile(r"\+\d+(?:([ .-])\d+(?:\1\d+)*)?")
+#: ``+`` and two groups joined by a dot: a signed amount (``+1234567.89``), unless the first group is a
+#: country code (1-3 digits, not starting with 0) and the second has at least 8 digits (``+1.4155552671``).
+DOTTED_PHONE_RE = re.compile(r"\+[1-9]\d{0,2}\.\d{8,}")
 
 
 def e164_ok(value: str) -> bool:
-    return E164_RE.fullmatch(value) is not None and 8 <= len(digits_only(value)) <= 15
+    if E164_RE.fullmatch(value) is None or not 8 <= len(digits_only(value)) <= 15:
+        return False
+    if value.count(".") == 1 and not any(c in value for c in " -"):
+        return DOTTED_PHONE_RE.fullmatch(value) is not None
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -370,6 +383,9 @@ def st_e164(draw: st.DrawFn) -> str:
                 k += 1
             groups.append(rest[:k])
             rest = rest[k:]
+        if sep == "." and len(groups) == 2 and (len(groups[1]) < 8 or groups[0][0] == "0"):
+            # `+` and two dot-joined groups that are no country code and number: an amount
+            groups[1:] = [groups[1][:2], groups[1][2:]]
         value = "+" + sep.join(groups)
     assert e164_ok(value), value
     return value

@@ -2,8 +2,10 @@
 //!
 //! A scan is the built-in detector scanner ([`super::detect::scan`]) plus, only when custom patterns
 //! or words are configured, one pass of a single multi-pattern regex (`regex_automata::meta`) that
-//! holds all of them. The two sorted lists are merged into one sorted, non-overlapping list: the
-//! leftmost match wins, and of two starting at the same byte the longer one.
+//! holds all of them. The two sorted lists are merged into one sorted, non-overlapping list in which
+//! overlapping candidates are merged: the span is their union (no part of any of them stays in
+//! clear), counted once and rendered by the rule of the leftmost candidate, of two starting at the
+//! same byte the longer one (the built-in detector on a tie).
 
 use std::cell::Cell;
 use std::fmt;
@@ -33,6 +35,10 @@ const MAX_PATTERN_LEN: usize = 4096;
 /// Window assumed for a custom pattern without a maximum length (`+`, `*`, `{n,}`): a longer match
 /// split across two reads of a stream may be missed.
 const UNBOUNDED_PATTERN_LEN: usize = 256;
+
+/// Bytes that the searches for overlapping custom-pattern matches may read again beyond the input's
+/// length (see [`Masker::find_hits`]).
+const OVERLAP_REREAD_MIN: usize = 4096;
 
 /// Matches kept in the thread-local scratch space beyond which it is released after use.
 const SCRATCH_KEEP: usize = 4096;
@@ -252,9 +258,11 @@ impl Masker {
                 *slot = rule;
             }
             let norm = if builtin.numeric() { Norm::Digits } else { Norm::AsIs };
+            // secrets are never partly shown
+            let style = if builtin.secret() && style == Style::Last4 { Style::Redact } else { style };
             rules.push(Rule { counter, style, norm });
             enabled = enabled.with(builtin);
-            max_len = max_len.max(builtin.max_len());
+            max_len = max_len.max(builtin.window());
             uses_hash |= style == Style::Hash;
         }
 
@@ -399,20 +407,46 @@ impl Masker {
             return;
         };
         s.regex_hits.clear();
+        // After a match, the search goes on from the byte after its start, so that a match starting
+        // inside it (which the regex would not report) extends it. Those searches read again what
+        // lies before the end of the current span: at most about the input's length in all, then
+        // they go on from the end of the span (only overlapping matches of custom patterns, many
+        // and long, get there).
+        let mut reread_budget = data.len().saturating_add(OVERLAP_REREAD_MIN);
         let mut at = 0;
         while at < data.len() {
             let Some(m) = re.search(&Input::new(data).span(at..data.len())) else { break };
             if m.is_empty() {
                 // not from a valid configuration (patterns that can match empty are refused)
                 at = m.end() + 1;
-            } else if unicode_boundaries(data, m.start(), m.end()) {
-                if let Ok(rule) = u16::try_from(self.regex_base + m.pattern().as_usize()) {
-                    s.regex_hits.push(Hit { start: m.start(), end: m.end(), rule });
-                }
-                at = m.end();
-            } else {
+                continue;
+            }
+            if !unicode_boundaries(data, m.start(), m.end()) {
                 // glued to a non-ASCII letter: look for a match starting after this one's start
                 at = m.start() + 1;
+                continue;
+            }
+            let Ok(rule) = u16::try_from(self.regex_base + m.pattern().as_usize()) else {
+                at = m.end();
+                continue;
+            };
+            let span_end = match s.regex_hits.last_mut() {
+                Some(last) if m.start() < last.end => {
+                    last.end = last.end.max(m.end());
+                    last.end
+                }
+                _ => {
+                    s.regex_hits.push(Hit { start: m.start(), end: m.end(), rule });
+                    m.end()
+                }
+            };
+            let next = m.start() + 1;
+            let reread = span_end.saturating_sub(next);
+            if reread <= reread_budget {
+                reread_budget -= reread;
+                at = next;
+            } else {
+                at = span_end;
             }
         }
         merge(builtin, s.regex_hits.iter().copied(), &mut s.hits);
@@ -509,8 +543,9 @@ impl Masker {
     }
 }
 
-/// Merges two sorted, non-overlapping lists into `out`: the leftmost match wins, of two starting at
-/// the same byte the longer one (the first list on a tie); matches overlapping a kept one are dropped.
+/// Merges two sorted, non-overlapping lists into `out`, sorted and non-overlapping: overlapping
+/// matches become one, their union, with the rule of the leftmost (of two starting at the same
+/// byte the longer one, the first list on a tie).
 fn merge(a: impl Iterator<Item = Hit>, b: impl Iterator<Item = Hit>, out: &mut Vec<Hit>) {
     let mut a = a.peekable();
     let mut b = b.peekable();
@@ -524,16 +559,22 @@ fn merge(a: impl Iterator<Item = Hit>, b: impl Iterator<Item = Hit>, out: &mut V
         };
         let next = if take_a { a.next() } else { b.next() };
         if let Some(h) = next {
-            if h.start >= end {
-                end = h.end;
-                out.push(h);
+            match out.last_mut() {
+                Some(last) if h.start < end => {
+                    last.end = last.end.max(h.end);
+                    end = last.end;
+                }
+                _ => {
+                    end = h.end;
+                    out.push(h);
+                }
             }
         }
     }
 }
 
-/// `last4`: letters and digits become `*` except the last four, separators are kept (as in
-/// `docs/MASKING.md`: a value of four letters and digits or fewer is shown as it is). Each character
+/// `last4`: letters and digits become `*` except the last four, and at most half of them (so a
+/// short value is never shown whole: `10.0.0.1` → `**.*.0.1`); separators are kept. Each character
 /// becomes one `*` (no byte-length leak of non-ASCII letters); bytes that are not UTF-8 count as
 /// letters.
 fn last4(value: &[u8], out: &mut Vec<u8>) {
@@ -542,7 +583,7 @@ fn last4(value: &[u8], out: &mut Vec<u8>) {
     for chunk in value.utf8_chunks() {
         n += chunk.valid().chars().filter(|&c| maskable(c)).count() + chunk.invalid().len();
     }
-    let keep = n.min(4);
+    let keep = n.min(8) / 2;
     let hide = n - keep;
     let mut i = 0usize;
     let mut buf = [0u8; 4];
@@ -611,7 +652,14 @@ mod tests {
         let a = [hit(0, 4, 0), hit(10, 12, 0), hit(20, 30, 0)];
         let b = [hit(2, 6, 1), hit(10, 15, 1), hit(25, 27, 1), hit(30, 31, 1)];
         merge(a.into_iter(), b.into_iter(), &mut out);
-        assert_eq!(out, vec![hit(0, 4, 0), hit(10, 15, 1), hit(20, 30, 0), hit(30, 31, 1)]);
+        // overlapping matches merge into their union, with the rule of the leftmost (then longest)
+        assert_eq!(out, vec![hit(0, 6, 0), hit(10, 15, 1), hit(20, 30, 0), hit(30, 31, 1)]);
+
+        out.clear();
+        let a = [hit(0, 4, 0), hit(5, 9, 0), hit(12, 14, 0)];
+        let b = [hit(3, 6, 1), hit(8, 13, 1)];
+        merge(a.into_iter(), b.into_iter(), &mut out);
+        assert_eq!(out, vec![hit(0, 14, 0)], "a chain of overlaps is one span");
 
         out.clear();
         merge([hit(1, 3, 0)].into_iter(), [hit(1, 3, 1)].into_iter(), &mut out);
@@ -620,6 +668,23 @@ mod tests {
         out.clear();
         merge([].into_iter(), [hit(0, 1, 1), hit(1, 2, 1)].into_iter(), &mut out);
         assert_eq!(out, vec![hit(0, 1, 1), hit(1, 2, 1)]);
+    }
+
+    #[test]
+    fn last4_keeps_at_most_half() {
+        let l4 = |v: &[u8]| {
+            let mut out = Vec::new();
+            last4(v, &mut out);
+            out
+        };
+        assert_eq!(l4(b"4111 1111 1111 1111"), b"**** **** **** 1111");
+        assert_eq!(l4(b"10.0.0.1"), b"**.*.0.1");
+        assert_eq!(l4(b"abcdefgh"), b"****efgh");
+        assert_eq!(l4(b"abcdefg"), b"****efg");
+        assert_eq!(l4(b"abcd"), b"**cd");
+        assert_eq!(l4(b"abc"), b"**c");
+        assert_eq!(l4(b"x"), b"*");
+        assert_eq!(l4(b"-"), b"-");
     }
 
     #[test]

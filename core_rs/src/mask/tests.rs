@@ -167,11 +167,11 @@ fn counter_names_order() {
 #[test]
 fn max_match_len() {
     let m = card_masker(Style::Redact);
-    assert_eq!(m.max_match_len(), Builtin::CreditCard.max_len());
+    assert_eq!(m.max_match_len(), Builtin::CreditCard.window());
     let all: Vec<(String, Style)> =
         BUILTIN_DETECTORS.iter().map(|n| (n.to_string(), Style::Redact)).collect();
     let m = masker(MaskConfig { detectors: all, ..Default::default() });
-    assert_eq!(m.max_match_len(), Builtin::ALL.iter().map(|b| b.max_len()).max().unwrap());
+    assert_eq!(m.max_match_len(), Builtin::ALL.iter().map(|b| b.window()).max().unwrap());
 
     let pat = |re: &str| {
         masker(MaskConfig { patterns: vec![("p".into(), re.into(), Style::Redact)], ..Default::default() })
@@ -205,13 +205,15 @@ fn last4_of_short_and_odd_values() {
         m.render_whole(v, Style::Last4, &mut out);
         out
     };
+    // the last four letters and digits, and at most half of them: a short value is never shown whole
     assert_eq!(last4(b"4111-1111-1111-1111"), b"****-****-****-1111");
     assert_eq!(last4(b"abcdefgh"), b"****efgh");
-    assert_eq!(last4(b"abcdefg"), b"***defg");
-    assert_eq!(last4(b"abcde"), b"*bcde");
-    assert_eq!(last4(b"abcd"), b"abcd");
-    assert_eq!(last4(b"10.0.0.1"), b"*0.0.0.1");
-    assert_eq!(last4(b"a-b"), b"a-b");
+    assert_eq!(last4(b"abcdefg"), b"****efg");
+    assert_eq!(last4(b"abcde"), b"***de");
+    assert_eq!(last4(b"abcd"), b"**cd");
+    assert_eq!(last4(b"10.0.0.1"), b"**.*.0.1");
+    assert_eq!(last4(b"a-b"), b"*-b");
+    assert_eq!(last4(b"a"), b"*");
     assert_eq!(last4(b""), b"");
     assert_eq!(last4(b"--"), b"--");
     assert_eq!(last4("Ünïcödé-wörd".as_bytes()), "*******-wörd".as_bytes());
@@ -338,9 +340,9 @@ fn find_sorted_non_overlapping() {
     let names = m.counter_names();
     let got: Vec<(&str, usize, usize)> =
         found.iter().map(|f| (names[usize::from(f.id)].as_str(), f.start, f.end)).collect();
-    // the card (leftmost at 10) wins over "1111 ok" that overlaps it; the pattern "long" does not
-    // match (no fifth group)
-    assert_eq!(got, vec![("pin", 0, 8), ("credit_card", 10, 29), ("words", 33, 39)]);
+    // the card (leftmost at 10) and "1111 ok" that overlaps it merge, attributed to the card; the
+    // pattern "long" does not match (no fifth group)
+    assert_eq!(got, vec![("pin", 0, 8), ("credit_card", 10, 32), ("words", 33, 39)]);
 
     // same start: the longer one wins
     let m2 = masker(MaskConfig {
@@ -351,6 +353,106 @@ fn find_sorted_non_overlapping() {
     found.clear();
     m2.find(b"4111111111111111-x", &mut found);
     assert_eq!(found, vec![Match { start: 0, end: 18, id: 1 }]);
+}
+
+#[test]
+fn overlapping_matches_are_merged() {
+    let m = masker(MaskConfig {
+        detectors: det(&[("phone", Style::Last4), ("credit_card", Style::Redact), ("us_ssn", Style::Redact)]),
+        patterns: vec![
+            ("ab".into(), "alpha beta".into(), Style::Redact),
+            ("bg".into(), "beta gamma".into(), Style::Redact),
+            ("gd".into(), "gamma delta".into(), Style::Hash),
+            ("ref".into(), "REF-[0-9]{3}".into(), Style::Redact),
+        ],
+        words: vec![("1111 ok".into(), Style::Redact)],
+        hash_key: KEY.to_vec(),
+        ..Default::default()
+    });
+    // built-in candidates: the union, rendered with the leftmost detector's style, counted once
+    let mut counts = Counts::default();
+    let out = m.mask(b"+1 415 555 2671 4111 1111 1111 1111.", &mut counts).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "+* *** *** **** **** **** **** 1111.");
+    assert_eq!(counts.named(m.counter_names()), vec![("phone", 1)]);
+    // ... and with a custom match overlapping it (the word "1111 ok")
+    let out = m.mask(b"+1 415 555 2671 4111 1111 1111 1111 ok", &mut counts).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "+* *** *** **** **** **** **** **11 ok");
+    assert_eq!(mask_str(&m, "3782 822463 10005 4002 1111 1111 1113"), "*****");
+    // custom patterns overlapping each other (the regex alone reports only the first)
+    assert_eq!(mask_str(&m, "alpha beta gamma delta epsilon"), "***** epsilon");
+    assert_eq!(mask_str(&m, "beta gamma delta, alpha beta"), "***** *****".replace(' ', ", "));
+    let mut found = Vec::new();
+    m.find(b"x alpha beta gamma delta y", &mut found);
+    assert_eq!(found, vec![Match { start: 2, end: 24, id: 3 }]);
+    // a custom pattern overlapping a built-in match
+    found.clear();
+    m.find(b"card 4111 1111 1111 1111 ok", &mut found);
+    assert_eq!(found, vec![Match { start: 5, end: 27, id: 1 }]);
+    found.clear();
+    m.find(b"REF-123-45-6789", &mut found);
+    assert_eq!(found, vec![Match { start: 0, end: 15, id: 6 }]);
+}
+
+#[test]
+fn overlap_search_stays_linear() {
+    // every word starts a match that runs to the end: searching each one again would be quadratic
+    let m = masker(MaskConfig {
+        patterns: vec![
+            ("b".into(), "a b".into(), Style::Redact),
+            ("run".into(), "a( a)*".into(), Style::Redact),
+        ],
+        ..Default::default()
+    });
+    let data = "a ".repeat(200_000);
+    let t = std::time::Instant::now();
+    assert_eq!(mask_str(&m, &data), "***** ");
+    assert!(t.elapsed().as_secs() < 10);
+    // overlapping matches are still merged while the budget lasts
+    assert_eq!(mask_str(&m, "x a a b y"), "x ***** y");
+}
+
+#[test]
+fn secrets_are_never_partly_shown() {
+    let m = masker(MaskConfig {
+        detectors: BUILTIN_DETECTORS.iter().map(|n| (n.to_string(), Style::Last4)).collect(),
+        ..Default::default()
+    });
+    assert_eq!(mask_str(&m, "password=hunter2x"), "password=*****");
+    assert_eq!(mask_str(&m, "PGPASSWORD=hunter2x"), "PGPASSWORD=*****");
+    assert_eq!(mask_str(&m, "key AKIAIOSFODNN7EXAMPLE"), "key *****");
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl";
+    assert_eq!(mask_str(&m, &format!("Bearer {jwt}")), "Bearer *****");
+    // the others keep their last four (at most half)
+    assert_eq!(mask_str(&m, "4111 1111 1111 1111"), "**** **** **** 1111");
+    assert_eq!(mask_str(&m, "10.0.0.1"), "**.*.0.1");
+    // hash stays hash
+    let m = masker(MaskConfig {
+        detectors: det(&[("password_assignment", Style::Hash), ("jwt", Style::Hash)]),
+        hash_key: KEY.to_vec(),
+        ..Default::default()
+    });
+    let out = mask_str(&m, "password=hunter2");
+    assert!(out.starts_with("password=tok_") && out.len() == "password=".len() + 20, "{out}");
+}
+
+#[test]
+fn long_secrets_are_masked_whole() {
+    let m = masker(MaskConfig {
+        detectors: det(&[("password_assignment", Style::Redact), ("jwt", Style::Redact)]),
+        ..Default::default()
+    });
+    let value = "a".repeat(300);
+    assert_eq!(mask_str(&m, &format!("token={value} next")), "token=***** next");
+    let long = format!("AWS_SESSION_TOKEN=FwoGZXIvYXdzE{}\n", "A1b2C3d4".repeat(60));
+    assert_eq!(mask_str(&m, &long), "AWS_SESSION_TOKEN=*****\n");
+    let jwt = format!("eyJhbGciOiJSUzI1NiJ9.eyJ{}.{}", "g".repeat(6000), "s".repeat(400));
+    assert_eq!(mask_str(&m, &format!("Bearer {jwt} x")), "Bearer ***** x");
+    // a stream holds back only its window: a longer value split across reads may be cut
+    let arc = Arc::new(m);
+    let data = format!("token={value} next\n");
+    let (out, _, max_buffered) = streamed(&arc, data.as_bytes(), &[]);
+    assert_eq!(String::from_utf8(out).unwrap(), "token=***** next\n");
+    assert!(max_buffered <= arc.max_match_len());
 }
 
 #[test]

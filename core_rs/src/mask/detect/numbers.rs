@@ -159,6 +159,7 @@ impl Scanner<'_> {
         let mut paren = false; // a group in parentheses was seen
         let mut closed = false; // the last group was in parentheses
         let mut dots_only = true; // every joiner is a single '.'
+        let mut lens = [0usize; 2]; // digits of the first two groups
         loop {
             let mut q = pos;
             let mut joiner = None;
@@ -192,6 +193,9 @@ impl Scanner<'_> {
                 dots_only &= joiner == Some(b'.');
             }
             digits += de - q;
+            if let Some(len) = lens.get_mut(groups) {
+                *len = de - q;
+            }
             groups += 1;
             closed = open;
             end = ge;
@@ -201,7 +205,12 @@ impl Scanner<'_> {
             return;
         }
         if groups == 2 && dots_only {
-            return; // `+1234567.89`: a signed amount
+            // `+1234567.89` is a signed amount; `+1.4155552671` a country code and a number
+            let [cc, number] = lens;
+            let country = (1..=3).contains(&cc) && data.get(p + 1).is_some_and(|&b| b != b'0');
+            if !(country && number >= 8) {
+                return;
+            }
         }
         self.push(p, end, Builtin::Phone);
     }

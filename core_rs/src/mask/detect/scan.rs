@@ -3,14 +3,14 @@
 //!
 //! Each block is classified branch-free (a byte-wise loop the compiler vectorises, then one
 //! multiply-gather per class and 8 bytes) into bitmasks: digits, alphanumerics, trigger bytes,
-//! separators (space, `-`, `)`), dots. Shifts of those masks, with the neighbouring blocks' bits,
-//! give, still without branches, the few positions worth a look:
+//! separators (space, `-`, `)`), dots, assignment operators (`=`, `:`). Shifts of those masks, with
+//! the neighbouring blocks' bits, give, still without branches, the few positions worth a look:
 //! - the end of a digit run that can matter: 9 or more digits; or followed by a space, dash or `)`
 //!   with exactly 3 digits before (SSN, phones) or at least 3 before and 3 after (separated card
 //!   groups); or followed by a dot and a digit with at most 3 digits before (IPv4, dotted phones);
-//! - a trigger letter at a word start (uppercase: IBAN, AWS key; `e`: JWT; `p s t a c`: password
-//!   keys);
-//! - `@` (email) and `+` (E.164 phone).
+//! - a trigger letter at a word start (uppercase: IBAN, AWS key; `e`: JWT);
+//! - `@` (email) and `+` (E.164 phone);
+//! - `=` or `:` not preceded by a digit (password assignment; `12:30` is no event).
 //!
 //! Only those positions run scalar code, so the cost of ordinary digit-heavy text is the
 //! classification plus a handful of events per row, not a mispredicted branch at every change of
@@ -34,6 +34,71 @@ pub(super) fn is_alnum(b: &u8) -> bool {
     b.is_ascii_alphanumeric()
 }
 
+/// Whether `c` is a letter or digit for boundaries and email addresses: alphanumeric, or a combining
+/// mark (`e` + U+0301 is a letter as much as `é`).
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(c, '\u{300}'..='\u{36f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}')
+        || matches!(c, '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}')
+}
+
+/// The non-ASCII character ending at `p` and its length, when `data[..p]` ends with valid UTF-8.
+fn char_before(data: &[u8], p: usize) -> Option<(char, usize)> {
+    let head = data.get(p.saturating_sub(4)..p)?;
+    // the last character starts at the last byte that is not a continuation byte
+    let at = head.iter().rposition(|&b| b & 0xC0 != 0x80)?;
+    let tail = head.get(at..)?;
+    let c = std::str::from_utf8(tail).ok()?.chars().next()?;
+    Some((c, tail.len()))
+}
+
+/// The character starting at `p` and its length, when `data[p..]` starts with valid UTF-8.
+fn char_at(data: &[u8], p: usize) -> Option<(char, usize)> {
+    let rest = data.get(p..)?;
+    let head = rest.get(..rest.len().min(4))?;
+    let c = head.utf8_chunks().next()?.valid().chars().next()?;
+    Some((c, c.len_utf8()))
+}
+
+/// Whether a letter or digit ends at `p` (see [`word_char`]; a byte that is not UTF-8 is none).
+#[inline]
+pub(super) fn letter_before(data: &[u8], p: usize) -> bool {
+    match p.checked_sub(1).and_then(|q| data.get(q)) {
+        Some(b) if b.is_ascii() => b.is_ascii_alphanumeric(),
+        Some(_) => char_before(data, p).is_some_and(|(c, _)| word_char(c)),
+        None => false,
+    }
+}
+
+/// Whether a letter or digit starts at `p` (see [`letter_before`]).
+#[inline]
+pub(super) fn letter_after(data: &[u8], p: usize) -> bool {
+    match data.get(p) {
+        Some(b) if b.is_ascii() => b.is_ascii_alphanumeric(),
+        Some(_) => char_at(data, p).is_some_and(|(c, _)| word_char(c)),
+        None => false,
+    }
+}
+
+/// Length of the non-ASCII character ending at `p` when it belongs in an email address (a letter
+/// or digit, or a byte that is not UTF-8: 1), else 0.
+pub(super) fn email_char_before(data: &[u8], p: usize) -> usize {
+    match char_before(data, p) {
+        Some((c, n)) if word_char(c) => n,
+        Some(_) => 0,
+        None => usize::from(p > 0),
+    }
+}
+
+/// Length of the non-ASCII character starting at `p` when it belongs in an email address, else 0.
+pub(super) fn email_char_at(data: &[u8], p: usize) -> usize {
+    match char_at(data, p) {
+        Some((c, n)) if word_char(c) => n,
+        Some(_) => 0,
+        None => usize::from(p < data.len()),
+    }
+}
+
 /// End of the run of digits starting at `i` (`i` itself when there is none).
 #[inline(always)]
 pub(super) fn digits_end(data: &[u8], i: usize) -> usize {
@@ -50,12 +115,14 @@ struct Masks {
     digit: u64,
     /// ASCII letters and digits.
     alnum: u64,
-    /// Uppercase letters, `a c e p s t`, `@`, `+`.
+    /// Uppercase letters, `e`, `@`, `+`.
     trigger: u64,
     /// Space, `-`, `)`.
     sep: u64,
     /// `.`.
     dot: u64,
+    /// `=`, `:`.
+    assign: u64,
 }
 
 #[inline(always)]
@@ -71,22 +138,16 @@ fn classify(block: &[u8; 64]) -> Masks {
         let letter = (b | 0x20).wrapping_sub(b'a') < 26;
         let upper = b.wrapping_sub(b'A') < 26;
         // `|`, not `||`: no branches, so that the loop vectorises
-        let trigger = upper
-            | (b == b'a')
-            | (b == b'c')
-            | (b == b'e')
-            | (b == b'p')
-            | (b == b's')
-            | (b == b't')
-            | (b == b'@')
-            | (b == b'+');
+        let trigger = upper | (b == b'e') | (b == b'@') | (b == b'+');
         let sep = (b == b' ') | (b == b'-') | (b == b')');
         let dot = b == b'.';
+        let assign = (b == b'=') | (b == b':');
         *f = u8::from(digit)
             | (u8::from(digit | letter) << 1)
             | (u8::from(trigger) << 2)
             | (u8::from(sep) << 3)
-            | (u8::from(dot) << 4);
+            | (u8::from(dot) << 4)
+            | (u8::from(assign) << 5);
     }
     let mut m = Masks::default();
     for (k, word) in flags.chunks_exact(8).enumerate() {
@@ -98,6 +159,7 @@ fn classify(block: &[u8; 64]) -> Masks {
         m.trigger |= gather(w >> 2) << at;
         m.sep |= gather(w >> 3) << at;
         m.dot |= gather(w >> 4) << at;
+        m.assign |= gather(w >> 5) << at;
     }
     m
 }
@@ -146,6 +208,10 @@ pub(super) struct Scanner<'a> {
     /// A JWT check at a position before this one has read the base64url run up to here: a check
     /// inside it cannot find anything new (keeps adversarial input linear).
     pub jwt_skip_until: usize,
+    /// The last password value read, by quote (none, `"`, `'`): where it starts, where the read
+    /// stopped, and whether it stopped at its end (not at the length cap). A value of the same kind
+    /// starting inside it ends at the same place (keeps `pwd=pwd=pwd=…` linear).
+    pub value_read: [(usize, usize, bool); 3],
     /// Any detector that starts at a digit run.
     digit_runs: bool,
     /// Any detector that starts at a word start.
@@ -169,11 +235,12 @@ impl<'a> Scanner<'a> {
             jwt: on(Builtin::Jwt),
             password: on(Builtin::PasswordAssignment),
             jwt_skip_until: 0,
+            value_read: [(0, 0, false); 3],
             digit_runs: false,
             words: false,
         };
         s.digit_runs = s.card || s.ssn || s.phone || s.routing || s.ipv4;
-        s.words = s.iban || s.aws || s.jwt || s.password;
+        s.words = s.iban || s.aws || s.jwt;
         s
     }
 }
@@ -187,39 +254,36 @@ impl Scanner<'_> {
         }
     }
 
-    /// The letter `b` at `p` starts a word: the word-start detectors. Returns where to go on.
+    /// The letter `b` at `p` follows no ASCII letter or digit: the word-start detectors.
     #[inline]
-    fn word(&mut self, p: usize, b: u8) -> usize {
+    fn word(&mut self, p: usize, b: u8) {
         if self.word_may_match(p) {
-            self.word_checks(p, b)
-        } else {
-            p + 1
+            self.word_checks(p, b);
         }
     }
 
     /// [`Self::word`] without the quick filter.
-    fn word_checks(&mut self, p: usize, b: u8) -> usize {
+    fn word_checks(&mut self, p: usize, b: u8) {
+        if p > 0 && data_byte(self.data, p - 1) >= 0x80 && letter_before(self.data, p) {
+            return; // inside a word with non-ASCII letters
+        }
         if b.is_ascii_uppercase() {
-            if self.iban {
-                if let Some(end) = self.iban_at(p) {
-                    return end;
-                }
+            if self.iban && self.iban_at(p).is_some() {
+                return;
             }
             if b == b'A' && self.aws {
-                if let Some(end) = self.aws_at(p) {
-                    return end;
-                }
+                self.aws_at(p);
             }
         } else if b == b'e' && self.jwt && p >= self.jwt_skip_until {
-            if let Some(end) = self.jwt_at(p) {
-                return end;
-            }
+            self.jwt_at(p);
         }
-        if self.password {
-            self.password_at(p, b);
-        }
-        p + 1
     }
+}
+
+/// `data[i]`, 0 past the end.
+#[inline(always)]
+fn data_byte(data: &[u8], i: usize) -> u8 {
+    data.get(i).copied().unwrap_or(0)
 }
 
 /// Inputs shorter than this go through the scalar loop.
@@ -245,6 +309,7 @@ pub(super) fn run_blocks(data: &[u8], enabled: Enabled, out: &mut Vec<Found>) {
     let want_runs = if s.digit_runs { u64::MAX } else { 0 };
     let want_words = if s.words { u64::MAX } else { 0 };
     let want_specials = if s.email || s.phone { u64::MAX } else { 0 };
+    let want_assign = if s.password { u64::MAX } else { 0 };
 
     let n = data.len();
     // nothing before the input: no digit, no alphanumeric
@@ -278,7 +343,7 @@ pub(super) fn run_blocks(data: &[u8], enabled: Enabled, out: &mut Vec<Found>) {
         let exactly3 = b3 & !b4;
         let runs = run_end & ((cur.sep & (exactly3 | (b3 & a3))) | (cur.dot & a1 & !b4) | b9) & want_runs;
         let words = cur.trigger & cur.alnum & !back(cur.alnum, prev_alnum, 1) & want_words;
-        let specials = cur.trigger & !cur.alnum & want_specials;
+        let specials = (cur.trigger & !cur.alnum & want_specials) | (cur.assign & !b1 & want_assign);
 
         let mut events = runs | words | specials;
         while events != 0 {
@@ -305,12 +370,13 @@ pub(super) fn run_blocks(data: &[u8], enabled: Enabled, out: &mut Vec<Found>) {
             }
             if words & bit != 0 {
                 if let Some(&b) = data.get(p) {
-                    resume = s.word(p, b);
+                    s.word(p, b);
                 }
-            } else if specials & bit != 0 && p >= resume {
+            } else if specials & bit != 0 {
                 match data.get(p) {
                     Some(b'@') if s.email => s.email_at(p),
                     Some(b'+') if s.phone => s.e164(p),
+                    Some(b'=' | b':') if s.password => s.assign_at(p),
                     _ => {}
                 }
             }
@@ -324,8 +390,9 @@ pub(super) fn run_blocks(data: &[u8], enabled: Enabled, out: &mut Vec<Found>) {
     resolve(s.out, base_len);
 }
 
-/// Sorts `out[base..]` by start (longest first at the same start) and drops every candidate that
-/// overlaps one kept before it.
+/// Sorts `out[base..]` by start (longest first at the same start, then by detector id) and merges
+/// overlapping candidates: the first of them (leftmost, longest) is kept, its end extended to the
+/// furthest end among the candidates overlapping it.
 fn resolve(out: &mut Vec<Found>, base: usize) {
     let Some(tail) = out.get_mut(base..) else { return };
     let ordered = |a: &Found, b: &Found| {
@@ -339,6 +406,12 @@ fn resolve(out: &mut Vec<Found>, base: usize) {
     for r in 0..tail.len() {
         let Some(&f) = tail.get(r) else { break };
         if kept > 0 && f.start < last_end {
+            if f.end > last_end {
+                last_end = f.end;
+                if let Some(prev) = tail.get_mut(kept - 1) {
+                    prev.end = f.end;
+                }
+            }
             continue;
         }
         if let Some(slot) = tail.get_mut(kept) {
@@ -351,7 +424,8 @@ fn resolve(out: &mut Vec<Found>, base: usize) {
 }
 
 /// The plain loop, for short inputs (where classifying a whole block costs more than it saves):
-/// every digit run, every trigger letter at a word start, every `@` and `+` goes to its handler.
+/// every digit run, every trigger letter at a word start, every `@`, `+`, `=` and `:` goes to its
+/// handler.
 /// `filter`: whether word starts go through the quick filter first (tests compare both ways).
 pub(super) fn run_scalar(data: &[u8], enabled: Enabled, out: &mut Vec<Found>, filter: bool) {
     let base_len = out.len();
@@ -371,16 +445,22 @@ pub(super) fn run_scalar(data: &[u8], enabled: Enabled, out: &mut Vec<Found>, fi
                 s.e164(i);
             }
             i += 1;
+        } else if b == b'=' || b == b':' {
+            if s.password && !(i > 0 && data.get(i - 1).is_some_and(is_digit)) {
+                s.assign_at(i);
+            }
+            i += 1;
         } else if b.is_ascii_alphabetic() {
             let start = i == 0 || !data.get(i - 1).is_some_and(is_alnum);
-            let trigger = b.is_ascii_uppercase() || b"acepst".contains(&b);
-            i = if !(start && trigger && s.words) {
-                i + 1
-            } else if filter {
-                s.word(i, b)
-            } else {
-                s.word_checks(i, b)
-            };
+            let trigger = b.is_ascii_uppercase() || b == b'e';
+            if start && trigger && s.words {
+                if filter {
+                    s.word(i, b);
+                } else {
+                    s.word_checks(i, b);
+                }
+            }
+            i += 1;
             while data.get(i).is_some_and(u8::is_ascii_alphabetic) {
                 i += 1;
             }

@@ -20,15 +20,13 @@ fn one(name: &'static str, text: &str) -> Vec<(&'static str, String)> {
     vec![(name, text.to_string())]
 }
 
-/// Sorted, non-overlapping, non-empty, within bounds, no longer than the detector's maximum,
-/// only enabled detectors.
+/// Sorted, non-overlapping, non-empty, within bounds, only enabled detectors.
 fn check_invariants(data: &[u8], enabled: Enabled, base: usize, out: &[Found]) {
     let mut last_end = 0;
     for (k, f) in out[base..].iter().enumerate() {
         assert!(f.start < f.end, "empty match {f:?}");
         assert!(f.end <= data.len(), "out of bounds {f:?}");
         assert!(k == 0 || f.start >= last_end, "overlap or unsorted at {f:?} in {out:?}");
-        assert!(f.end - f.start <= f.detector.max_len(), "longer than max_len: {f:?}");
         assert!(enabled.contains(f.detector), "disabled detector {f:?}");
         last_end = f.end;
     }
@@ -61,13 +59,17 @@ fn enabled_sets() {
 }
 
 #[test]
-fn numeric_and_max_len() {
+fn numeric_secret_and_window() {
     let numeric: Vec<Builtin> = Builtin::ALL.iter().copied().filter(|b| b.numeric()).collect();
     assert_eq!(numeric, [Builtin::CreditCard, Builtin::UsSsn, Builtin::Phone, Builtin::UsRouting]);
-    assert_eq!(Builtin::Jwt.max_len(), 4096);
-    assert_eq!(Builtin::PasswordAssignment.max_len(), 256);
-    assert_eq!(Builtin::Email.max_len(), 254);
-    assert!(Builtin::ALL.iter().all(|b| b.max_len() > 0));
+    let secret: Vec<Builtin> = Builtin::ALL.iter().copied().filter(|b| b.secret()).collect();
+    assert_eq!(secret, [Builtin::AwsAccessKey, Builtin::Jwt, Builtin::PasswordAssignment]);
+    // a stream holds back less than a whole buffer reports for JWTs and password values
+    assert_eq!(Builtin::Jwt.window(), 4096);
+    assert_eq!(Builtin::PasswordAssignment.window(), 256);
+    const { assert!(JWT_MAX >= 64 * 1024 && PASSWORD_VALUE_MAX >= 64 * 1024) };
+    assert_eq!(Builtin::Email.window(), 254);
+    assert!(Builtin::ALL.iter().all(|b| b.window() > 0));
 }
 
 #[test]
@@ -296,8 +298,21 @@ fn phone_negative() {
     assert_eq!(find("(4155) 555-2671"), []);
     assert_eq!(find("415-555-26710"), []);
     assert_eq!(find("+1 (415) (555) 2671"), []); // one group in parentheses at most
-                                                 // decision: `+` and two dot-joined groups is a signed amount
+                                                 // decision: `+` and two dot-joined groups is a signed amount, unless a country code (1–3 digits,
+                                                 // not starting with 0) and at least 8 digits
     assert_eq!(find("+1234567.89"), []);
+    assert_eq!(find("+100.00000"), []);
+    assert_eq!(find("+1.4155552"), []);
+    assert_eq!(find("+0.12345678"), []);
+    assert_eq!(find("+1234.56789012"), []);
+}
+
+#[test]
+fn phone_dotted_country_code() {
+    // RFC 5733 (EPP, WHOIS): `+CC.NUMBER`
+    for p in ["+1.4155552671", "+44.2079460958", "+353.12345678", "+49.15112345678"] {
+        assert_eq!(find(&format!("Phone: {p}\n")), one("phone", p), "{p}");
+    }
 }
 
 // ----- us_routing ------------------------------------------------------------------------------
@@ -355,13 +370,18 @@ fn jwt_positive() {
     assert_eq!(find(&format!("Authorization: Bearer {JWT}\r\n")), one("jwt", JWT));
     let unsigned = "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjM0NTY3ODkwIn0.";
     assert_eq!(find(&format!("t {unsigned} x")), one("jwt", unsigned));
-    // a long one is cut at the cap
+    // longer than a stream's window: found whole, signature included
     let long = format!("eyJhbGciOiJIUzI1NiJ9.eyJ{}.sig", "a".repeat(5000));
-    assert_eq!(find(&long), []); // the second dot is beyond the cap
+    assert_eq!(find(&format!("Bearer {long}\n")), one("jwt", &long));
     let long = format!("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.{}", "s".repeat(5000));
+    assert_eq!(find(&long), one("jwt", &long));
+    // beyond the cap: cut there (the structure up to the second dot must fit)
+    let long = format!("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.{}", "s".repeat(JWT_MAX));
     let got = find(&long);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].1, long[..JWT_MAX]);
+    assert!(got[0].1 == long[..JWT_MAX]);
+    let long = format!("eyJhbGciOiJIUzI1NiJ9.eyJ{}.sig", "a".repeat(JWT_MAX));
+    assert_eq!(find(&long), []);
 }
 
 #[test]
@@ -390,15 +410,72 @@ fn password_positive() {
     assert_eq!(find("client_secret: 'xyz'"), one(pa, "xyz"));
     // an unterminated quote ends at the line
     assert_eq!(find("password=\"abc\nnext"), one(pa, "abc"));
-    // the value is capped
-    let long = format!("password={}", "v".repeat(1000));
-    assert_eq!(find(&long), one(pa, &"v".repeat(PASSWORD_VALUE_MAX)));
+    // longer than a stream's window: to its end; beyond the cap, cut there
+    let long = format!("password={} next", "v".repeat(1000));
+    assert_eq!(find(&long), one(pa, &"v".repeat(1000)));
+    let long = format!("password='{}'", "v w".repeat(1000));
+    assert_eq!(find(&long), one(pa, &"v w".repeat(1000)));
+    let long = format!("password={}", "v".repeat(PASSWORD_VALUE_MAX + 10));
+    let got = find(&long);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.len(), PASSWORD_VALUE_MAX);
+}
+
+#[test]
+fn password_key_ends_an_identifier() {
+    let pa = "password_assignment";
+    for key in [
+        "PGPASSWORD",
+        "DB_PASSWORD",
+        "db_password",
+        "mypassword",
+        "MYSQL_PWD",
+        "OLDPWD",
+        "AWS_SECRET_ACCESS_KEY",
+        "aws_secret_access_key",
+        "awsSecretAccessKey",
+        "PRIVATE_KEY",
+        "private-key",
+        "privateKey",
+        "AUTH_TOKEN",
+        "auth_token",
+        "GITHUB_TOKEN",
+        "X-Auth-Token",
+        "clientSecret",
+        "client_secret",
+        "CLIENT-SECRET",
+        "accessToken",
+        "x-api-key",
+        "apiKey",
+        "--password",
+        "spring.datasource.password",
+        "pass_word",
+    ] {
+        assert_eq!(find(&format!("{key}=s3cr3t;")), one(pa, "s3cr3t"), "{key}");
+        assert_eq!(find(&format!("export {key}=\"s3cr3t\"\n")), one(pa, "s3cr3t"), "{key}");
+        assert_eq!(find(&format!("{{\"{key}\": \"s3cr3t\"}}")), one(pa, "s3cr3t"), "{key}");
+        assert_eq!(find(&format!("{key}: s3cr3t")), one(pa, "s3cr3t"), "{key}");
+    }
+}
+
+#[test]
+fn password_keys_table() {
+    for key in PASSWORD_KEYS {
+        assert!(key.len() <= super::text::KEY_MAX, "{key}");
+        assert!(key.bytes().all(|b| b.is_ascii_lowercase()), "{key}");
+        assert!(super::text::KEY_LAST.contains(&key.as_bytes()[key.len() - 1]), "{key}");
+    }
 }
 
 #[test]
 fn password_negative() {
-    assert_eq!(find("mypassword=x"), []); // no word start
-    assert_eq!(find("passwords=x"), []);
+    assert_eq!(find("passwords=x"), []); // the key must end the identifier
+    assert_eq!(find("password2=x"), []);
+    assert_eq!(find("password_=x"), []);
+    assert_eq!(find("secret_key_id=x"), []);
+    assert_eq!(find("tokens: x"), []);
+    assert_eq!(find("password.length=8"), []);
+    assert_eq!(find("12:30 pwd"), []);
     assert_eq!(find("password_hash=x"), []);
     assert_eq!(find("password="), []);
     assert_eq!(find("password= &x"), []);
@@ -429,6 +506,83 @@ fn overlaps_resolve_leftmost_then_longest() {
     let s = "4111111111111111 123-45-6789 john@example.com +44 20 7946 0958 021000021 10.1.2.3";
     let got: Vec<&str> = find(s).into_iter().map(|(n, _)| n).collect();
     assert_eq!(got, ["credit_card", "us_ssn", "email", "phone", "us_routing", "ipv4"]);
+}
+
+#[test]
+fn overlapping_candidates_are_merged() {
+    // a phone that runs into a card: the union, attributed to the phone (leftmost)
+    assert_eq!(
+        find("+1 415 555 2671 4111 1111 1111 1111"),
+        one("phone", "+1 415 555 2671 4111 1111 1111 1111")
+    );
+    let card_phone = Enabled::default().with(Builtin::Phone).with(Builtin::CreditCard);
+    let got = find_with("x +1 415 555 2671 4111 1111 1111 1111 y", card_phone);
+    assert_eq!(got, one("phone", "+1 415 555 2671 4111 1111 1111 1111"));
+    // a phone that runs into an SSN
+    assert_eq!(find("+1 415 555 2671 123-45-6789"), one("phone", "+1 415 555 2671 123-45-6789"));
+    assert_eq!(find("+33 1 23 45 67 89 123 45 6789"), one("phone", "+33 1 23 45 67 89 123 45 6789"));
+    // two cards in one token: every Luhn-valid window is a candidate, overlapping ones merge
+    let cards = Enabled::default().with(Builtin::CreditCard);
+    let two = "3782 822463 10005 4002 1111 1111 1113";
+    assert_eq!(find_with(two, cards), one("credit_card", two));
+    assert_eq!(find(&format!("cards: {two}.")), one("credit_card", two));
+    // two cards that do not overlap stay two; windows across both (`1111 1111 4111 1111` passes
+    // Luhn) join them
+    let got = find_with("4111 1111 1111 1111, 4111 1111 1111 1111", cards);
+    assert_eq!(got, vec![("credit_card", "4111 1111 1111 1111".into()); 2]);
+    let got = find_with("4111 1111 1111 1111 4111 1111 1111 1111", cards);
+    assert_eq!(got, one("credit_card", "4111 1111 1111 1111 4111 1111 1111 1111"));
+    // an IBAN whose last group starts a card window
+    let iban_card = "BE68 5390 0754 7034 1111 1111 1118";
+    let got = find_with(iban_card, Enabled::default().with(Builtin::Iban).with(Builtin::CreditCard));
+    assert_eq!(got, one("iban", iban_card));
+    // an email whose local part is a phone number and more
+    assert_eq!(find("+1 415 555 2671 1234-5@ex.com"), one("phone", "+1 415 555 2671 1234-5@ex.com"));
+    // contained candidates change nothing
+    assert_eq!(find("GB82WEST12345698765432"), one("iban", "GB82WEST12345698765432"));
+}
+
+#[test]
+fn non_ascii_letters() {
+    for addr in [
+        "josé.garcía@example.com",
+        "jörg@example.com",
+        "info@münchen.de",
+        "用户@例子.广告",
+        "δοκιμή@παράδειγμα.δοκιμή",
+    ] {
+        assert_eq!(find(&format!("mail {addr} ok")), one("email", addr), "{addr}");
+        assert_eq!(find(&format!("«{addr}»")), one("email", addr), "{addr}");
+        assert_eq!(find(&format!("<{addr}>")), one("email", addr), "{addr}");
+    }
+    // combining marks (NFD) and bytes that are not UTF-8 are part of an address
+    assert_eq!(find("mail jose\u{301}@example.com"), one("email", "jose\u{301}@example.com"));
+    let mut latin1 = b"mail jos\xe9@example.com ok".to_vec();
+    let mut out = Vec::new();
+    scan(&latin1, Enabled::all(), &mut out);
+    assert_eq!(out, [Found { start: 5, end: 21, detector: Builtin::Email }]);
+    // non-ASCII spaces and punctuation are not
+    assert_eq!(find("to:\u{a0}bob@example.com\u{a0}now"), one("email", "bob@example.com"));
+    assert_eq!(find("bob@example.com\u{2026}"), one("email", "bob@example.com"));
+    assert_eq!(find("bob@exa\u{2014}mple.com"), []);
+    // a key glued to a non-ASCII letter is inside a word; next to punctuation it is not
+    assert_eq!(find("éAKIAIOSFODNN7EXAMPLE"), []);
+    assert_eq!(find("AKIAIOSFODNN7EXAMPLEé"), []);
+    assert_eq!(find("中AKIAIOSFODNN7EXAMPLE"), []);
+    assert_eq!(find("«AKIAIOSFODNN7EXAMPLE»"), one("aws_access_key", "AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(find("密钥：AKIAIOSFODNN7EXAMPLE"), one("aws_access_key", "AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(find("ÜDE89370400440532013000"), []);
+    assert_eq!(find("DE89370400440532013000ß"), []);
+    assert_eq!(find("\u{a0}DE89370400440532013000\u{a0}"), one("iban", "DE89370400440532013000"));
+    assert_eq!(find(&format!("é{JWT}")), []);
+    assert_eq!(find(&format!("—{JWT}")), one("jwt", JWT));
+    // not UTF-8: no letter at a boundary
+    latin1 = b"\xabAKIAIOSFODNN7EXAMPLE\xbb".to_vec();
+    out.clear();
+    scan(&latin1, Enabled::all(), &mut out);
+    assert_eq!(out, [Found { start: 1, end: 21, detector: Builtin::AwsAccessKey }]);
+    // numbers only need digit boundaries, whatever the letters
+    assert_eq!(find("né4111111111111111"), one("credit_card", "4111111111111111"));
 }
 
 #[test]
@@ -512,7 +666,7 @@ fn random_bytes_never_panic_and_results_are_well_formed() {
 /// Random text made of number-like tokens, words, keys and punctuation: near-misses of every shape.
 fn structured(rng: &mut XorShift, out: &mut Vec<u8>, len: usize) {
     const SEPS: &[&[u8]] =
-        &[b" ", b"-", b".", b"|", b"(", b")", b"+", b"@", b"=", b": ", b"\n", b"", b"  ", b"_"];
+        &[b" ", b"-", b".", b"|", b"(", b")", b"+", b"@", b"=", b": ", b"\n", b"", b"  ", b"_", b":", b"'"];
     const WORDS: &[&[u8]] = &[
         b"ACME",
         b"DE89",
@@ -537,6 +691,18 @@ fn structured(rng: &mut XorShift, out: &mut Vec<u8>, len: usize) {
         b"WEST",
         b"JWT",
         b"e",
+        b"PGPASSWORD",
+        b"X-Auth-Token",
+        b"MYSQL_PWD",
+        b"\"",
+        b"\xc3\xa9",
+        b"\xc3\xbc",
+        b"\xc2\xa0",
+        b"\xc2\xab",
+        b"\xe4\xb8\xad",
+        b"\xe9",
+        b"\xcc\x81",
+        b"j\xc3\xb6rg@m\xc3\xbcnchen.de",
     ];
     out.clear();
     while out.len() < len {
@@ -656,6 +822,22 @@ fn adversarial_inputs_stay_linear() {
         "9".repeat(200_000).into_bytes(),
         "DE89 ".repeat(50_000).into_bytes(),
         "AKIA".repeat(50_000).into_bytes(),
+        "pwd=".repeat(100_000).into_bytes(),
+        "pwd='".repeat(100_000).into_bytes(),
+        "pwd=\"pwd='".repeat(50_000).into_bytes(),
+        format!("pwd={}", "x".repeat(PASSWORD_VALUE_MAX)).repeat(4).into_bytes(),
+        format!("pwd={}pwd=", "x".repeat(PASSWORD_VALUE_MAX)).repeat(4).into_bytes(),
+        format!("pwd={}", "apwd=".repeat(100_000)).into_bytes(),
+        "password : ".repeat(50_000).into_bytes(),
+        "_token=".repeat(50_000).into_bytes(),
+        "a=b:c ".repeat(50_000).into_bytes(),
+        "é@".repeat(100_000).into_bytes(),
+        format!("a@{}", "é.".repeat(100_000)).into_bytes(),
+        "\u{301}".repeat(100_000).into_bytes(),
+        format!("eyJ{}", "a".repeat(300_000)).into_bytes(),
+        format!("eyJhbGciOiJIUzI1NiJ9.eyJ{}", "-eyJhbGciOiJIUzI1NiJ9.eyJa".repeat(10_000)).into_bytes(),
+        "4111 1111 1111 1111 ".repeat(20_000).into_bytes(),
+        "3782 822463 10005 4002 1111 1111 1113 ".repeat(10_000).into_bytes(),
     ];
     for data in inputs {
         let t = std::time::Instant::now();

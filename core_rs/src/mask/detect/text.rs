@@ -1,8 +1,9 @@
-//! Detectors that start at a letter or `@`: IBAN, AWS access key, JWT, password assignment, email.
+//! Detectors that start at a letter, `@`, `=` or `:`: IBAN, AWS access key, JWT, email, password
+//! assignment.
 
-use super::scan::{is_alnum, Scanner};
+use super::scan::{email_char_at, email_char_before, letter_after, Scanner};
 use super::validate::{iban_len, iban_mod97};
-use super::{Builtin, EMAIL_LOCAL_MAX, EMAIL_MAX, JWT_MAX, PASSWORD_VALUE_MAX};
+use super::{Builtin, EMAIL_LOCAL_MAX, EMAIL_MAX, JWT_MAX, PASSWORD_KEYS, PASSWORD_VALUE_MAX};
 
 /// Prefixes of AWS access key ids (the first letter, `A`, is checked by the caller).
 const AWS_PREFIXES: [&[u8; 4]; 8] = [b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"ANPA", b"ANVA", b"AIPA"];
@@ -12,6 +13,10 @@ const AWS_BODY: usize = 16;
 const JWT_MIN_SEGMENT: usize = 10;
 /// Spaces or tabs allowed on each side of the `=` or `:` of a password assignment.
 const ASSIGN_SPACES: usize = 16;
+/// Length of the longest password key (letters compared, without `_` and `-`).
+pub(super) const KEY_MAX: usize = 15;
+/// The last letters of the password keys (a quick rejection).
+pub(super) const KEY_LAST: [u8; 4] = [b'd', b't', b'n', b'y'];
 
 #[inline]
 fn upper_alnum(b: &u8) -> bool {
@@ -31,6 +36,42 @@ fn email_local(b: &u8) -> bool {
 #[inline]
 fn email_label(b: &u8) -> bool {
     b.is_ascii_alphanumeric() || *b == b'-'
+}
+
+/// Length of the email label character at `p` (ASCII letter, digit, `-`, or a non-ASCII letter:
+/// see [`email_char_at`]), 0 when there is none.
+#[inline]
+fn label_char(data: &[u8], p: usize) -> usize {
+    match data.get(p) {
+        Some(b) if b.is_ascii() => usize::from(email_label(b)),
+        Some(_) => email_char_at(data, p),
+        None => 0,
+    }
+}
+
+/// Length of the email label starting at `p` in `data`.
+fn label_len(data: &[u8], p: usize) -> usize {
+    let mut q = p;
+    loop {
+        let n = label_char(data, q);
+        if n == 0 {
+            break;
+        }
+        q += n;
+    }
+    q.min(data.len()).saturating_sub(p)
+}
+
+/// A top-level domain: at least two characters, all letters (ASCII, or non-ASCII as in labels).
+fn tld_ok(t: &[u8]) -> bool {
+    let chars = t.iter().filter(|&&b| b & 0xC0 != 0x80).count();
+    chars >= 2 && t.iter().all(|b| b.is_ascii_alphabetic() || !b.is_ascii())
+}
+
+/// Whether an identifier ending with the letters `tail` (lowercase, without `_` and `-`, last
+/// letter first) ends with a password key.
+fn ends_with_key(tail: &[u8]) -> bool {
+    PASSWORD_KEYS.iter().any(|k| tail.len() >= k.len() && k.bytes().rev().zip(tail).all(|(a, &b)| a == b))
 }
 
 /// Length of the prefix of `s` whose bytes satisfy `f`.
@@ -55,37 +96,6 @@ fn word_at(data: &[u8], p: usize) -> u64 {
     }
 }
 
-/// The first `N` (at most 8) bytes of `key` as a little-endian word, with bit 5 of every byte set
-/// (ASCII letters lowercased), and the mask of those bytes.
-const fn key_word<const N: usize>(key: &[u8]) -> (u64, u64) {
-    let mut w = 0u64;
-    let mut rest = key;
-    let mut i = 0;
-    while let [b, tail @ ..] = rest {
-        if i == N {
-            break;
-        }
-        w |= ((*b | 0x20) as u64) << (8 * i);
-        rest = tail;
-        i += 1;
-    }
-    let mask = if N >= 8 { u64::MAX } else { (1u64 << (8 * N)) - 1 };
-    (w, mask)
-}
-
-/// Prefixes of the password keys, as [`key_word`]s.
-const KEY_WORDS: [(u64, u64); 9] = [
-    key_word::<8>(b"password"),
-    key_word::<6>(b"passwd"),
-    key_word::<3>(b"pwd"),
-    key_word::<6>(b"secret"),
-    key_word::<5>(b"token"),
-    key_word::<7>(b"api_key"),
-    key_word::<6>(b"apikey"),
-    key_word::<8>(b"access_token"),
-    key_word::<8>(b"client_secret"),
-];
-
 /// Byte `i` of `w`.
 #[inline(always)]
 fn byte(w: u64, i: u32) -> u8 {
@@ -105,9 +115,7 @@ impl Scanner<'_> {
         let aws =
             self.aws & AWS_PREFIXES.iter().fold(false, |any, k| any | (u32::from_le_bytes(**k) == prefix));
         let jwt = self.jwt & ((w & 0xff_ffff) == u64::from(u32::from_le_bytes(*b"eyJ\0")));
-        let lower = w | 0x2020_2020_2020_2020;
-        let key = self.password & KEY_WORDS.iter().fold(false, |any, &(k, m)| any | (lower & m == k));
-        iban | aws | jwt | key
+        iban | aws | jwt
     }
 
     /// IBAN at the word start `p` (an uppercase letter). Returns its end.
@@ -141,7 +149,7 @@ impl Scanner<'_> {
             }
             p + len
         };
-        if data.get(end).is_some_and(is_alnum) || !iban_mod97(data.get(p..end)?) {
+        if letter_after(data, end) || !iban_mod97(data.get(p..end)?) {
             return None;
         }
         self.push(p, end, Builtin::Iban);
@@ -156,7 +164,7 @@ impl Scanner<'_> {
             return None;
         }
         let end = p + 4 + AWS_BODY;
-        if !data.get(p + 4..end)?.iter().all(upper_alnum) || data.get(end).is_some_and(is_alnum) {
+        if !data.get(p + 4..end)?.iter().all(upper_alnum) || letter_after(data, end) {
             return None;
         }
         self.push(p, end, Builtin::AwsAccessKey);
@@ -190,81 +198,121 @@ impl Scanner<'_> {
         Some(end)
     }
 
-    /// A password key at the word start `p` (first byte `b`): the assigned value is the span.
-    pub(super) fn password_at(&mut self, p: usize, b: u8) {
-        let keys: &[&[u8]] = match b.to_ascii_lowercase() {
-            b'p' => &[b"password", b"passwd", b"pwd"],
-            b's' => &[b"secret"],
-            b't' => &[b"token"],
-            b'a' => &[b"api_key", b"apikey", b"access_token"],
-            b'c' => &[b"client_secret"],
-            _ => return,
-        };
+    /// The `=` or `:` at `o`: a password assignment when the identifier before it (then at most 16
+    /// spaces or tabs, possibly after a closing quote) ends with a password key.
+    pub(super) fn assign_at(&mut self, o: usize) {
         let data = self.data;
-        for key in keys {
-            if data.get(p..p + key.len()).is_some_and(|k| k.eq_ignore_ascii_case(key)) {
-                self.assignment(p + key.len());
-                return;
+        // backwards: spaces or tabs, a quote, then the last letters of the identifier
+        let mut k = o;
+        while k > 0 && o - k <= ASSIGN_SPACES && matches!(data.get(k - 1), Some(b' ' | b'\t')) {
+            k -= 1;
+        }
+        if o - k > ASSIGN_SPACES {
+            return;
+        }
+        if k > 0 && matches!(data.get(k - 1), Some(b'"' | b'\'')) {
+            k -= 1;
+        }
+        // quick rejection: every key ends with one of these letters
+        if !k.checked_sub(1).and_then(|i| data.get(i)).is_some_and(|b| KEY_LAST.contains(&(b | 0x20))) {
+            return;
+        }
+        let mut tail = [0u8; KEY_MAX];
+        let mut n = 0;
+        // (at most 4 bytes per letter: a run of `_` or `-` is not walked to its end)
+        let floor = k.saturating_sub(4 * KEY_MAX);
+        while n < KEY_MAX && k > floor {
+            k -= 1;
+            match data.get(k) {
+                Some(&b) if b.is_ascii_alphanumeric() => {
+                    if let Some(slot) = tail.get_mut(n) {
+                        *slot = b.to_ascii_lowercase();
+                    }
+                    n += 1;
+                }
+                Some(b'_' | b'-') => {}
+                _ => break,
             }
         }
+        if !ends_with_key(tail.get(..n).unwrap_or_default()) {
+            return;
+        }
+        self.assignment(o + 1);
     }
 
-    /// After a password key, at `q`: `["']? *[=:] *["']?value`.
+    /// After the `=` or `:` of a password assignment, at `q`: ` *["']?value`.
     fn assignment(&mut self, mut q: usize) {
         let data = self.data;
-        let spaces = |from: usize| {
-            let limit = data.len().min(from + ASSIGN_SPACES);
-            from + data.get(from..limit).map_or(0, |s| span(s, |b| *b == b' ' || *b == b'\t'))
+        let limit = data.len().min(q + ASSIGN_SPACES);
+        q += data.get(q..limit).map_or(0, |s| span(s, |b| *b == b' ' || *b == b'\t'));
+        let (kind, quote) = match data.get(q) {
+            Some(&c @ b'"') => (1, Some(c)),
+            Some(&c @ b'\'') => (2, Some(c)),
+            _ => (0, None),
         };
-        if matches!(data.get(q), Some(b'"' | b'\'')) {
+        if quote.is_some() {
             q += 1;
         }
-        q = spaces(q);
-        if !matches!(data.get(q), Some(b'=' | b':')) {
+        if matches!(data.get(q), Some(b'=' | b':')) {
             return;
         }
-        q = spaces(q + 1);
-        let quote = match data.get(q) {
-            Some(&c @ (b'"' | b'\'')) => {
-                q += 1;
-                Some(c)
+        let in_value = |b: &u8| match quote {
+            Some(c) => *b != c && *b != b'\n' && *b != b'\r',
+            None => !b.is_ascii_whitespace() && !matches!(*b, b'&' | b',' | b';' | b'"' | b'\''),
+        };
+        let cap = data.len().min(q + PASSWORD_VALUE_MAX);
+        // a value of the same kind read before and holding `q` ends where it ended (or, cut at its
+        // cap, is read on from there)
+        let (start, read_to, complete) = self.value_read.get(kind).copied().unwrap_or((0, 0, false));
+        let from = if start <= q && q < read_to {
+            if complete {
+                return;
             }
-            _ => None,
+            read_to
+        } else {
+            q
         };
-        let Some(v) = data.get(q..data.len().min(q + PASSWORD_VALUE_MAX)) else { return };
-        let len = match quote {
-            Some(c) => span(v, |&b| b != c && b != b'\n' && b != b'\r'),
-            None => span(v, |&b| !b.is_ascii_whitespace() && !matches!(b, b'&' | b',' | b';' | b'"' | b'\'')),
-        };
-        if len == 0 || matches!(v.first(), Some(b'=' | b':')) {
-            return;
+        let end = from + data.get(from..cap).map_or(0, |v| span(v, in_value));
+        if let Some(slot) = self.value_read.get_mut(kind) {
+            *slot = (q, end, end < cap || cap == data.len());
         }
-        self.push(q, q + len, Builtin::PasswordAssignment);
+        self.push(q, end, Builtin::PasswordAssignment);
     }
 
     /// Email around the `@` at `a`: `local@label.label…tld`.
     pub(super) fn email_at(&mut self, a: usize) {
         let data = self.data;
-        // the local part, backwards: 1–64 characters, and what precedes it is no local character
-        let before = data.get(a.saturating_sub(EMAIL_LOCAL_MAX + 1)..a).unwrap_or_default();
-        let local = before.iter().rev().position(|b| !email_local(b)).unwrap_or(before.len());
+        // the local part, backwards: 1–64 bytes, and what precedes it is no local character
+        let floor = a.saturating_sub(EMAIL_LOCAL_MAX + 1);
+        let mut start = a;
+        while start > floor {
+            let n = match data.get(start - 1) {
+                Some(b) if b.is_ascii() => usize::from(email_local(b)),
+                Some(_) => email_char_before(data, start),
+                None => 0,
+            };
+            if n == 0 {
+                break;
+            }
+            start = start.saturating_sub(n);
+        }
+        let local = a - start;
         if local == 0 || local > EMAIL_LOCAL_MAX {
             return;
         }
-        let start = a - local;
         // the domain: labels joined by single dots, within the length limit
         let limit = data.len().min(start + EMAIL_MAX + 1);
         let Some(rest) = data.get(..limit) else { return };
         let mut pos = a + 1;
         let mut dots = 0usize;
         let tld = loop {
-            let label = rest.get(pos..).map_or(0, |s| span(s, email_label));
+            let label = label_len(rest, pos);
             if label == 0 {
                 return;
             }
             let tld = pos..pos + label;
             pos += label;
-            if rest.get(pos) == Some(&b'.') && rest.get(pos + 1).is_some_and(email_label) {
+            if rest.get(pos) == Some(&b'.') && label_char(rest, pos + 1) > 0 {
                 dots += 1;
                 pos += 1;
             } else {
@@ -274,8 +322,8 @@ impl Scanner<'_> {
         let end = pos;
         if dots == 0
             || end - start > EMAIL_MAX
-            || data.get(end).is_some_and(email_label)
-            || !data.get(tld).is_some_and(|t| t.len() >= 2 && t.iter().all(u8::is_ascii_alphabetic))
+            || label_char(data, end) > 0
+            || !data.get(tld).is_some_and(tld_ok)
         {
             return;
         }
