@@ -578,6 +578,22 @@ fn merge(a: impl Iterator<Item = Hit>, b: impl Iterator<Item = Hit>, out: &mut V
 /// becomes one `*` (no byte-length leak of non-ASCII letters); bytes that are not UTF-8 count as
 /// letters.
 fn last4(value: &[u8], out: &mut Vec<u8>) {
+    if value.is_ascii() {
+        // the common case, byte by byte
+        let n = value.iter().filter(|b| b.is_ascii_alphanumeric()).count();
+        let hide = n - n.min(8) / 2;
+        let mut i = 0usize;
+        out.extend(value.iter().map(|&b| {
+            if b.is_ascii_alphanumeric() {
+                i += 1;
+                if i <= hide {
+                    return b'*';
+                }
+            }
+            b
+        }));
+        return;
+    }
     let maskable = |c: char| c.is_alphanumeric();
     let mut n = 0usize;
     for chunk in value.utf8_chunks() {

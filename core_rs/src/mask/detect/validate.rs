@@ -148,15 +148,20 @@ pub(super) fn iban_mod97(s: &[u8]) -> bool {
             None => return false,
         }
     }
-    let mut r = 0u32;
+    // reduce only when the accumulator grows large: one division every few characters, not one
+    // per character (r * 100 + 99 cannot overflow while r < 2^56)
+    let mut r = 0u64;
     for b in chars.chain(head) {
         r = match b {
-            b'0'..=b'9' => (r * 10 + u32::from(b - b'0')) % 97,
-            b'A'..=b'Z' => (r * 100 + u32::from(b - b'A') + 10) % 97,
+            b'0'..=b'9' => r * 10 + u64::from(b - b'0'),
+            b'A'..=b'Z' => r * 100 + u64::from(b - b'A') + 10,
             _ => return false,
         };
+        if r >= 1 << 56 {
+            r %= 97;
+        }
     }
-    r == 1
+    r % 97 == 1
 }
 
 #[cfg(test)]
