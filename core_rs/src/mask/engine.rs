@@ -128,6 +128,8 @@ pub struct Masker {
     columns: Vec<(ColumnGlob, Style)>,
     hmac: Option<Hmac<Sha256>>,
     max_len: usize,
+    /// Shortest input that can hold a match: shorter values are not scanned at all.
+    min_input: usize,
 }
 
 impl fmt::Debug for Masker {
@@ -208,6 +210,21 @@ fn first_char(data: &[u8]) -> Option<char> {
 }
 
 /// The longest match of a custom pattern, for the stream window.
+/// Shortest text holding a match of a built-in detector (bytes).
+fn builtin_min_input(b: Builtin) -> usize {
+    match b {
+        Builtin::CreditCard => 13,
+        Builtin::UsSsn => 11,
+        Builtin::Iban => 15,
+        Builtin::Email => 6,
+        Builtin::Phone | Builtin::UsRouting => 9,
+        Builtin::Ipv4 => 7,
+        Builtin::AwsAccessKey => 20,
+        Builtin::Jwt => 28,
+        Builtin::PasswordAssignment => 5,
+    }
+}
+
 fn pattern_window(hir: &Hir) -> usize {
     hir.properties().maximum_len().map_or(UNBOUNDED_PATTERN_LEN, |n| n.min(MAX_PATTERN_LEN))
 }
@@ -220,6 +237,7 @@ impl Masker {
         let mut enabled = Enabled(0);
         let mut builtin_rule = [u16::MAX; Builtin::ALL.len()];
         let mut max_len = 0usize;
+        let mut min_input = usize::MAX;
         let mut uses_hash = false;
 
         let check_style = |what: &str, style: Style| -> Result<(), MaskConfigError> {
@@ -263,6 +281,7 @@ impl Masker {
             rules.push(Rule { counter, style, norm });
             enabled = enabled.with(builtin);
             max_len = max_len.max(builtin.window());
+            min_input = min_input.min(builtin_min_input(builtin));
             uses_hash |= style == Style::Hash;
         }
 
@@ -285,6 +304,7 @@ impl Masker {
                 return err(format!("pattern {name:?}: regex {pattern:?} can match the empty string"));
             }
             max_len = max_len.max(pattern_window(&hir));
+            min_input = min_input.min(hir.properties().minimum_len().unwrap_or(1));
             hirs.push(with_boundaries(hir));
             let counter = counter_id(&mut names, name)?;
             rules.push(Rule { counter, style: *style, norm: Norm::AsIs });
@@ -302,6 +322,7 @@ impl Masker {
                     Err(e) => return err(format!("word {word:?}: {e}")),
                 };
                 max_len = max_len.max(pattern_window(&hir));
+                min_input = min_input.min(hir.properties().minimum_len().unwrap_or(1));
                 hirs.push(with_boundaries(hir));
                 rules.push(Rule { counter, style: *style, norm: Norm::Lower });
                 uses_hash |= *style == Style::Hash;
@@ -341,7 +362,7 @@ impl Masker {
             None
         };
 
-        Ok(Self { names, rules, enabled, builtin_rule, regex, regex_base, columns, hmac, max_len })
+        Ok(Self { names, rules, enabled, builtin_rule, regex, regex_base, columns, hmac, max_len, min_input })
     }
 
     /// Names of the counters: enabled detectors, custom pattern names, `words`, then `columns`.
@@ -375,7 +396,7 @@ impl Masker {
 
     /// Appends the matches in `data` to `out`: sorted by start, non-overlapping.
     pub fn find(&self, data: &[u8], out: &mut Vec<Match>) {
-        if !self.has_detectors() {
+        if !self.has_detectors() || data.len() < self.min_input {
             return;
         }
         with_scratch(|s| {
@@ -462,7 +483,7 @@ impl Masker {
     /// Appends the masked form of `data` to `out` when something matched (returns true); when
     /// nothing matched returns false and leaves `out` untouched.
     pub fn mask_into(&self, data: &[u8], counts: &mut Counts, out: &mut Vec<u8>) -> bool {
-        if !self.has_detectors() {
+        if !self.has_detectors() || data.len() < self.min_input {
             return false;
         }
         with_scratch(|s| {
