@@ -116,6 +116,14 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=30, env=clean_env(),
         )  # fmt: skip
         assert (res.returncode, res.stdout.strip()) == (0, "20"), res.stderr
+        # masking is on by default: card numbers come back masked, only their last four digits shown
+        res = subprocess.run(
+            ["psql", "-X", "-A", "-t", "-c", "SELECT pan FROM cards ORDER BY id LIMIT 5", conninfo],
+            capture_output=True, text=True, timeout=30, env=clean_env(),
+        )  # fmt: skip
+        pans = res.stdout.split()
+        assert res.returncode == 0 and len(pans) == 5, res.stderr
+        assert all(re.fullmatch(r"\*{11,15}\d{4}", p) for p in pans), pans
         cfg = tomllib.loads((tmp_path / "hoopgw.toml").read_text())
         upstream_port = int(re.search(r":(\d+)/", cfg["connections"][0]["upstream"]).group(1))  # type: ignore[union-attr]
         assert "password" not in cfg["connections"][0]["upstream"]
