@@ -18,19 +18,8 @@ from hoopgw import _core
 from hoopgw.config._secrets import SecretRef
 from hoopgw.config._types import MODEL_CONFIG, Name
 
-#: Built-in detectors (the engine's ``builtin_detectors()``, in the same order).
-DETECTORS = (
-    "credit_card",
-    "us_ssn",
-    "iban",
-    "email",
-    "phone",
-    "us_routing",
-    "ipv4",
-    "aws_access_key",
-    "jwt",
-    "password_assignment",
-)
+#: Built-in detectors, in the engine's order (the engine is the one list of them).
+DETECTORS: tuple[str, ...] = tuple(_core.builtin_detectors())
 STYLES = ("redact", "last4", "hash")
 COLUMN_STYLES = (*STYLES, "null")
 #: Shortest ``[gateway] masking_key`` (bytes of the resolved secret, UTF-8).
