@@ -166,6 +166,8 @@ def test_psycopg_binary_and_prepared_results(gw: Gateway) -> None:
             assert cur.fetchone() == ("**** **** **** 1111", "******************3000", PAN_NUMBER), (
                 "binary text values are masked; a binary bigint is not text and passes"
             )
+            cur.execute("SELECT xmlelement(name c, card)::xml FROM mask_customers WHERE id = 1")
+            assert cur.fetchone() == (b"<c>**** **** **** 1111</c>",), "xml is text in binary format too"
 
 
 def _tls() -> ssl.SSLContext:
@@ -196,6 +198,7 @@ def test_asyncpg_prepared_statement_rows_are_masked(gw: Gateway) -> None:
             async with conn.transaction():
                 async for r in stmt.cursor(1, prefetch=1):
                     cursor_rows.append(tuple(r))
+            await conn.fetchval("SELECT length($1::text)", CARD_DIGITS)  # a binary parameter
             return [tuple(first or ()), tuple(again or ()), cursor_rows]
         finally:
             await conn.close()
@@ -204,6 +207,11 @@ def test_asyncpg_prepared_statement_rows_are_masked(gw: Gateway) -> None:
     expected = ("**** **** **** 1111", "***-**-6789", "***-****-7781")
     assert first == expected and again == expected
     assert cursor_rows == [expected]
+    # the binary parameter is recorded masked (not as the hex of the card)
+    listed = json.loads(gw.run_cli("sessions", "list", "--json", "--limit", "200").stdout)
+    mine = [x for x in listed if x["subject"] == "dave"]
+    shown = gw.run_cli("sessions", "show", mine[0]["id"], "--json").stdout
+    assert CARD_DIGITS.encode().hex() not in shown and "length($1::text)" in shown
 
 
 def test_copy_to_stdout_text_and_csv(gw: Gateway, tmp_path: Path) -> None:
@@ -323,6 +331,16 @@ def test_copy_with_custom_csv_options_and_null_rule(gw: Gateway) -> None:
                 buf.write(chunk)
     lines = buf.getvalue().decode().splitlines()
     assert lines == ["|1|;NULL;|**** **** **** 1111|", "|2|;NULL;|order 1234567890123|", "|3|;NULL;NULL"]
+    with connect(gw) as conn, conn.cursor() as cur:
+        buf = io.BytesIO()
+        sql = (
+            "COPY (SELECT 'a|b' AS n, account_number FROM mask_customers WHERE id = 1)"
+            " TO STDOUT (DELIMITER '|')"
+        )
+        with cur.copy(sql) as cp:
+            for chunk in cp:
+                buf.write(chunk)
+    assert buf.getvalue().decode() == "a\\|b|***-****-7781\n", "an escaped delimiter is data"
 
 
 def test_failed_catalog_lookup_ends_the_session_instead_of_leaking(

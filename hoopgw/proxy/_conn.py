@@ -31,6 +31,9 @@ class Conn(asyncio.Protocol):
         self._on_lost: Callable[[Exception | None], None] | None = None
         #: set by relay(): the other side, paused while this side's write buffer is full
         self._peer: Conn | None = None
+        #: reading stopped for a reason other than backpressure (a masking look-up): backpressure
+        #: relief must not restart it
+        self.reading_held = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -58,8 +61,9 @@ class Conn(asyncio.Protocol):
             self._peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self._peer is not None and self._peer.transport is not None:
-            self._peer.transport.resume_reading()
+        peer = self._peer
+        if peer is not None and peer.transport is not None and not peer.reading_held:
+            peer.transport.resume_reading()
 
     # -- handshake mode ------------------------------------------------------------------------
     def _wake(self) -> None:

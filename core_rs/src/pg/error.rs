@@ -34,6 +34,9 @@ pub enum ProtocolError {
     /// A startup packet with a protocol version or request code this gateway does not speak.
     #[error("startup packet: unsupported protocol {major}.{minor}")]
     UnsupportedProtocol { major: u16, minor: u16 },
+    /// The server kept sending while the session waited for a masking look-up.
+    #[error("{0} bytes arrived from the server while masking waited for a catalog look-up")]
+    HeldTooLong(usize),
     /// A value that cannot be encoded (interior NUL, oversized field, ...).
     #[error("cannot encode {message}: {reason}")]
     Encode { message: &'static str, reason: &'static str },

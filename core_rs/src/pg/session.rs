@@ -494,6 +494,10 @@ impl Session {
         let state = &mut self.state;
         state.done.clear();
         if state.paused.is_some() {
+            // the gateway stops reading while paused; a bounded slack for what was in flight
+            if self.held.len() + data.len() > self.max_message_size.saturating_mul(2) {
+                return Err(ProtocolError::HeldTooLong(self.held.len() + data.len()));
+            }
             self.held.extend_from_slice(data);
             return Ok((Forward::Split { head: Bytes::new(), range: 0..0 }, Vec::new()));
         }
@@ -576,7 +580,7 @@ impl State {
             statement.sql = m.record(std::mem::take(&mut statement.sql));
             if let Some(params) = statement.params.as_mut() {
                 for p in params.iter_mut().flatten() {
-                    *p = m.record(std::mem::take(p));
+                    *p = m.record_param(std::mem::take(p));
                 }
             }
             if let Some((_, message)) = statement.error.as_mut() {
@@ -738,6 +742,11 @@ impl State {
                     return Ok(Step::Replace(frame));
                 }
             }
+            b'V' => {
+                if let Some(frame) = self.masking.as_mut().and_then(|m| m.function_result(f.bytes())) {
+                    return Ok(Step::Replace(frame));
+                }
+            }
             ReadyForQuery::CODE => {
                 self.end_result();
                 self.on_ready(ReadyForQuery::from_bytes(&f.body())?, now);
@@ -778,7 +787,7 @@ impl State {
                 }
             }
             CopyDone::CODE => self.copy = None,
-            // ParameterStatus, ParameterDescription, FunctionCallResponse, unknown types:
+            // ParameterStatus, ParameterDescription, unknown types:
             // forwarded, nothing to track.
             _ => {}
         }
@@ -793,16 +802,17 @@ impl State {
     }
 
     /// The RowDescription body and per-column formats of the rows now arriving, when known.
-    fn result_shape(&self) -> Option<(Bytes, Vec<i16>)> {
+    /// The last item: whether the shape came with these rows (not remembered from a Describe).
+    fn result_shape(&self) -> Option<(Bytes, Vec<i16>, bool)> {
         match self.fifo.front() {
-            Some(Request::Query(r)) => r.row_description.clone().map(|rd| (rd, Vec::new())),
+            Some(Request::Query(r)) => r.row_description.clone().map(|rd| (rd, Vec::new(), true)),
             Some(Request::Execute(r)) => {
                 let p = r.portal.as_deref()?;
                 let rd = p.row_description()?.clone();
                 let n = rd.get(..2).and_then(|c| <[u8; 2]>::try_from(c).ok()).map_or(0, u16::from_be_bytes);
                 let n = usize::from(n);
                 let formats = (0..n).map(|i| format_of(&p.result_formats, i)).collect();
-                Some((rd, formats))
+                Some((rd, formats, false))
             }
             _ => None,
         }
@@ -815,7 +825,7 @@ impl State {
             let Some(m) = self.masking.as_mut() else { return Step::Keep };
             let plan = match shape {
                 None => RowsPlan::Unknown,
-                Some((rd, formats)) => match m.plan(&rd, formats) {
+                Some((rd, formats, trusted)) => match m.plan(&rd, formats, trusted) {
                     Ok(Some(plan)) => RowsPlan::Plan(plan),
                     Ok(None) => RowsPlan::Nothing,
                     Err(request) => {

@@ -92,7 +92,10 @@ class SideConnection:
         """Send ``messages`` (ending in a Query or a Sync); the replies up to ReadyForQuery."""
         if self._up is None or self._up.conn.closed:
             try:
-                self._up = await connect_upstream(self.cfg, [("application_name", "hoopgw-catalog")])
+                # a look-up must never wait long on a lock a client holds (its own transaction)
+                self._up = await connect_upstream(
+                    self.cfg, [("application_name", "hoopgw-catalog"), ("lock_timeout", "2s")]
+                )
             except UpstreamError as exc:
                 raise CatalogError(f"catalog connection to {self.cfg.name!r} failed: {exc}") from None
         up = self._up
@@ -109,14 +112,25 @@ class SideConnection:
             replies.append(msg)
 
     async def _run(self, messages: bytes) -> list[tuple[int, bytes]]:
+        try:
+            return await asyncio.wait_for(self._locked_exchange(messages), _TIMEOUT)
+        except TimeoutError:
+            raise CatalogError(f"catalog query on {self.cfg.name!r} timed out") from None
+
+    async def _locked_exchange(self, messages: bytes) -> list[tuple[int, bytes]]:
         async with self._lock:
             try:
-                return await asyncio.wait_for(self._exchange(messages), _TIMEOUT)
-            except (OSError, HoopError, TimeoutError) as exc:
+                return await self._exchange(messages)
+            except (OSError, HoopError, ValueError, struct.error) as exc:
                 await self.close()
                 if isinstance(exc, CatalogError):
                     raise
                 raise CatalogError(f"catalog query on {self.cfg.name!r} failed: {exc}") from None
+            except BaseException:
+                # cancelled (or worse) mid-exchange: the reply was not read, the connection is out
+                # of step; never reuse it
+                await self.close()
+                raise
 
     async def query(self, sql: str) -> list[list[str | None]]:
         replies = await self._run(_core.encode_message(ord("Q"), sql.encode() + b"\0"))

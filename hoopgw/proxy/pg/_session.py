@@ -316,6 +316,7 @@ class PgClientSession:
     def _start_catalog_lookup(self) -> None:
         """The core paused the server stream for names: stop reading, look them up, resume."""
         assert self.upstream is not None
+        self.upstream.conn.reading_held = True
         transport = self.upstream.conn.transport
         if transport is not None:
             transport.pause_reading()
@@ -340,7 +341,8 @@ class PgClientSession:
                 self._on_server_data(b"")
                 if self._catalog_task is not None or self.client.closed:
                     return  # a new look-up took over, or the session ended
-        except CatalogError as exc:
+        except (CatalogError, ValueError) as exc:
+            # fail closed: rows the gateway cannot mask are never sent
             self._catalog_task = None
             self.listener.gateway.writer.event(self.session_id, "masking_error", {"error": str(exc)})
             log.warning(
@@ -351,7 +353,10 @@ class PgClientSession:
             up.conn.abort()
             return
         self._catalog_task = None
-        transport = up.conn.transport
+        up.conn.reading_held = False
+        transport, client = up.conn.transport, self.client.transport
+        if client is not None and client.get_write_buffer_size() > client.get_write_buffer_limits()[1]:
+            return  # the client is slow: its resume_writing() restarts the upstream
         if transport is not None and not up.conn.closed:
             transport.resume_reading()
 

@@ -105,7 +105,7 @@ fn text_row(
     let mut out = Vec::with_capacity(data.len() + 16);
     let mut changed = false;
     let mut scratch = Vec::new();
-    for (i, field) in line.split(|b| *b == shape.delimiter).enumerate() {
+    for (i, field) in split_escaped(line, shape.delimiter).enumerate() {
         if i > 0 {
             out.push(shape.delimiter);
         }
@@ -128,6 +128,22 @@ fn text_row(
     }
     out.extend_from_slice(eol);
     changed.then_some(out)
+}
+
+/// Splits a text-format row on `delim`, except where it is escaped data (`\<delim>`).
+fn split_escaped(line: &[u8], delim: u8) -> impl Iterator<Item = &[u8]> {
+    let mut escaped = false;
+    line.split(move |&b| {
+        if escaped {
+            escaped = false;
+            return false;
+        }
+        if b == b'\\' {
+            escaped = true;
+            return false;
+        }
+        b == delim
+    })
 }
 
 /// A CSV row: quoted or unquoted fields; the NULL marker is an unquoted value.
@@ -264,4 +280,16 @@ fn binary(
         }
     }
     changed.then_some(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_rows_split_on_unescaped_delimiters_only() {
+        let parts: Vec<&[u8]> = split_escaped(b"a\\|b|c\\\\|d", b'|').collect();
+        assert_eq!(parts, [&b"a\\|b"[..], b"c\\\\", b"d"]);
+    }
 }

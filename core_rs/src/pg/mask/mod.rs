@@ -50,7 +50,7 @@ pub struct Masking {
     pub masker: Arc<Masker>,
     pub catalog: Catalog,
     pub counts: Counts,
-    plans: HashMap<(Bytes, Vec<i16>), Option<Arc<Plan>>>,
+    plans: HashMap<(Bytes, Vec<i16>, bool), Option<Arc<Plan>>>,
     scratch: Vec<u8>,
 }
 
@@ -72,13 +72,14 @@ impl Masking {
         &mut self,
         row_description: &Bytes,
         formats: Vec<i16>,
+        trusted: bool,
     ) -> Result<Option<Arc<Plan>>, CatalogRequest> {
-        let key = (row_description.clone(), formats);
+        let key = (row_description.clone(), formats, trusted);
         if let Some(plan) = self.plans.get(&key) {
             return Ok(plan.clone());
         }
         let fields = FieldInfo::parse_row_description(row_description);
-        let plan = plan::build(&self.masker, &self.catalog, &fields, &key.1)?;
+        let plan = plan::build(&self.masker, &self.catalog, &fields, &key.1, trusted)?;
         if self.plans.len() >= MAX_PLANS {
             self.plans.clear();
         }
@@ -91,7 +92,7 @@ impl Masking {
     pub fn copy_plan(&mut self, shape: &CopyShape) -> Option<Arc<Plan>> {
         let format = i16::from(shape.format == CopyFormat::Binary);
         let formats = vec![format; shape.fields.len()];
-        match plan::build(&self.masker, &self.catalog, &shape.fields, &formats) {
+        match plan::build(&self.masker, &self.catalog, &shape.fields, &formats, true) {
             Ok(plan) => plan,
             Err(need) => {
                 for oid in need.tables {
@@ -100,7 +101,7 @@ impl Masking {
                 for oid in need.types {
                     self.catalog.add_type(oid, TypeKind::Other);
                 }
-                plan::build(&self.masker, &self.catalog, &shape.fields, &formats).ok().flatten()
+                plan::build(&self.masker, &self.catalog, &shape.fields, &formats, true).ok().flatten()
             }
         }
     }
@@ -116,6 +117,32 @@ impl Masking {
         fields::mask_notice(frame, &self.masker, &mut self.counts)
     }
 
+    /// Masks the value of a FunctionCallResponse frame (as text; a binary value with a match
+    /// becomes NULL).
+    pub fn function_result(&mut self, frame: &[u8]) -> Option<Bytes> {
+        let body = frame.get(5..)?;
+        let len = i32::from_be_bytes(body.get(..4)?.try_into().ok()?);
+        let value = body.get(4..4 + usize::try_from(len).ok()?)?;
+        let action = if std::str::from_utf8(value).is_ok() { Action::Scan } else { Action::ScanOrNull };
+        self.scratch.clear();
+        let new = match rows::mask_value(value, action, &self.masker, &mut self.counts, &mut self.scratch) {
+            rows::Value::Same => return None,
+            rows::Value::Null => None,
+            rows::Value::New => Some(&self.scratch[..]),
+        };
+        let mut out = Vec::with_capacity(9 + new.map_or(0, <[u8]>::len));
+        out.push(b'V');
+        out.extend_from_slice(&i32::try_from(8 + new.map_or(0, <[u8]>::len)).ok()?.to_be_bytes());
+        match new {
+            Some(v) => {
+                out.extend_from_slice(&i32::try_from(v.len()).ok()?.to_be_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        Some(Bytes::from(out))
+    }
+
     /// Masks the channel and payload of a NotificationResponse frame.
     pub fn notification(&mut self, frame: &[u8]) -> Option<Bytes> {
         fields::mask_notification(frame, &self.masker, &mut self.counts)
@@ -124,6 +151,28 @@ impl Masking {
     /// Masks one CopyData frame of a COPY TO STDOUT.
     pub fn copy_data(&mut self, frame: &[u8], shape: &mut copy::CopyState) -> Option<Bytes> {
         copy::mask_copy_data(frame, shape, &self.masker, &mut self.counts)
+    }
+
+    /// Masks a recorded parameter: binary ones (`\x<hex>`) are masked as the bytes they stand for,
+    /// then shown in hex again.
+    pub fn record_param(&self, text: String) -> String {
+        let Some(hex) = text.strip_prefix("\\x") else { return self.record(text) };
+        let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+            .map(|i| hex.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect();
+        let Some(bytes) = bytes else { return self.record(text) };
+        let mut ignored = Counts::default();
+        match self.masker.mask(&bytes, &mut ignored) {
+            Some(masked) => {
+                let mut s = String::with_capacity(2 + 2 * masked.len());
+                s.push_str("\\x");
+                for b in masked {
+                    s.push_str(&format!("{b:02x}"));
+                }
+                s
+            }
+            None => text,
+        }
     }
 
     /// Masks text that is about to be recorded (SQL, parameters, error messages); not counted.

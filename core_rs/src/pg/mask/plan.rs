@@ -85,6 +85,7 @@ pub fn build(
     catalog: &Catalog,
     fields: &[FieldInfo],
     formats: &[i16],
+    trusted: bool,
 ) -> Result<Option<Arc<Plan>>, CatalogRequest> {
     let columns = masker.has_columns();
     let mut need = CatalogRequest::default();
@@ -108,7 +109,13 @@ pub fn build(
         .enumerate()
         .map(|(i, f)| {
             let format = formats.get(i).copied().unwrap_or(f.format);
-            action(masker, catalog, f, format)
+            match action(masker, catalog, f, format) {
+                // a shape remembered from an earlier Describe may be stale (SQL-level PREPARE,
+                // DEALLOCATE, DECLARE, CLOSE replace what a name stands for): its types are not
+                // trusted to skip a value, only its column rules are applied
+                Action::Keep if !trusted && masker.has_detectors() => Action::Scan,
+                other => other,
+            }
         })
         .collect();
     if actions.iter().all(|a| *a == Action::Keep) {
@@ -147,6 +154,8 @@ fn action(masker: &Masker, catalog: &Catalog, f: &FieldInfo, format: i16) -> Act
         (TypeKind::Container, false) => Action::Scan,
         (TypeKind::Other, false) => Action::ScanOrNull,
         // binary values of other types are not text: nothing a detector could find
+        // xml is sent as text in binary format too
+        (TypeKind::Container, true) if f.type_oid == 142 => Action::Scan,
         (TypeKind::Container | TypeKind::Other, true) => Action::Keep,
     }
 }
