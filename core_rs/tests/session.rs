@@ -706,3 +706,46 @@ fn prepared_statement_maps_stay_bounded() {
     assert_eq!(s.tracked_names(), (1, 0));
     assert_eq!(s.pending(), 0);
 }
+
+#[test]
+fn execute_without_describe_gets_a_describe_so_column_rules_apply() {
+    let client = cat(&[
+        &parse("", "select id, account_number from accounts"),
+        &bind("", "", vec![], vec![]),
+        &execute(""),
+        &Sync,
+    ]);
+    let shape =
+        RowDescription { fields: vec![field("id", 16400, 1, 23), field("account_number", 16400, 2, 25)] };
+    let server = cat(&[
+        &ParseComplete,
+        &BindComplete,
+        &shape,
+        &DataRow { values: vec![Some(b("7")), Some(b("DE-000123"))] },
+        &tag("SELECT 1"),
+        &ready(b'I'),
+    ]);
+    let accounts = TableInfo {
+        schema: "public".into(),
+        name: "accounts".into(),
+        columns: [(1, "id".to_string()), (2, "account_number".to_string())].into_iter().collect(),
+    };
+    let mut s = Session::new(MAX);
+    s.set_masker(Some(masker(&["*.account_number"])));
+    let (fwd, _) = s.feed_client(&client, 1).unwrap();
+    let upstream = fwd.to_bytes(&client);
+    let describe = cat(&[&Describe { target: Target::Portal, name: b("") }]);
+    let at = upstream.windows(describe.len()).position(|w| w == &describe[..]).expect("a Describe was added");
+    assert!(upstream[at + describe.len()..].starts_with(&cat(&[&execute("")])), "right before the Execute");
+    let (out, pauses) = feed_resolving(&mut s, &server, 4, &[(16400, accounts)]);
+    assert_eq!(pauses, 1);
+    let expected = cat(&[
+        &ParseComplete,
+        &BindComplete,
+        &DataRow { values: vec![Some(b("7")), Some(b("*****"))] },
+        &tag("SELECT 1"),
+        &ready(b'I'),
+    ]);
+    assert_eq!(out, &expected[..], "the added Describe's answer is not forwarded; the row is masked");
+    assert_eq!(s.pending(), 0);
+}

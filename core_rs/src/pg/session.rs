@@ -150,6 +150,19 @@ pub struct Portal {
 }
 
 impl Portal {
+    /// A portal this session did not bind (a cursor opened with DECLARE).
+    fn unbound(name: Bytes) -> Self {
+        Self {
+            name,
+            statement_name: Bytes::new(),
+            statement: None,
+            param_formats: Vec::new(),
+            params: Vec::new(),
+            result_formats: Vec::new(),
+            row_description: OnceLock::new(),
+        }
+    }
+
     /// The RowDescription body that describes this portal's rows, when known.
     pub fn row_description(&self) -> Option<&Bytes> {
         self.row_description.get().or_else(|| self.statement.as_ref().and_then(|s| s.row_description.get()))
@@ -286,6 +299,9 @@ enum Request {
     Parse(Arc<PreparedStatement>, i64),
     Bind(Arc<Portal>, i64),
     Describe(Described, i64),
+    /// A Describe the gateway added before an Execute of a portal it had no shape for (column
+    /// rules need one): its answer is kept from the client.
+    InjectedDescribe(Arc<Portal>, i64),
     Close(i64),
     Sync,
     /// Not a request: where the client ended a copy-in stream (CopyDone / CopyFail).
@@ -308,7 +324,8 @@ impl Request {
         match self {
             Self::Query(r) | Self::FunctionCall(r) | Self::Execute(r) => Some(r),
             Self::Bind(portal, started) => Some(Running::execute(portal.name.clone(), Some(portal), started)),
-            Self::Describe(Described::Portal(Some(portal)), started) => {
+            Self::Describe(Described::Portal(Some(portal)), started)
+            | Self::InjectedDescribe(portal, started) => {
                 Some(Running::execute(portal.name.clone(), Some(portal), started))
             }
             Self::Describe(Described::Statement(Some(s)), started) => {
@@ -478,9 +495,9 @@ impl Session {
     pub fn feed_client(&mut self, data: &Bytes, now_ns: i64) -> Result<(Forward, bool), ProtocolError> {
         let state = &mut self.state;
         state.terminated = false;
-        let (forward, _) = self.client.feed(data, self.max_message_size, check_frontend_type, |f| {
-            state.on_client(&f, now_ns).map(|()| Step::Keep)
-        })?;
+        let (forward, _) = self
+            .client
+            .feed(data, self.max_message_size, check_frontend_type, |f| state.on_client(&f, now_ns))?;
         Ok((forward, state.terminated))
     }
 
@@ -592,7 +609,7 @@ impl State {
 
     // ------------------------------------------------------------------ client -> server
 
-    fn on_client(&mut self, f: &Frame<'_>, now: i64) -> Result<(), ProtocolError> {
+    fn on_client(&mut self, f: &Frame<'_>, now: i64) -> Result<Step, ProtocolError> {
         match f.code {
             Query::CODE => {
                 let q = Query::from_bytes(&f.body())?;
@@ -632,7 +649,25 @@ impl State {
             }
             Execute::CODE => {
                 let e = Execute::from_bytes(&f.body())?;
-                let portal = self.portals.get(&e.portal).cloned();
+                let mut portal = self.portals.get(&e.portal).cloned();
+                let columns = self.masking.as_ref().is_some_and(|m| m.masker.has_columns());
+                if columns && portal.as_ref().and_then(|p| p.row_description()).is_none() {
+                    // column rules need the shape of the rows: ask the server for it first
+                    let p = portal.unwrap_or_else(|| Arc::new(Portal::unbound(e.portal.clone())));
+                    self.portals.insert(e.portal.clone(), Arc::clone(&p));
+                    self.push(Request::InjectedDescribe(Arc::clone(&p), now));
+                    portal = Some(p);
+                    self.push(Request::Execute(Running::execute(e.portal.clone(), portal, now)));
+                    let mut describe = vec![Describe::CODE];
+                    describe.extend_from_slice(
+                        &i32::try_from(e.portal.len() + 6).unwrap_or(i32::MAX).to_be_bytes(),
+                    );
+                    describe.push(b'P');
+                    describe.extend_from_slice(&e.portal);
+                    describe.push(0);
+                    describe.extend_from_slice(f.bytes());
+                    return Ok(Step::Replace(Bytes::from(describe)));
+                }
                 self.push(Request::Execute(Running::execute(e.portal, portal, now)));
             }
             Close::CODE => {
@@ -684,7 +719,7 @@ impl State {
             }
             other => return Err(ProtocolError::InvalidFrontendType(other)),
         }
-        Ok(())
+        Ok(Step::Keep)
     }
 
     // ------------------------------------------------------------------ server -> client
@@ -765,9 +800,13 @@ impl State {
             }
             NoData::CODE => {
                 NoData::from_bytes(&f.body())?;
+                if matches!(self.fifo.front(), Some(Request::InjectedDescribe(..))) {
+                    self.pop();
+                    return Ok(Step::Replace(Bytes::new()));
+                }
                 self.pop_if(|r| matches!(r, Request::Describe(..)));
             }
-            RowDescription::CODE => self.on_row_description(f)?,
+            RowDescription::CODE => return self.on_row_description(f),
             b'G' | b'H' | b'W' => {
                 if let Some(direction) = CopyDirection::from_code(f.code) {
                     let response = CopyResponse::decode(direction, &f.body())?;
@@ -808,6 +847,10 @@ impl State {
             Some(Request::Query(r)) => r.row_description.clone().map(|rd| (rd, Vec::new(), true)),
             Some(Request::Execute(r)) => {
                 let p = r.portal.as_deref()?;
+                if let Some(rd) = p.row_description.get() {
+                    // described as a portal: the description carries the real result formats
+                    return Some((rd.clone(), Vec::new(), false));
+                }
                 let rd = p.row_description()?.clone();
                 let n = rd.get(..2).and_then(|c| <[u8; 2]>::try_from(c).ok()).map_or(0, u16::from_be_bytes);
                 let n = usize::from(n);
@@ -875,10 +918,15 @@ impl State {
         })
     }
 
-    fn on_row_description(&mut self, f: &Frame<'_>) -> Result<(), ProtocolError> {
+    fn on_row_description(&mut self, f: &Frame<'_>) -> Result<Step, ProtocolError> {
         let body = retain(f.body(), f.chunk.len());
         RowDescription::from_bytes(&body)?;
         self.rows_plan = None;
+        if let Some(Request::InjectedDescribe(portal, _)) = self.fifo.front() {
+            let _ = portal.row_description.set(body);
+            self.pop();
+            return Ok(Step::Replace(Bytes::new()));
+        }
         match self.fifo.front_mut() {
             Some(Request::Describe(target, _)) => {
                 match target {
@@ -895,7 +943,7 @@ impl State {
             Some(Request::Query(r)) => r.row_description = Some(body),
             _ => {}
         }
-        Ok(())
+        Ok(Step::Keep)
     }
 
     /// CommandComplete or EmptyQueryResponse: a tag for a simple query, the end of an Execute.
@@ -962,7 +1010,10 @@ impl State {
                 }
                 self.skip_to_sync(None, now);
             }
-            Some(Request::Bind(..)) | Some(Request::Describe(..)) | Some(Request::Close(..)) => {
+            Some(Request::Bind(..))
+            | Some(Request::Describe(..))
+            | Some(Request::InjectedDescribe(..))
+            | Some(Request::Close(..)) => {
                 let failed = self.pop().and_then(Request::into_running).map(|mut r| {
                     r.error = Some(error);
                     r
