@@ -749,3 +749,47 @@ fn execute_without_describe_gets_a_describe_so_column_rules_apply() {
     assert_eq!(out, &expected[..], "the added Describe's answer is not forwarded; the row is masked");
     assert_eq!(s.pending(), 0);
 }
+
+#[test]
+fn a_column_added_after_the_first_look_up_is_looked_up_again_once() {
+    let client = cat(&[&query("select * from t"), &query("select * from t")]);
+    let before = RowDescription { fields: vec![field("id", 16400, 1, 23)] };
+    let after =
+        RowDescription { fields: vec![field("id", 16400, 1, 23), field("account_number", 16400, 2, 25)] };
+    let server = cat(&[
+        &before,
+        &DataRow { values: vec![Some(b("1"))] },
+        &tag("SELECT 1"),
+        &ready(b'I'),
+        &after,
+        &DataRow { values: vec![Some(b("1")), Some(b("DE-000123"))] },
+        &tag("SELECT 1"),
+        &ready(b'I'),
+    ]);
+    let table = |cols: &[(i16, &str)]| TableInfo {
+        schema: "public".into(),
+        name: "t".into(),
+        columns: cols.iter().map(|(n, c)| (*n, c.to_string())).collect(),
+    };
+    let mut s = Session::new(MAX);
+    s.set_masker(Some(masker(&["*.account_number"])));
+    s.feed_client(&client, 1).unwrap();
+    // the first answer predates the new column; the second knows it
+    let (first, _) = s.feed_server(&server, 2).unwrap();
+    assert!(first.to_bytes(&server).len() < server.len(), "paused at the first row");
+    let request = s.catalog_request().cloned().unwrap();
+    assert_eq!(request.tables, [16400]);
+    s.resolve(vec![(16400, Some(table(&[(1, "id")])))], vec![], None);
+    let empty = Bytes::new();
+    let (out, _) = s.feed_server(&empty, 3).unwrap();
+    let mut all = first.to_bytes(&server).to_vec();
+    all.extend_from_slice(&out.to_bytes(&empty));
+    let request = s.catalog_request().cloned().expect("the unknown column asks again");
+    assert_eq!(request.tables, [16400]);
+    s.resolve(vec![(16400, Some(table(&[(1, "id"), (2, "account_number")])))], vec![], None);
+    let (out, _) = s.feed_server(&empty, 4).unwrap();
+    all.extend_from_slice(&out.to_bytes(&empty));
+    assert!(s.catalog_request().is_none());
+    let text = String::from_utf8_lossy(&all);
+    assert!(!text.contains("DE-000123") && text.contains("*****"), "{text}");
+}

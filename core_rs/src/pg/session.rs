@@ -452,6 +452,7 @@ impl Session {
         let state = &mut self.state;
         let Some(request) = state.paused.take() else { return };
         let Some(m) = state.masking.as_mut() else { return };
+        let answered: Vec<u32> = tables.iter().map(|(oid, _)| *oid).collect();
         for (oid, info) in tables {
             m.catalog.add_table(oid, info);
         }
@@ -459,7 +460,7 @@ impl Session {
             m.catalog.add_type(oid, TypeKind::from_category(category));
         }
         for oid in &request.tables {
-            if !m.catalog.has_table(*oid) {
+            if !answered.contains(oid) {
                 m.catalog.add_table(*oid, None);
             }
         }

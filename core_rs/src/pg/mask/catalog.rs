@@ -62,6 +62,8 @@ pub struct TableInfo {
 pub struct Catalog {
     tables: HashMap<u32, Option<TableInfo>>,
     types: HashMap<u32, TypeKind>,
+    /// Tables looked up a second time (a column appeared that the first look-up did not know).
+    refreshed: std::collections::HashSet<u32>,
 }
 
 impl Catalog {
@@ -78,7 +80,17 @@ impl Catalog {
     }
 
     pub fn add_table(&mut self, oid: u32, info: Option<TableInfo>) {
-        self.tables.insert(oid, info);
+        if self.tables.insert(oid, info).is_some() {
+            self.refreshed.insert(oid);
+        }
+    }
+
+    /// Whether `attnum` of table `oid` is unknown although the table is known, and the table has
+    /// not been looked up again yet (columns added since the first look-up).
+    pub fn stale_column(&self, oid: u32, attnum: i16) -> bool {
+        attnum > 0
+            && !self.refreshed.contains(&oid)
+            && self.table(oid).is_some_and(|t| !t.columns.contains_key(&attnum))
     }
 
     pub fn add_type(&mut self, oid: u32, kind: TypeKind) {

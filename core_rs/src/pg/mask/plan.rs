@@ -92,7 +92,7 @@ pub fn build(
     for f in fields {
         if columns
             && f.table_oid != 0
-            && !catalog.has_table(f.table_oid)
+            && (!catalog.has_table(f.table_oid) || catalog.stale_column(f.table_oid, f.attnum))
             && !need.tables.contains(&f.table_oid)
         {
             need.tables.push(f.table_oid);
@@ -127,13 +127,11 @@ pub fn build(
 fn action(masker: &Masker, catalog: &Catalog, f: &FieldInfo, format: i16) -> Action {
     let kind = catalog.type_kind(f.type_oid).unwrap_or(TypeKind::Other);
     if masker.has_columns() {
-        let rule = if f.table_oid != 0 {
-            catalog.table(f.table_oid).and_then(|t| {
-                let column = t.columns.get(&f.attnum)?;
-                masker.column_rule(&t.schema, &t.name, column)
-            })
-        } else {
-            masker.label_rule(&String::from_utf8_lossy(&f.label))
+        let named = catalog.table(f.table_oid).and_then(|t| Some((t, t.columns.get(&f.attnum)?)));
+        let rule = match named {
+            Some((t, column)) => masker.column_rule(&t.schema, &t.name, column),
+            // a computed column, or a table the side connection cannot see (a temp table): the label
+            None => masker.label_rule(&String::from_utf8_lossy(&f.label)),
         };
         if let Some(style) = rule {
             return match (kind, style) {
