@@ -363,3 +363,22 @@ def test_failed_catalog_lookup_ends_the_session_instead_of_leaking(
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         admin.execute("ALTER ROLE trustuser CONNECTION LIMIT -1")
+
+
+def test_column_rules_follow_schema_changes_and_temp_tables(gw: Gateway, owner: Conn) -> None:
+    owner.execute("DROP TABLE IF EXISTS mask_evolving")
+    owner.execute("CREATE TABLE mask_evolving (id int)")
+    owner.execute("INSERT INTO mask_evolving VALUES (1)")
+    owner.execute("GRANT ALL ON mask_evolving TO PUBLIC")
+    try:
+        with connect(gw) as conn:
+            assert conn.execute("SELECT * FROM mask_evolving").fetchall() == [(1,)]
+            owner.execute(f"ALTER TABLE mask_evolving ADD COLUMN account_number text DEFAULT '{ACCOUNT}'")
+            assert conn.execute("SELECT * FROM mask_evolving").fetchall() == [(1, "***-****-7781")]
+            # a temp table is invisible to the gateway's side connection: the column label decides
+            conn.execute(
+                "CREATE TEMP TABLE mask_tmp AS SELECT account_number FROM mask_customers WHERE id = 1"
+            )
+            assert conn.execute("SELECT * FROM mask_tmp").fetchall() == [("***-****-7781",)]
+    finally:
+        owner.execute("DROP TABLE IF EXISTS mask_evolving")
