@@ -214,7 +214,9 @@ class ReMasker:
         self.counts: Counter[str] = Counter()
 
     def _repl(self, m: re.Match[bytes]) -> bytes:
-        name = self.names[int(m.lastgroup[1:])]  # type: ignore[index]
+        group = m.lastgroup
+        assert group is not None  # every alternative of the regex is a named group "gN"
+        name = self.names[int(group[1:])]
         text = m.group()
         if not VALIDATORS[name](text):
             return text

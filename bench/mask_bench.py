@@ -58,7 +58,7 @@ CONTENDERS = {
 
 def load_hyperscan() -> tuple[Any, str]:
     try:
-        import hyperscan  # type: ignore[import-not-found,unused-ignore]
+        import hyperscan  # type: ignore[import-not-found,unused-ignore]  # optional, no type stubs
     except ImportError as e:
         return None, f"not installed ({e}); `pip install hyperscan` (wheels for x86-64 Linux and macOS)"
     return hyperscan, f"hyperscan {getattr(hyperscan, '__version__', '?')}"

@@ -604,7 +604,7 @@ def test_window_covers_the_longest_forms() -> None:
 )
 def test_config_errors(kwargs: dict[str, object], needles: list[str]) -> None:
     with pytest.raises(ValueError, match=r".") as err:
-        Masker(**kwargs)  # type: ignore[arg-type]
+        Masker(**kwargs)  # type: ignore[arg-type]  # deliberately ill-typed configurations
     message = str(err.value)
     for needle in needles:
         assert needle in message, message
