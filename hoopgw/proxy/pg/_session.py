@@ -337,10 +337,10 @@ class PgClientSession:
                     types = sorted({f[2] for f in copy[6]})
                 table_rows, type_rows = await side.names(tables, types)
                 state.resolve(table_rows, type_rows, copy)
-                self._catalog_task = None
+                # process what was held; it may pause again (a later result set): same loop
                 self._on_server_data(b"")
-                if self._catalog_task is not None or self.client.closed:
-                    return  # a new look-up took over, or the session ended
+                if self.client.closed:
+                    return
         except (CatalogError, ValueError) as exc:
             # fail closed: rows the gateway cannot mask are never sent
             self._catalog_task = None
