@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -176,19 +177,15 @@ def test_authenticator(tmp_path: Path) -> None:
     config = load_config(path)
     auth = Authenticator.from_config(config)
     token = LocalIssuer(config.gateway.data_dir, "bank-gw").issue("alice", ["dba"], 60)
-    assert auth.authenticate(token) == Principal(
-        "alice",
-        frozenset({"dba"}),
-        "token",
-        auth.authenticate(token).expires_at,
-        auth.authenticate(token).token_id,
-    )
+    got = asyncio.run(auth.authenticate(token))
+    assert (got.subject, got.groups, got.auth) == ("alice", frozenset({"dba"}), "token")
+    assert got.expires_at is not None and got.token_id
     with pytest.raises(AuthError, match="not recognised"):
-        auth.authenticate("plain-password")
+        asyncio.run(auth.authenticate("plain-password"))
     with pytest.raises(AuthError, match="no credential"):
-        auth.authenticate("")
+        asyncio.run(auth.authenticate(""))
     with pytest.raises(TokenError):
-        auth.authenticate(LocalIssuer(config.gateway.data_dir, "other").issue("alice", [], 60))
+        asyncio.run(auth.authenticate(LocalIssuer(config.gateway.data_dir, "other").issue("alice", [], 60)))
 
 
 def test_principal_matches() -> None:

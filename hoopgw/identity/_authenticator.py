@@ -19,8 +19,8 @@ class Verifier(Protocol):
         """Cheap shape test: does this secret look like one of mine?"""
         ...
 
-    def verify(self, secret: str) -> Principal:
-        """Full check; raises AuthError/TokenError."""
+    async def verify(self, secret: str) -> Principal:
+        """Full check (may fetch keys); raises AuthError/TokenError."""
         ...
 
 
@@ -31,7 +31,7 @@ class _LocalTokens:
     def accepts(self, secret: str) -> bool:
         return looks_like_jwt(secret)
 
-    def verify(self, secret: str) -> Principal:
+    async def verify(self, secret: str) -> Principal:
         return self.issuer.verify(secret)
 
 
@@ -49,11 +49,11 @@ class Authenticator:
             verifiers.append(_LocalTokens(LocalIssuer(config.gateway.data_dir, config.identity.audience)))
         return cls(verifiers)
 
-    def authenticate(self, secret: str) -> Principal:
+    async def authenticate(self, secret: str) -> Principal:
         """The caller behind ``secret``; raises AuthError (TokenError for bad tokens)."""
         if not secret:
             raise AuthError("no credential given (send a token as the password)")
         for verifier in self.verifiers:
             if verifier.accepts(secret):
-                return verifier.verify(secret)
+                return await verifier.verify(secret)
         raise AuthError("credential not recognised (expected a token issued by this gateway)")

@@ -244,7 +244,7 @@ class PgClientSession:
             raise _Refuse("08P01", "unexpected data after the password message")
         secret = _core.decode_password(body).decode("utf-8", errors="replace")
         try:
-            return gw.authenticator.authenticate(secret)
+            return await gw.authenticator.authenticate(secret)
         except AuthError as exc:
             gw.writer.event(
                 None,
