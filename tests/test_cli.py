@@ -206,7 +206,10 @@ def test_help(command: list[str]) -> None:
 
 def test_serve_refuses_bad_config(tmp_path: Path) -> None:
     path = tmp_path / "gw.toml"
-    path.write_text('[[policy]]\nname = "p"\nsubjects = ["group:a"]\nconnections = ["*"]\nallow = ["read"]\n')
+    path.write_text(
+        '[[connections]]\nname = "web"\ntype = "http"\nlisten = "127.0.0.1:18080"\n'
+        'upstream = "http://127.0.0.1:8080"\n'
+    )
     result = hoopgw("serve", "-c", path)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"{path}: policy[0]: policy is not supported yet"
+    assert result.stderr.strip() == f"{path}: connections[0].type: http connections are not supported yet"

@@ -34,6 +34,7 @@ from hoopgw.config._models import (
     PostgresConnection,
     SshConnection,
 )
+from hoopgw.config._policy import WEEKDAYS, PolicyRules, SqlConfig, TimeWindow
 from hoopgw.config._secrets import SecretRef
 from hoopgw.config._upstream import PgUpstream, SshUpstream
 
@@ -43,6 +44,7 @@ __all__ = [
     "DETECTORS",
     "MIN_MASKING_KEY_BYTES",
     "STYLES",
+    "WEEKDAYS",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
@@ -55,11 +57,14 @@ __all__ = [
     "NamedPattern",
     "PgUpstream",
     "PolicyConfig",
+    "PolicyRules",
     "PostgresConnection",
     "Problem",
     "SecretRef",
+    "SqlConfig",
     "SshConnection",
     "SshUpstream",
+    "TimeWindow",
     "check_config",
     "default_config_path",
     "load_config",

@@ -292,17 +292,10 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def _unsupported_raw(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    identity = data.get("identity")
-    if isinstance(identity, dict):
-        issuer = identity.get("issuer", "local")
-        if isinstance(issuer, str) and issuer != "local":
-            yield "identity.issuer", 'OIDC issuers are not supported yet (use "local")'
     for i, conn in _items(data, "connections"):
         kind = conn.get("type")
         if isinstance(kind, str) and kind in CONNECTION_TYPES and kind != "postgres":
             yield f"connections[{i}].type", f"{kind} connections are not supported yet"
-    for i, _ in enumerate(data.get("policy") or ()):
-        yield f"policy[{i}]", "policy is not supported yet"
 
 
 def _dedup(problems: list[Problem]) -> list[Problem]:

@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from hoopgw.config._listen import Listen
 from hoopgw.config._masking import MaskingConfig, MaskRules, merge_rules, named_patterns
+from hoopgw.config._policy import PolicyRules, SqlConfig, TimeWindow
 from hoopgw.config._secrets import SecretRef
 from hoopgw.config._types import MODEL_CONFIG, ConfigPath, Name, Seconds, Subject, base_dir
 from hoopgw.config._upstream import PgUpstream, SshUpstream, check_http_url, is_loopback_host
@@ -85,7 +86,27 @@ class IdentityConfig(BaseModel):
     issuer: Annotated[str, BeforeValidator(_issuer)] = "local"
     audience: str = Field(default="hoopgw", min_length=1)
     groups_claim: str = Field(default="groups", min_length=1)
+    #: claim holding the user's email (optional in tokens; None: not read)
+    email_claim: str | None = "email"
+    #: claim naming the user (the subject of ``user:`` rules)
+    subject_claim: str = Field(default="sub", min_length=1)
     token_ttl: Seconds = 3600.0
+    #: clock-skew tolerance for exp / nbf / iat
+    leeway: Seconds = 30.0
+    #: how long a session may outlive the token (or API key) it started with
+    session_grace: Seconds = 60.0
+    #: OIDC: accepted signature algorithms
+    algorithms: tuple[Literal["RS256", "ES256", "EdDSA"], ...] = Field(
+        default=("RS256", "ES256", "EdDSA"), min_length=1
+    )
+    #: OIDC: the client id ``hoopgw login`` uses for the device flow (default: the audience)
+    client_id: str | None = None
+    #: OIDC: scopes ``hoopgw login`` asks for
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    #: OIDC: an unknown ``kid`` refetches the JWKS at most this often
+    jwks_refetch_interval: Seconds = 30.0
+    #: OIDC: a fetched JWKS is reused for this long
+    jwks_cache_ttl: Seconds = 3600.0
 
 
 class PostgresConnection(BaseModel):
@@ -98,6 +119,8 @@ class PostgresConnection(BaseModel):
     listen: Listen
     upstream: PgUpstream
     password: SecretRef | None = None
+    #: rules for every authenticated caller of this connection (counted like one more policy)
+    defaults: PolicyRules | None = None
 
 
 class SshConnection(BaseModel):
@@ -156,34 +179,13 @@ ConnectionConfig = Annotated[
 ]
 
 
-def _class(value: object) -> str:
-    if not isinstance(value, str) or not value or value != value.strip():
-        raise PydanticCustomError("class", 'must be a class name like "read", "write", "exec:GLOB" or "*"')
-    return value
-
-
-PolicyClass = Annotated[str, BeforeValidator(_class)]
-
-
-class PolicyConfig(BaseModel):
+class PolicyConfig(PolicyRules):
     """``[[policy]]``: who may do what where (deny beats approve beats allow)."""
-
-    model_config = MODEL_CONFIG
 
     name: Name
     subjects: tuple[Subject, ...] = Field(min_length=1)
     connections: tuple[str, ...] = Field(min_length=1)
-    allow: tuple[PolicyClass, ...] = ()
-    approve: tuple[PolicyClass, ...] = ()
-    deny: tuple[PolicyClass, ...] = ()
-    approvers: tuple[Subject, ...] = ()
-    approvals_required: int = Field(default=1, ge=1, le=100)
-
-    @model_validator(mode="after")
-    def _approvers(self) -> PolicyConfig:
-        if self.approve and not self.approvers:
-            raise PydanticCustomError("policy", "approve needs approvers (who decides the held commands)")
-        return self
+    window: TimeWindow | None = None
 
 
 class Config(BaseModel):
@@ -197,6 +199,7 @@ class Config(BaseModel):
     connections: tuple[ConnectionConfig, ...] = ()
     masking: tuple[MaskingConfig, ...] = ()
     policies: tuple[PolicyConfig, ...] = Field(default=(), alias="policy")
+    sql: SqlConfig = Field(default_factory=lambda: SqlConfig())
 
     def connection(
         self, name: str
