@@ -61,6 +61,8 @@ def _toml_value(v: object) -> str:
         return json.dumps(str(v), ensure_ascii=False)  # a JSON string is a valid TOML basic string
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {type(v).__name__} as a TOML value")
 
 

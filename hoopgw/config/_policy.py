@@ -10,16 +10,33 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_v
 from pydantic_core import PydanticCustomError
 
 from hoopgw.config._types import MODEL_CONFIG, Subject
+from hoopgw.policy._classes import PG_CLASSES
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)\Z")
 _FUNC = re.compile(r"[a-z_][a-z0-9_$]*\Z")
 
 
+#: SSH classes (DESIGN.md); ``exec:GLOB`` is matched against whole commands.
+SSH_CLASSES = ("shell", "exec", "file-read", "file-write", "forward")
+
+
 def _class(value: object) -> str:
     if not isinstance(value, str) or not value or value != value.strip():
         raise PydanticCustomError("class", 'must be a class name like "read", "write", "exec:GLOB" or "*"')
-    return value
+    if (
+        value == "*"
+        or value in PG_CLASSES
+        or value in SSH_CLASSES
+        or (value.startswith("exec:") and value[5:])
+    ):
+        return value
+    raise PydanticCustomError(
+        "class",
+        "unknown class {value}: postgres classes are {pg}; ssh classes are {ssh}, exec:GLOB; "
+        "* is every class",
+        {"value": repr(value), "pg": ", ".join(PG_CLASSES), "ssh": ", ".join(SSH_CLASSES)},
+    )
 
 
 PolicyClass = Annotated[str, BeforeValidator(_class)]

@@ -1,0 +1,230 @@
+"""The allow / approve / deny decision (DESIGN.md "Policy semantics").
+
+Every ``[[policy]]`` whose subjects name the caller and whose connections name the connection counts
+(plus the connection's ``defaults``), as long as its time window is open. Per class: deny beats approve
+beats allow; a class no counted policy names is denied; ``session`` is allowed wherever any other class
+is allowed or approvable; ``*`` names every class. A statement with several classes gets the strictest
+verdict of its classes.
+
+:func:`policies_for` picks the policies of one principal on one connection once per session;
+:meth:`SessionPolicy.at` turns them into :class:`Verdicts` for a moment in time, whose ``allow_mask``
+the Rust core uses to pass already-classified statement shapes without calling back into Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from hoopgw.policy._classes import BIT, PG_CLASSES, WRITING
+
+if TYPE_CHECKING:
+    from hoopgw.config import Config, PolicyRules, TimeWindow
+    from hoopgw.identity import Principal
+
+Verdict = Literal["allow", "approve", "deny"]
+_RANK: dict[Verdict, int] = {"allow": 0, "approve": 1, "deny": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class CountedPolicy:
+    """One policy (or a connection's defaults) that names this caller on this connection."""
+
+    name: str
+    rules: PolicyRules
+    window: TimeWindow | None = None
+
+    def open_at(self, now: dt.datetime) -> bool:
+        """True when the policy counts at ``now`` (an aware datetime)."""
+        return self.window is None or window_open(self.window, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one statement."""
+
+    verdict: Verdict
+    #: the policy that decided (None: no counted policy names the class)
+    rule: str | None
+    #: the classes that produced the verdict
+    classes: tuple[str, ...]
+    approvers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _ClassVerdict:
+    verdict: Verdict
+    rule: str | None
+    approvers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The per-class verdicts at one moment."""
+
+    per_class: dict[str, _ClassVerdict]
+    #: bit mask of the classes allowed outright (see hoopgw.policy.BIT)
+    allow_mask: int
+    #: True when any class other than ``session`` is allowed or approvable: the caller has access
+    any_access: bool = field(default=False)
+
+    def decide(self, classes: Iterable[str]) -> Decision:
+        """The strictest verdict over ``classes`` (an empty statement is allowed)."""
+        worst: _ClassVerdict | None = None
+        named: list[str] = []
+        for name in sorted(classes):
+            cv = self.per_class[name]
+            if worst is None or _RANK[cv.verdict] > _RANK[worst.verdict]:
+                worst, named = cv, [name]
+            elif cv.verdict == worst.verdict and cv.rule == worst.rule:
+                named.append(name)
+        if worst is None or worst.verdict == "allow":
+            return Decision("allow", None if worst is None else worst.rule, tuple(named))
+        return Decision(worst.verdict, worst.rule, tuple(named), worst.approvers)
+
+
+class SessionPolicy:
+    """The counted policies of one caller on one connection."""
+
+    def __init__(self, policies: Sequence[CountedPolicy]) -> None:
+        self.policies = tuple(policies)
+
+    @property
+    def empty(self) -> bool:
+        """No policy names this caller on this connection at any time."""
+        return not self.policies
+
+    @property
+    def windowed(self) -> bool:
+        """Some counted policy has a time window (verdicts change over time)."""
+        return any(p.window is not None for p in self.policies)
+
+    @property
+    def may_write(self) -> bool:
+        """Some counted policy (at any time) allows or approves a writing class."""
+        for p in self.policies:
+            for name in (*p.rules.allow, *p.rules.approve):
+                if name == "*" or name in WRITING:
+                    return True
+        return False
+
+    def at(self, now: dt.datetime | None = None) -> Verdicts:
+        """The verdicts at ``now`` (default: the current time)."""
+        when = now or dt.datetime.now(dt.UTC)
+        open_ = [p for p in self.policies if p.open_at(when)]
+        per_class: dict[str, _ClassVerdict] = {}
+        for name in PG_CLASSES:
+            per_class[name] = _verdict(name, open_)
+        access = any(v.verdict != "deny" for k, v in per_class.items() if k != "session")
+        session = per_class["session"]
+        if session.rule is None and access:
+            # "session" is allowed wherever any other class is (unless a policy denies it outright)
+            source = next(v.rule for k, v in per_class.items() if k != "session" and v.verdict != "deny")
+            per_class["session"] = _ClassVerdict("allow", source)
+        allow_mask = 0
+        for name, cv in per_class.items():
+            if cv.verdict == "allow":
+                allow_mask |= BIT[name]
+        return Verdicts(per_class, allow_mask, access)
+
+    def next_change(self, now: dt.datetime | None = None) -> dt.datetime | None:
+        """The next moment after ``now`` at which a time window opens or closes (None: never)."""
+        when = now or dt.datetime.now(dt.UTC)
+        best: dt.datetime | None = None
+        for p in self.policies:
+            if p.window is not None:
+                nxt = _next_boundary(p.window, when)
+                if best is None or nxt < best:
+                    best = nxt
+        return best
+
+
+def _verdict(name: str, policies: Sequence[CountedPolicy]) -> _ClassVerdict:
+    """deny beats approve beats allow; not named at all: denied with no rule."""
+    found: dict[Verdict, _ClassVerdict] = {}
+    for p in policies:
+        r = p.rules
+        lists: tuple[tuple[Verdict, tuple[str, ...]], ...] = (
+            ("deny", r.deny),
+            ("approve", r.approve),
+            ("allow", r.allow),
+        )
+        for verdict, names in lists:
+            if verdict not in found and (name in names or "*" in names):
+                found[verdict] = _ClassVerdict(verdict, p.name, r.approvers if verdict == "approve" else ())
+    for order in ("deny", "approve", "allow"):
+        if order in found:
+            return found[order]
+    return _ClassVerdict("deny", None)
+
+
+def policies_for(config: Config, principal: Principal, connection: str) -> SessionPolicy:
+    """The policies (and connection defaults) that name ``principal`` on ``connection``, in config order."""
+    counted: list[CountedPolicy] = []
+    for policy in config.policies:
+        if connection not in policy.connections and "*" not in policy.connections:
+            continue
+        if any(principal.matches(s) for s in policy.subjects):
+            counted.append(CountedPolicy(policy.name, policy, policy.window))
+    try:
+        conn = config.connection(connection)
+    except KeyError:
+        conn = None
+    defaults = getattr(conn, "defaults", None)
+    if defaults is not None:
+        counted.append(CountedPolicy(f"{connection}.defaults", defaults))
+    return SessionPolicy(counted)
+
+
+# -- time windows ------------------------------------------------------------------------------------
+def window_open(window: TimeWindow, now: dt.datetime) -> bool:
+    """True when ``now`` falls inside ``window`` (overnight ranges belong to the day they start on)."""
+    local = now.astimezone(zoneinfo.ZoneInfo(window.timezone))
+    minute = local.hour * 60 + local.minute
+    day = local.weekday()
+    if window.hours is None:
+        return day in window.weekdays
+    start, end = window.hours
+    if start < end:
+        return day in window.weekdays and start <= minute < end
+    # overnight: from start until midnight on a listed day, or until end on the day after one
+    return (day in window.weekdays and minute >= start) or ((day - 1) % 7 in window.weekdays and minute < end)
+
+
+def _next_boundary(window: TimeWindow, now: dt.datetime) -> dt.datetime:
+    """The first moment after ``now`` at which :func:`window_open` may change."""
+    zone = zoneinfo.ZoneInfo(window.timezone)
+    local = now.astimezone(zone)
+    marks = [0] if window.hours is None else sorted({0, window.hours[0] % 1440, window.hours[1] % 1440})
+    for days in range(9):
+        date = local.date() + dt.timedelta(days=days)
+        for mark in marks:
+            candidate = dt.datetime.combine(date, dt.time(mark // 60, mark % 60), zone)
+            if candidate > local:
+                return candidate.astimezone(dt.UTC)
+    return (local + dt.timedelta(days=1)).astimezone(dt.UTC)  # pragma: no cover - a day always has a mark
+
+
+# -- messages -----------------------------------------------------------------------------------------
+def refusal(decision: Decision, subject: str, connection: str) -> tuple[str, str]:
+    """(message, hint) of the 42501 error for a statement that is not allowed."""
+    what = "/".join(decision.classes) or "these"
+    if decision.verdict == "approve":
+        approvers = ", ".join(decision.approvers) or "an approver"
+        return (
+            f'hoopgw policy "{decision.rule}" requires approval for {what} statements by {subject} '
+            f'on "{connection}"; the statement was refused',
+            f"held statements are not available yet: ask {approvers} to run it, or for a policy change",
+        )
+    if decision.rule is None:
+        return (
+            f'hoopgw: no policy allows {what} statements for {subject} on "{connection}"',
+            "ask a gateway administrator for a policy that allows this class of statement",
+        )
+    return (
+        f'hoopgw policy "{decision.rule}" denies {what} statements for {subject} on "{connection}"',
+        "this class of statement is not permitted through the gateway for you",
+    )
