@@ -14,6 +14,8 @@ against:
 - **direct**: PostgreSQL itself over TLS (``sslmode=require``), the baseline;
 - **pgbouncer**: Debian's PgBouncer, transaction pooling, client TLS required, SCRAM for clients;
 - **hoopgw**: the gateway (child process, recording on), client TLS, a local token as the password;
+- **hoopgw-policy**: the same gateway, as a caller whose policy allows only ``read``: statement
+  policy on (the ``hoopgw`` caller is allowed ``*``, for which the core skips classification). In tpcb.
 - **hoopgw-mask**: a second gateway, the same plus a ``[[masking]]`` block for the connection
   (detectors credit_card, us_ssn, iban, email, phone; style last4). By default only in the pii workload.
 
@@ -54,10 +56,20 @@ from hoopgw.demo import GatewayError, GatewayProcess, toml_dumps
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pg_e2e.json"
 PII_RESULTS = Path(__file__).resolve().parent / "results" / "pg_e2e_pii.json"
-TARGETS = ("direct", "pgbouncer", "hoopgw", "hoopgw-mask")
+TARGETS = ("direct", "pgbouncer", "hoopgw", "hoopgw-policy", "hoopgw-mask")
 WORKLOADS = ("tpcb", "pii")
 #: Targets run by default, per workload.
-WORKLOAD_TARGETS = {"tpcb": TARGETS[:3], "pii": TARGETS}
+WORKLOAD_TARGETS = {
+    "tpcb": ("direct", "pgbouncer", "hoopgw", "hoopgw-policy"),
+    "pii": ("direct", "pgbouncer", "hoopgw", "hoopgw-mask"),
+}
+#: The bench gateways' policies: "bench" may do anything (the Rust core then skips classification:
+#: policy off), "bench-readers" may only read (every statement shape is classified once and then
+#: checked against the session's allowed classes in the core: policy on).
+POLICIES = [
+    {"name": "bench", "subjects": ["group:bench"], "connections": ["*"], "allow": ["*"]},
+    {"name": "readers", "subjects": ["group:bench-readers"], "connections": ["*"], "allow": ["read"]},
+]
 PII_ROWS_PER_QUERY = 20
 #: The masking-on gateway's [[masking]] block.
 MASKING = {
@@ -130,7 +142,8 @@ def start_hoopgw(
     *,
     name: str = "hoopgw",
     masking: list[dict[str, Any]] | None = None,
-) -> Iterator[Endpoint]:
+) -> Iterator[tuple[Endpoint, Endpoint]]:
+    """Start a gateway; yield its endpoints for the policy-off (allow *) and policy-on (read) users."""
     port, api = free_port(), free_port()
     cfg = workdir / "hoopgw.toml"
     doc: dict[str, Any] = {
@@ -149,6 +162,7 @@ def start_hoopgw(
                 "password": "env:BENCH_UPSTREAM_PASSWORD",
             }
         ],
+        "policy": POLICIES,
     }
     if masking:
         doc["masking"] = masking
@@ -162,7 +176,10 @@ def start_hoopgw(
     )
     gw.start(timeout=30)
     try:
-        yield Endpoint(name, port, "bench", gw.token("bench", ["bench"], ttl="4h"))
+        yield (
+            Endpoint(name, port, "bench", gw.token("bench", ["bench"], ttl="4h")),
+            Endpoint(f"{name}-policy", port, "reader", gw.token("reader", ["bench-readers"], ttl="4h")),
+        )
     finally:
         gw.stop()
 
@@ -185,6 +202,8 @@ RATIO_PAIRS = (
     ("hoopgw", "pgbouncer"),
     ("hoopgw", "direct"),
     ("pgbouncer", "direct"),
+    ("hoopgw-policy", "hoopgw"),
+    ("hoopgw-policy", "pgbouncer"),
     ("hoopgw-mask", "hoopgw"),
     ("hoopgw-mask", "pgbouncer"),
     ("hoopgw-mask", "direct"),
@@ -208,7 +227,7 @@ def added_latency_us(results: dict[str, Any]) -> dict[str, float]:
     base = results["direct"]["c1"]["latency_ms_median"]
     return {
         t: round((results[t]["c1"]["latency_ms_median"] - base) * 1000, 1)
-        for t in ("pgbouncer", "hoopgw", "hoopgw-mask")
+        for t in ("pgbouncer", "hoopgw", "hoopgw-policy", "hoopgw-mask")
         if t in results and "c1" in results[t]
     }
 
@@ -350,6 +369,11 @@ def goals_for(
     if workload == "tpcb":
         if "hoopgw/pgbouncer" in rat and "c8" in rat["hoopgw/pgbouncer"]:
             goals["hoopgw TPS >= 1.0x PgBouncer at 8 clients"] = rat["hoopgw/pgbouncer"]["c8"] >= 1.0
+        for c in clients:
+            if "hoopgw-policy/hoopgw" in rat:
+                goals[f"policy on / policy off >= 0.95 at {c} clients"] = (
+                    rat["hoopgw-policy/hoopgw"][f"c{c}"] >= 0.95
+                )
         if "hoopgw" in added and "pgbouncer" in added:
             goals["hoopgw added latency <= PgBouncer's + 10 us at 1 client"] = (
                 added["hoopgw"] <= added["pgbouncer"] + 10
@@ -443,15 +467,16 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(bouncer.stop)
             bouncer.start()
             endpoints["pgbouncer"] = Endpoint("pgbouncer", bouncer.port, "app", password)
-        if "hoopgw" in needed:
+        if "hoopgw" in needed or "hoopgw-policy" in needed:
             (workdir / "plain").mkdir()
-            endpoints["hoopgw"] = stack.enter_context(
+            off, on = stack.enter_context(
                 start_hoopgw(cluster, password, args.upstream_sslmode, workdir / "plain")
             )
+            endpoints["hoopgw"], endpoints["hoopgw-policy"] = off, on
         if "hoopgw-mask" in needed:
             (workdir / "mask").mkdir()
             try:
-                endpoints["hoopgw-mask"] = stack.enter_context(
+                endpoints["hoopgw-mask"], _ = stack.enter_context(
                     start_hoopgw(
                         cluster,
                         password,

@@ -4,6 +4,7 @@ Bytes in, events and (possibly rewritten) bytes out. Nothing here does I/O. Malf
 raises :class:`hoopgw.errors.PgProtocolError` (SQLSTATE 08P01); nothing here panics.
 """
 
+from collections.abc import Callable
 from typing import Final, final
 
 __version__: Final[str]
@@ -133,14 +134,41 @@ class PgSession:
 
     def __init__(self, max_message_size: int = ..., masker: Masker | None = None) -> None:
         """``masker``: mask server data to the client and recorded values (see docs/MASKING.md)."""
-    def feed_client(self, data: bytes, now_ns: int) -> tuple[bytes, bool]:
+    def feed_client(self, data: bytes, now_ns: int) -> tuple[bytes, bool, bytes | None]:
         """Frames from the client.
 
-        Returns ``(forward, terminate)``: the complete frames to send upstream (the very ``data``
-        object when it holds only whole frames and nothing is buffered), and whether the client sent
-        Terminate (the gateway forwards it, then closes). Partial frames are kept for the next call.
-        Raises PgProtocolError on an unknown frontend message type or an oversized length.
+        Returns ``(forward, terminate, reply)``: the complete frames to send upstream (the very
+        ``data`` object when it holds only whole frames and nothing is buffered; may be empty),
+        whether the client sent Terminate (the gateway forwards it, then closes), and what to write
+        to the client at once: the answers to messages the policy denied while nothing was pending
+        (None otherwise; denials behind pending requests come out of :meth:`feed_server` at their
+        place). Partial frames are kept for the next call. Raises PgProtocolError on an unknown
+        frontend message type or an oversized length.
         """
+    def set_policy(
+        self,
+        cache: SqlCache | None,
+        check: Callable[[str | None, int, str | None], tuple[int, bool, bytes | None]],
+        allow_mask: int,
+    ) -> None:
+        """Check each Query, Parse and FunctionCall (outside COPY-in) before forwarding it.
+
+        ``check(sql, cached, name) -> (mask, cacheable, error)``: ``sql`` is the text (None for a
+        FunctionCall), ``cached`` the class mask cached for its shape or -1, ``name`` the statement
+        name of a named Parse (else None). ``mask`` (u32) is cached for the shape when ``cacheable``;
+        ``error`` None forwards, else denies, answering with these bytes (an ErrorResponse from
+        :func:`encode_error`). A Query or unnamed Parse whose shape is cached with a mask inside
+        ``allow_mask`` is forwarded without calling ``check``; named Parses and FunctionCalls are
+        always checked. A denied Query/FunctionCall is answered with ``error`` + ReadyForQuery; after
+        a denied Parse the messages up to Sync are dropped. ``check`` raising (or returning the wrong
+        shape) denies with XX000; the exception goes to ``sys.unraisablehook``. ``check`` must not
+        use this session.
+        """
+    @property
+    def allow_mask(self) -> int:
+        """Classes (bits) the session runs without calling the check when the shape is cached."""
+    @allow_mask.setter
+    def allow_mask(self, value: int) -> None: ...
     def feed_server(self, data: bytes, now_ns: int) -> tuple[bytes, list[Statement] | None]:
         """Frames from the server.
 
@@ -179,6 +207,35 @@ class PgSession:
     @property
     def mask_counts(self) -> dict[str, int]:
         """Values masked on the way to the client so far, per detector (and "columns")."""
+
+# --------------------------------------------------------------------------------------------------
+# SQL policy fast path
+# --------------------------------------------------------------------------------------------------
+
+def normalize_sql(sql: bytes) -> bytes | None:
+    """The cache key of a statement's shape, or None when it cannot be derived safely.
+
+    Comments dropped, whitespace runs collapsed to one space, string constants replaced by b"\\x00"
+    and numeric constants by b"\\x01"; everything else verbatim. None for text whose literals could
+    lex differently under another setting or server version (E'', U&'', a backslash in a string,
+    unusual dollar quotes, number junk, ...), unterminated text, NUL/0x01 bytes, over 64 KiB.
+    """
+
+@final
+class SqlCache:
+    """Class masks of statement shapes (keys from :func:`normalize_sql`), shared by all sessions.
+
+    Bounded at ``capacity`` entries: inserting a new key when full clears the cache first.
+    A capacity of 0 disables it.
+    """
+
+    def __new__(cls, capacity: int) -> SqlCache: ...
+    def get(self, key: bytes) -> int | None: ...
+    def insert(self, key: bytes, mask: int) -> None: ...
+    def clear(self) -> None: ...
+    @property
+    def capacity(self) -> int: ...
+    def __len__(self) -> int: ...
 
 # --------------------------------------------------------------------------------------------------
 # Masking (docs/MASKING.md)

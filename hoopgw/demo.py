@@ -487,6 +487,7 @@ class DemoStack:
         self.cluster: TempCluster | None = None
         self.gateway: GatewayProcess | None = None
         self.tokens: dict[str, str] = {}
+        self.refusal = ""
 
     # --- the config: extend here as capabilities land (masking, policy, ssh connections, ...)
     @staticmethod
@@ -505,6 +506,22 @@ class DemoStack:
                 "columns": ["cards.expires"],
                 "column_style": "null",
             },
+        ]
+
+    @staticmethod
+    def policy_doc() -> list[dict[str, Any]]:
+        """The demo's ``[[policy]]`` blocks: the agent reads, asks before writing, never changes schema."""
+        return [
+            {
+                "name": "agents",
+                "subjects": ["group:ai-agents"],
+                "connections": ["bankdb"],
+                "allow": ["read"],
+                "approve": ["write"],
+                "deny": ["ddl", "dcl", "admin", "write-without-where"],
+                "approvers": ["group:dba"],
+            },
+            {"name": "dba", "subjects": ["group:dba"], "connections": ["bankdb"], "allow": ["*"]},
         ]
 
     def config_doc(self, cluster: TempCluster) -> dict[str, Any]:
@@ -527,6 +544,7 @@ class DemoStack:
                 }
             ],
             "masking": self.masking_doc(),
+            "policy": self.policy_doc(),
         }
 
     def _start_cluster(self) -> TempCluster:
@@ -559,7 +577,22 @@ class DemoStack:
         ).start(timeout=30.0)
         for user in DEMO_USERS:
             self.tokens[user.subject] = self.gateway.token(user.subject, user.groups)
+        self.refusal = self._try_ddl_as_agent()
         return self
+
+    def _try_ddl_as_agent(self) -> str:
+        """Run DDL as the agent through the gateway and return the refusal psql printed."""
+        psql = shutil.which("psql") or "psql"
+        agent = DEMO_USERS[0].subject
+        conninfo = self.psql_command(agent)[len('psql "') : -1]
+        try:
+            res = subprocess.run(
+                [psql, "-X", "-c", "CREATE TABLE agent_notes (note text)", conninfo],
+                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"(could not run psql: {exc})"
+        return res.stderr.strip() or res.stdout.strip()
 
     def stop(self) -> None:
         """Stop the gateway, then PostgreSQL; remove the work dir unless it is kept."""
@@ -612,6 +645,14 @@ class DemoStack:
             "Results are masked by the gateway before they reach the client (and the audit store):",
             "card numbers, SSNs, IBANs, emails and accounts.account_number keep only their last 4",
             "characters, and cards.expires comes back NULL (the [[masking]] blocks in the config).",
+            "",
+            f"Policy: {DEMO_USERS[0].subject} (ai-agents) may read, must ask before writing, and may",
+            "never change schema, privileges or server settings ([[policy]] in the config). The gateway",
+            "decides on the parsed statement. Just now the demo tried DDL as the agent:",
+            "  CREATE TABLE agent_notes (note text);",
+            *("  " + line for line in self.refusal.splitlines()),
+            f"The DBA ({DEMO_USERS[1].subject}) may do anything. A refused statement leaves the session",
+            "usable.",
             "",
             "See what was recorded:",
             f"  {hoopgw} sessions list {cfg}",

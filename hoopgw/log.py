@@ -131,6 +131,9 @@ def setup_logging(level: str = "info", json: bool = True, stream: TextIO | None 
     handler._hoopgw = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(_LEVELS.get(level.lower(), logging.INFO))
+    # the HTTP client logs every request at INFO (issuer discovery, JWKS): only its problems matter here
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 class Logger:

@@ -10,12 +10,14 @@ from typing import Any
 
 import uvloop
 
-from hoopgw.api import ApiServer, build_app
+from hoopgw import _core
+from hoopgw.api import ApiServer, KeyApi, build_app
 from hoopgw.audit import AuditWriter
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
-from hoopgw.identity import Authenticator
+from hoopgw.identity import ApiKeyStore, Authenticator
 from hoopgw.masking import build_maskers, masking_key
+from hoopgw.policy._classify import Classifier
 from hoopgw.proxy._tls import server_context
 from hoopgw.proxy.pg import CancelRegistry, PgListener
 
@@ -33,13 +35,19 @@ class Gateway:
         self.server_tls = server_context(gw)
         self.writer = AuditWriter(gw.data_dir / "audit.db", flush_interval=gw.audit_flush_interval)
         self.cancels = CancelRegistry()
+        #: statement classification: the parser (cache misses) and the cache shared by every session
+        self.classifier = Classifier(config.sql)
+        self.sql_cache = _core.SqlCache(config.sql.cache_size)
         maskers = build_maskers(config, masking_key(config)) if config.masking else {}
         self.listeners = [
             PgListener(self, c, self.cancels, maskers.get(c.name))
             for c in config.connections
             if isinstance(c, PostgresConnection)
         ]
-        self.api = ApiServer(build_app(self.status), gw.api_listen) if gw.api_listen else None
+        keys = KeyApi(
+            ApiKeyStore(gw.data_dir), self.authenticator, gw.admins, self.writer.event, self.key_revoked
+        )
+        self.api = ApiServer(build_app(self.status, keys=keys), gw.api_listen) if gw.api_listen else None
         self.started_at = time.time()
         self._stop: asyncio.Event | None = None
 
@@ -50,6 +58,14 @@ class Gateway:
             "sessions": sum(len(listener.sessions) for listener in self.listeners),
             "connections": [listener.cfg.name for listener in self.listeners],
         }
+
+    def key_revoked(self, name: str) -> None:
+        """End the live sessions of the API key ``name`` (called by the API right after revoking it)."""
+        for listener in self.listeners:
+            for session in list(listener.sessions):
+                principal = session.principal
+                if principal is not None and principal.auth == "apikey" and principal.subject == name:
+                    session.terminate("28P01", f"terminating connection: the API key {name!r} was revoked")
 
     def request_stop(self) -> None:
         if self._stop is not None:
@@ -71,7 +87,9 @@ class Gateway:
             await self._shutdown(0.0)
             return 1
         log.info("gateway ready", extra={"connections": [lst.cfg.name for lst in self.listeners]})
+        warm_up = asyncio.create_task(self.authenticator.warm_up())  # OIDC discovery and keys, never fatal
         await self._stop.wait()
+        warm_up.cancel()
         log.info("shutting down", extra={"timeout_s": self.config.gateway.shutdown_timeout})
         await self._shutdown(self.config.gateway.shutdown_timeout)
         return 0

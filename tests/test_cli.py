@@ -176,8 +176,6 @@ def test_sessions_list_and_show(config_file: Path) -> None:
 @pytest.mark.parametrize(
     ("command", "name"),
     [
-        (["login"], "login"),
-        (["keys", "create"], "keys create"),
         (["ssh-keys", "list"], "ssh-keys list"),
         (["signing-key"], "signing-key"),
         (["approvals", "approve", "A1"], "approvals approve"),

@@ -104,9 +104,10 @@ def feed_all(
 def test_whole_frames_are_forwarded_without_copy() -> None:
     s = _core.PgSession()
     data = query("select 1") + query("select 2")
-    fwd, terminate = s.feed_client(data, 1)
+    fwd, terminate, reply = s.feed_client(data, 1)
     assert fwd is data
     assert terminate is False
+    assert reply is None
     assert s.pending == 2
     reply = row_description("a") + data_row(b"1") + complete("SELECT 1") + ready()
     fwd, done = s.feed_server(reply, 2)
@@ -119,13 +120,13 @@ def test_partial_frames_are_buffered() -> None:
     s = _core.PgSession()
     data = query("select 1") + query("select 2")
     cut = len(query("select 1")) + 3
-    fwd, _ = s.feed_client(data[:cut], 1)
+    fwd, _, _ = s.feed_client(data[:cut], 1)
     assert fwd == query("select 1")
     assert s.pending == 1
-    fwd, _ = s.feed_client(data[cut:], 2)
+    fwd, _, _ = s.feed_client(data[cut:], 2)
     assert fwd == query("select 2")
     assert s.pending == 2
-    fwd, _ = s.feed_client(b"", 3)
+    fwd, _, _ = s.feed_client(b"", 3)
     assert fwd == b""
 
 
@@ -141,7 +142,7 @@ def test_server_reads_without_completion_return_none() -> None:
 
 def test_terminate() -> None:
     s = _core.PgSession()
-    _, terminate = s.feed_client(TERMINATE, 1)
+    _, terminate, _ = s.feed_client(TERMINATE, 1)
     assert terminate is True
 
 
@@ -325,3 +326,109 @@ def test_portal_suspended() -> None:
         ],
     )
     assert [(d.status, d.rows, d.portal) for d in done] == [("suspended", 2, "c"), ("ok", 1, "c")]
+
+
+# -- SQL policy hook -----------------------------------------------------------------------------
+
+READ, WRITE = 1, 2
+DENIED = _core.encode_error("ERROR", "42501", "permission denied by the gateway policy")
+
+
+class Check:
+    """A policy check: select is READ, anything else WRITE (denied); records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, int, str | None]] = []
+
+    def __call__(self, sql: str | None, cached: int, name: str | None) -> tuple[int, bool, bytes | None]:
+        self.calls.append((sql, cached, name))
+        if sql is None:
+            return WRITE, False, DENIED
+        mask = READ if sql.lstrip().lower().startswith("select") else WRITE
+        return mask, True, DENIED if mask & WRITE else None
+
+
+def policy_session(cache: _core.SqlCache | None = None) -> tuple[_core.PgSession, Check]:
+    s = _core.PgSession()
+    check = Check()
+    s.set_policy(cache, check, READ)
+    return s, check
+
+
+def test_policy_cached_shapes_skip_the_check() -> None:
+    cache = _core.SqlCache(100)
+    s, check = policy_session(cache)
+    for aid in (1, 2, 3):
+        data = query(f"SELECT abalance FROM pgbench_accounts WHERE aid = {aid};")
+        fwd, terminate, reply = s.feed_client(data, 1)
+        assert (fwd, terminate, reply) == (data, False, None)
+        assert fwd is data
+    assert check.calls == [("SELECT abalance FROM pgbench_accounts WHERE aid = 1;", -1, None)]
+    key = _core.normalize_sql(b"SELECT abalance FROM pgbench_accounts WHERE aid = 9;")
+    assert key is not None and cache.get(key) == READ and len(cache) == 1
+    assert s.allow_mask == READ
+    # a named Parse is always checked, with the cached mask
+    s.feed_client(parse("s1", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;") + SYNC, 2)
+    assert check.calls[-1] == ("SELECT abalance FROM pgbench_accounts WHERE aid = $1;", -1, "s1")
+
+
+def test_policy_denies_a_query_in_place() -> None:
+    s, check = policy_session(_core.SqlCache(100))
+    fwd, _, reply = s.feed_client(query("delete from t"), 1)
+    assert fwd == b""
+    assert reply == DENIED + ready("I")
+    assert s.pending == 0
+    # pipelined: the answer comes between the neighbours' answers, with the latest tx status
+    fwd, _, reply = s.feed_client(query("select 1") + query("delete from t") + query("select 2"), 2)
+    assert (fwd, reply) == (query("select 1") + query("select 2"), None)
+    assert check.calls[-1] == ("delete from t", WRITE, None), "cached but not allowed: checked"
+    first, second = complete("SELECT 1") + ready("T"), complete("SELECT 1") + ready("T")
+    out, done = s.feed_server(first + second, 3)
+    assert out == first + DENIED + ready("T") + second
+    assert done is not None and [d.sql for d in done] == ["select 1", "select 2"]
+    assert s.pending == 0
+    # allowing the class: forwarded without a call
+    s.allow_mask = READ | WRITE
+    n = len(check.calls)
+    assert s.feed_client(query("delete from t"), 4)[0] == query("delete from t")
+    assert len(check.calls) == n
+
+
+def test_policy_denied_parse_skips_to_sync() -> None:
+    s, _ = policy_session()
+    batch = parse("", "update t set a = 1") + bind("", "", []) + execute() + SYNC
+    fwd, _, reply = s.feed_client(batch, 1)
+    assert (fwd, reply) == (SYNC, DENIED)
+    out, done = s.feed_server(ready(), 2)
+    assert (out, done) == (ready(), None)
+
+
+def test_policy_check_failure_denies_with_xx000(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[BaseException | None] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: seen.append(u.exc_value))
+
+    def broken(sql: str | None, cached: int, name: str | None) -> tuple[int, bool, bytes | None]:
+        raise RuntimeError("policy bug")
+
+    s = _core.PgSession()
+    s.set_policy(None, broken, 0)
+    fwd, _, reply = s.feed_client(query("select 1"), 1)
+    assert fwd == b"" and reply is not None
+    assert reply.endswith(ready("I"))
+    fields = _core.decode_fields(reply[5 : -len(ready("I"))])
+    assert (fields["C"], fields["M"]) == ("XX000", "the gateway could not check this statement")
+    assert [type(e) for e in seen] == [RuntimeError]
+
+
+def test_sql_cache() -> None:
+    cache = _core.SqlCache(2)
+    cache.insert(b"a", 1)
+    cache.insert(b"b", 2)
+    assert (len(cache), cache.get(b"a"), cache.get(b"x"), cache.capacity) == (2, 1, None, 2)
+    cache.insert(b"c", 3)
+    assert len(cache) == 1, "full: cleared, then inserted"
+    cache.clear()
+    assert len(cache) == 0
+    off = _core.SqlCache(0)
+    off.insert(b"a", 1)
+    assert off.get(b"a") is None

@@ -124,6 +124,20 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
         pans = res.stdout.split()
         assert res.returncode == 0 and len(pans) == 5, res.stderr
         assert all(re.fullmatch(r"\*{11,15}\d{4}", p) for p in pans), pans
+        # policy: the agent is refused DDL with the rule named, and the demo printed that refusal
+        refusal = 'hoopgw policy "agents" denies ddl statements for alice on "bankdb"'
+        assert f"ERROR:  {refusal}" in text, text
+        res = subprocess.run(
+            ["psql", "-X", "-c", "DROP TABLE customers", conninfo],
+            capture_output=True, text=True, timeout=30, env=clean_env(),
+        )  # fmt: skip
+        assert res.returncode == 1 and refusal in res.stderr, res.stderr
+        dba = commands[1][len('psql "') : -1]
+        res = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-c", "CREATE TABLE dba_notes (n text); SELECT 'made'", dba],
+            capture_output=True, text=True, timeout=30, env=clean_env(),
+        )  # fmt: skip
+        assert (res.returncode, res.stdout.strip()) == (0, "made"), res.stderr
         cfg = tomllib.loads((tmp_path / "hoopgw.toml").read_text())
         upstream_port = int(re.search(r":(\d+)/", cfg["connections"][0]["upstream"]).group(1))  # type: ignore[union-attr]
         assert "password" not in cfg["connections"][0]["upstream"]

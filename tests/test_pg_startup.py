@@ -100,3 +100,31 @@ def test_options_splitting_follows_postgres_escaping() -> None:
     assert parse_options(r"-c application_name=my\ app") == [("application_name", "my app")]
     with pytest.raises(StartupRefused, match="no value"):
         parse_options("-c search_path")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("client_encoding", "SJIS")],
+        [("client_encoding", "big5")],
+        [("client_encoding", "Shift_JIS")],
+        [("options", "-c client_encoding=GBK")],
+        [("client_encoding", "no-such-encoding")],
+    ],
+)
+def test_client_encodings_that_hide_quotes_are_refused(params: list[tuple[str, str]]) -> None:
+    with pytest.raises(StartupRefused, match="client_encoding") as info:
+        validate_startup((3, 0), [("user", "a"), *params])
+    assert info.value.sqlstate == "22023"
+
+
+@pytest.mark.parametrize("value", ["UTF8", "utf-8", "LATIN1", "SQL_ASCII", "WIN1252", "EUC_JP"])
+def test_ascii_safe_client_encodings_pass(value: str) -> None:
+    req = validate_startup((3, 0), [("user", "a"), ("client_encoding", value)])
+    assert req.get("client_encoding") == value
+
+
+@pytest.mark.parametrize("name", ["standard_conforming_strings", "backslash_quote"])
+def test_settings_that_change_lexing_are_refused(name: str) -> None:
+    with pytest.raises(StartupRefused, match="cannot be chosen"):
+        validate_startup((3, 0), [("user", "a"), (name, "off")])

@@ -7,7 +7,7 @@ secs="${1:-30}"
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(frontend backend backend_masked startup framer mask)
+    targets=(frontend backend backend_masked startup framer mask policy)
 fi
 
 cd "$(dirname "$0")"

@@ -12,19 +12,24 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+
+from hoopgw.api._keys import KeyApi, key_routes
 
 if TYPE_CHECKING:
     from hoopgw.config import Listen
 
 
-def build_app(status: Callable[[], dict[str, Any]]) -> Starlette:
-    """Build the API app; ``status`` reports live gateway state for /healthz."""
+def build_app(status: Callable[[], dict[str, Any]], *, keys: KeyApi | None = None) -> Starlette:
+    """Build the API app; ``status`` reports live gateway state for /healthz; ``keys`` adds /api/keys."""
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", **status()})
 
-    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    if keys is not None:
+        routes += key_routes(keys)
+    return Starlette(routes=routes)
 
 
 class _Server(uvicorn.Server):

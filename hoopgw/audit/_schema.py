@@ -44,6 +44,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sessions ADD COLUMN masked TEXT;
     """,
+    # API keys (hoopgw.identity._keystore): only a SHA-256 of each key is kept; a name is unique among
+    # the keys not revoked, so a revoked name can be reused.
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        groups TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL,
+        revoked_by TEXT
+    );
+    CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked_at IS NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

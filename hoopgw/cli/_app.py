@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hoopgw import __version__
-from hoopgw.cli import _check, _pending, _run, _sessions, _token
+from hoopgw.cli import _check, _keys, _login, _pending, _run, _sessions, _token
 from hoopgw.cli._common import CliError, add_config_option, format_problem
 from hoopgw.errors import ConfigError, HoopError
 
@@ -16,6 +16,8 @@ _MODULES: tuple[Callable[..., None], ...] = (
     _check.register,
     _token.register,
     _sessions.register,
+    _keys.register,
+    _login.register,
     _pending.register,
 )
 

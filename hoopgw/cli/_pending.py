@@ -11,15 +11,6 @@ from hoopgw.cli._common import Subparsers, add_config_option, new_parser
 _Spec = tuple[str, dict[str, tuple[str, list[str], list[str]]]]
 _TOKEN_OPTION = "--token"  # noqa: S105 - an option name
 PENDING: dict[str, _Spec] = {
-    "login": ("get a token with the OIDC device-code flow", {}),
-    "keys": (
-        "API keys for service accounts",
-        {
-            "create": ("create a key (shown once)", [], ["--name", "--roles", "--ttl", _TOKEN_OPTION]),
-            "list": ("list keys", [], ["--json", _TOKEN_OPTION]),
-            "revoke": ("revoke a key", ["ID"], [_TOKEN_OPTION]),
-        },
-    ),
     "ssh-keys": (
         "registered SSH public keys",
         {

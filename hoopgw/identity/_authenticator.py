@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol
 
 from hoopgw.errors import AuthError
+from hoopgw.identity._apikeys import ApiKeyVerifier
+from hoopgw.identity._keystore import ApiKeyStore
 from hoopgw.identity._local import LocalIssuer, looks_like_jwt
+from hoopgw.identity._oidc import OidcVerifier
 from hoopgw.identity._principal import Principal
 
 if TYPE_CHECKING:
     from hoopgw.config import Config
+
+log = logging.getLogger("hoopgw.identity")
 
 
 class Verifier(Protocol):
@@ -43,11 +49,23 @@ class Authenticator:
 
     @classmethod
     def from_config(cls, config: Config) -> Authenticator:
-        """Build from ``[identity]`` (for now: the local issuer only)."""
+        """Build from ``[identity]``: the local issuer, or an OIDC issuer."""
         verifiers: list[Verifier] = []
         if config.identity.issuer == "local":
             verifiers.append(_LocalTokens(LocalIssuer(config.gateway.data_dir, config.identity.audience)))
+        else:
+            verifiers.append(OidcVerifier(config.identity))
+        verifiers.append(ApiKeyVerifier(ApiKeyStore(config.gateway.data_dir)))  # with every issuer
         return cls(verifiers)
+
+    async def warm_up(self) -> None:
+        """Fetch what verifiers need ahead of the first login (OIDC discovery and keys); never raises."""
+        for verifier in self.verifiers:
+            if isinstance(verifier, OidcVerifier):
+                try:
+                    await verifier.warm_up()
+                except Exception:  # a start-up fetch must never stop the gateway
+                    log.exception("identity warm-up failed")
 
     async def authenticate(self, secret: str) -> Principal:
         """The caller behind ``secret``; raises AuthError (TokenError for bad tokens)."""

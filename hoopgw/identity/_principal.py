@@ -15,6 +15,8 @@ class Principal:
     auth: Literal["token", "apikey"]
     expires_at: float | None = None
     token_id: str | None = None
+    #: from the OIDC email claim (``identity.email_claim``), when the token carries one
+    email: str | None = None
 
     def matches(self, subject_ref: str) -> bool:
         """True when a config subject (``group:NAME``, ``user:SUBJECT``, ``key:NAME``) names this caller."""

@@ -20,7 +20,15 @@ from hoopgw.demo import GatewayProcess, toml_dumps
 from .pg import TestPg
 from .procs import clean_env, require_binary, run
 
-__all__ = ["Gateway", "PgConn", "default_connections"]
+__all__ = ["DEFAULT_POLICY", "Gateway", "PgConn", "default_connections"]
+
+#: The policy of a test gateway whose test passes none: groups dev, ops and dba may do anything.
+DEFAULT_POLICY: dict[str, Any] = {
+    "name": "tests",
+    "subjects": ["group:dev", "group:ops", "group:dba"],
+    "connections": ["*"],
+    "allow": ["*"],
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,9 @@ class Gateway:
             "connections": conns,
             **(extra or {}),
         }
+        if "policy" not in self.doc:
+            # No policy means no access: unless a test brings its own, the usual test groups may do anything.
+            self.doc["policy"] = [DEFAULT_POLICY]
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(toml_dumps(self.doc))
         self.process = GatewayProcess(

@@ -3,14 +3,20 @@
 //! - [`frame`]: incremental framing with a message size guard;
 //! - [`messages`]: one module per message family, decoded zero-copy over [`bytes::Bytes`];
 //! - [`session`]: the relay-phase state machine that turns both directions of a session into
-//!   audit [`session::Statement`]s.
+//!   audit [`session::Statement`]s;
+//! - [`policy`]: the session's SQL policy hook; [`sql`]: the SQL normalizer and the shared cache of
+//!   statement classes it feeds.
 
 pub mod error;
 pub mod frame;
 pub mod mask;
 pub mod messages;
+pub mod policy;
 pub mod session;
+pub mod sql;
 
 pub use error::ProtocolError;
 pub use frame::{Forward, Framer};
+pub use policy::{Check, CheckFailed, Policy, Verdict};
 pub use session::{Session, Statement, StatementKind, StatementStatus};
+pub use sql::{normalize, SqlCache};

@@ -20,6 +20,15 @@
 //! are masked; recorded SQL, parameters and errors are masked. When a plan needs catalog names the
 //! session does not have, it pauses before the row: [`Session::catalog_request`] says what to look
 //! up, [`Session::resolve`] supplies it, and feeding resumes with the held bytes.
+//!
+//! Policy (when a [`Policy`] is set, see [`super::policy`]): a denied Query, Parse or FunctionCall
+//! is not forwarded; a `Request::Denied` entry takes its place in the FIFO and, when it reaches
+//! the head, its answer (the ErrorResponse, then for Query and FunctionCall a ReadyForQuery with
+//! the server's latest transaction status) is inserted into the server stream right after the
+//! answer to the request before it — or returned at once by [`Session::take_reply`] when nothing
+//! was pending. After a denied Parse the client's messages up to the next Sync are dropped (the
+//! server answers that Sync). Inside an extended batch the server already skips (it failed an
+//! earlier message), denials are silent: one error per batch, as from PostgreSQL.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -51,6 +60,7 @@ use super::messages::ready_for_query::ReadyForQuery;
 use super::messages::row_description::RowDescription;
 use super::messages::sync_flush_terminate::{Flush, Sync, Terminate};
 use super::messages::{FromBytes, Message};
+use super::policy::{ready_for_query, Decision, Policy};
 use crate::mask::Masker;
 
 /// Frontend message types valid after authentication.
@@ -283,6 +293,14 @@ fn retain(slice: Bytes, chunk_len: usize) -> Bytes {
     }
 }
 
+/// Appends the answer to a denied message.
+fn answer_denied(out: &mut BytesMut, denied: &Denied, tx_status: u8) {
+    out.extend_from_slice(&denied.error);
+    if denied.ready {
+        out.extend_from_slice(&ready_for_query(tx_status));
+    }
+}
+
 /// What a Describe refers to.
 #[derive(Debug)]
 enum Described {
@@ -306,6 +324,17 @@ enum Request {
     Sync,
     /// Not a request: where the client ended a copy-in stream (CopyDone / CopyFail).
     CopyEnd,
+    /// A message the policy denied: its answer, sent to the client when it reaches the head.
+    Denied(Box<Denied>),
+}
+
+/// The answer to a denied message.
+#[derive(Debug)]
+struct Denied {
+    /// ErrorResponse (from the check).
+    error: Bytes,
+    /// Followed by ReadyForQuery (Query, FunctionCall), or not (Parse: the client's Sync is).
+    ready: bool,
 }
 
 impl Request {
@@ -336,7 +365,7 @@ impl Request {
             Self::Describe(_, started) | Self::Close(started) => {
                 Some(Running::new(StatementKind::Execute, Bytes::new(), started))
             }
-            Self::Parse(..) | Self::Sync | Self::CopyEnd => None,
+            Self::Parse(..) | Self::Sync | Self::CopyEnd | Self::Denied(_) => None,
         }
     }
 }
@@ -365,6 +394,16 @@ struct State {
     copy: Option<CopyState>,
     /// Names needed before the server stream can go on.
     paused: Option<CatalogRequest>,
+    policy: Option<Policy>,
+    /// Classes the session may run without asking the check (see [`Policy`]).
+    allow_mask: u32,
+    /// A Parse was denied: the client's messages are dropped up to the next Sync.
+    client_skip: bool,
+    /// Answers to denied messages that reached the head of the FIFO: they follow the server
+    /// frame being processed.
+    synthetic: BytesMut,
+    /// Answers to denied messages sent while nothing was pending: for the client at once.
+    reply: BytesMut,
 }
 
 /// Protocol state of one proxied session after authentication, both directions.
@@ -419,6 +458,11 @@ impl Session {
                 rows_plan: None,
                 copy: None,
                 paused: None,
+                policy: None,
+                allow_mask: 0,
+                client_skip: false,
+                synthetic: BytesMut::new(),
+                reply: BytesMut::new(),
             },
         }
     }
@@ -427,6 +471,33 @@ impl Session {
     pub fn set_masker(&mut self, masker: Option<Arc<Masker>>) {
         self.state.masking = masker.map(Masking::new);
         self.state.rows_plan = None;
+    }
+
+    /// Checks Query, Parse and FunctionCall messages with `policy` (`None`: forward everything).
+    pub fn set_policy(&mut self, policy: Option<Policy>, allow_mask: u32) {
+        self.state.policy = policy;
+        self.state.allow_mask = allow_mask;
+    }
+
+    /// Whether a policy is set.
+    pub fn has_policy(&self) -> bool {
+        self.state.policy.is_some()
+    }
+
+    /// Classes the session may run without asking the check.
+    pub fn allow_mask(&self) -> u32 {
+        self.state.allow_mask
+    }
+
+    pub fn set_allow_mask(&mut self, allow_mask: u32) {
+        self.state.allow_mask = allow_mask;
+    }
+
+    /// Answers to denied messages that must go to the client now (nothing was pending before
+    /// them); call after each [`Self::feed_client`].
+    pub fn take_reply(&mut self) -> Option<Bytes> {
+        let reply = &mut self.state.reply;
+        (!reply.is_empty()).then(|| reply.split().freeze())
     }
 
     /// Whether a masker is set.
@@ -492,7 +563,8 @@ impl Session {
     }
 
     /// Feeds one read from the client; returns what to forward upstream and whether the client
-    /// sent Terminate. `now_ns` stamps the requests it carries.
+    /// sent Terminate. `now_ns` stamps the requests it carries. With a policy, what to answer the
+    /// client directly comes from [`Self::take_reply`].
     pub fn feed_client(&mut self, data: &Bytes, now_ns: i64) -> Result<(Forward, bool), ProtocolError> {
         let state = &mut self.state;
         state.terminated = false;
@@ -525,8 +597,15 @@ impl Session {
             self.held.extend_from_slice(data);
             (self.held.split().freeze(), true)
         };
-        let (forward, rest) =
-            self.server.feed(&input, self.max_message_size, |_| Ok(()), |f| state.on_server(&f, now_ns))?;
+        let (forward, rest) = self.server.feed(
+            &input,
+            self.max_message_size,
+            |_| Ok(()),
+            |f| {
+                let step = state.on_server(&f, now_ns)?;
+                Ok(state.with_synthetic(step, &f))
+            },
+        )?;
         if let Some(rest) = rest {
             self.held.extend_from_slice(&rest);
         }
@@ -566,14 +645,71 @@ impl State {
         self.fifo.push_back(request);
     }
 
-    /// Pops the head request, then any markers that reach the head.
+    /// Pops the head request, then any markers and denials that reach the head. A denial's
+    /// answer is queued for the client, unless the server skips its batch (it failed an earlier
+    /// message of it, and would ignore this one).
     fn pop(&mut self) -> Option<Request> {
         let head = self.fifo.pop_front();
-        while matches!(self.fifo.front(), Some(Request::CopyEnd)) {
-            self.fifo.pop_front();
-            self.markers = self.markers.saturating_sub(1);
+        if matches!(head, Some(Request::Sync)) {
+            self.discarding = false;
+        }
+        loop {
+            match self.fifo.front() {
+                Some(Request::CopyEnd) => {
+                    self.fifo.pop_front();
+                    self.markers = self.markers.saturating_sub(1);
+                }
+                Some(Request::Denied(_)) => {
+                    if let Some(Request::Denied(d)) = self.fifo.pop_front() {
+                        if !self.discarding {
+                            let tx_status = self.tx_status;
+                            answer_denied(&mut self.synthetic, &d, tx_status);
+                        }
+                    }
+                }
+                _ => break,
+            }
         }
         head
+    }
+
+    /// A message the policy denied, in place of the request: answered at once when nothing is
+    /// pending, else when the requests before it are answered.
+    fn deny(&mut self, error: Bytes, ready: bool) {
+        let denied = Denied { error, ready };
+        if !self.fifo.is_empty() {
+            self.fifo.push_back(Request::Denied(Box::new(denied)));
+        } else if !self.discarding {
+            answer_denied(&mut self.reply, &denied, self.tx_status);
+        }
+    }
+
+    /// The server frame's step, followed by the answers to denials it brought to the head.
+    fn with_synthetic(&mut self, step: Step, f: &Frame<'_>) -> Step {
+        if self.synthetic.is_empty() {
+            return step;
+        }
+        let mut out = match step {
+            Step::Pause => return Step::Pause,
+            Step::Keep => BytesMut::from(f.bytes()),
+            Step::Replace(b) => BytesMut::from(&b[..]),
+        };
+        out.extend_from_slice(&self.synthetic);
+        self.synthetic.clear();
+        Step::Replace(out.freeze())
+    }
+
+    /// Asks the policy about a Query or Parse; `None` when there is none or it forwards.
+    fn check_statement(&mut self, sql: &[u8], name: Option<&[u8]>) -> Option<Bytes> {
+        if self.client_copy_in {
+            // the server takes it for a protocol violation inside the copy and does not run it
+            return None;
+        }
+        let allow_mask = self.allow_mask;
+        match self.policy.as_mut()?.statement(sql, name, allow_mask) {
+            Decision::Forward => None,
+            Decision::Deny(error) => Some(error),
+        }
     }
 
     /// Forgets a prepared statement the server never created (its Parse failed or was skipped),
@@ -611,13 +747,31 @@ impl State {
     // ------------------------------------------------------------------ client -> server
 
     fn on_client(&mut self, f: &Frame<'_>, now: i64) -> Result<Step, ProtocolError> {
+        if self.client_skip {
+            match f.code {
+                Sync::CODE => self.client_skip = false,
+                Terminate::CODE => {}
+                // after a denied Parse, up to the Sync: the server would skip them after an error
+                _ => return Ok(Step::Replace(Bytes::new())),
+            }
+        }
         match f.code {
             Query::CODE => {
                 let q = Query::from_bytes(&f.body())?;
+                if let Some(error) = self.check_statement(&q.sql, None) {
+                    self.deny(error, true);
+                    return Ok(Step::Replace(Bytes::new()));
+                }
                 self.push(Request::Query(Running::new(StatementKind::Query, q.sql, now)));
             }
             Parse::CODE => {
                 let p = Parse::from_bytes(&retain(f.body(), f.chunk.len()))?;
+                let name = (!p.name.is_empty()).then_some(&p.name[..]);
+                if let Some(error) = self.check_statement(&p.sql, name) {
+                    self.deny(error, false);
+                    self.client_skip = true;
+                    return Ok(Step::Replace(Bytes::new()));
+                }
                 let statement = Arc::new(PreparedStatement {
                     name: p.name.clone(),
                     sql: p.sql,
@@ -713,6 +867,12 @@ impl State {
             }
             FunctionCall::CODE => {
                 let fc = FunctionCall::from_bytes(&f.body())?;
+                if !self.client_copy_in {
+                    if let Some(Decision::Deny(error)) = self.policy.as_mut().map(Policy::function_call) {
+                        self.deny(error, true);
+                        return Ok(Step::Replace(Bytes::new()));
+                    }
+                }
                 let sql = Bytes::from(format!("function call oid={}", fc.oid));
                 let mut r = Running::new(StatementKind::Function, sql, now);
                 r.params = Some(render_params(&fc.args, &fc.arg_formats));
@@ -972,7 +1132,8 @@ impl State {
         // FATAL / PANIC: the server closes the session; nothing in flight will be answered
         let severity = e.0.get(FIELD_SEVERITY_NONLOCALIZED).or_else(|| e.0.get(FIELD_SEVERITY));
         if matches!(severity.map(|s| &s[..]), Some(b"FATAL" | b"PANIC")) {
-            while let Some(request) = self.pop() {
+            // denials are not answered either: the client gets the FATAL error and the end
+            while let Some(request) = self.fifo.pop_front() {
                 if let Request::Query(r) | Request::FunctionCall(r) | Request::Execute(r) = request {
                     self.emit(r, StatementStatus::Skipped, now);
                 }
@@ -987,9 +1148,17 @@ impl State {
         let error = (field(FIELD_CODE), field(FIELD_MESSAGE));
         self.in_copy = false;
         self.client_copy_in = false;
+        let extended = !matches!(
+            self.fifo.front(),
+            None | Some(Request::Sync | Request::CopyEnd | Request::Query(_) | Request::FunctionCall(_))
+        );
+        if extended {
+            // the server skips to the next Sync from here: silence the denials on the way
+            self.discarding = true;
+        }
         match self.fifo.front_mut() {
             // no request (e.g. FATAL at shutdown), or the implicit COMMIT at Sync failed
-            None | Some(Request::Sync) | Some(Request::CopyEnd) => {}
+            None | Some(Request::Sync) | Some(Request::CopyEnd) | Some(Request::Denied(_)) => {}
             Some(Request::Query(r)) | Some(Request::FunctionCall(r)) => {
                 r.error.get_or_insert(error);
             }
@@ -1055,16 +1224,22 @@ impl State {
         self.tx_status = z.status;
         self.in_copy = false;
         self.client_copy_in = false;
-        if let Some(end) = self.fifo.iter().position(|r| r.ends_at_ready(self.discarding)) {
-            for _ in 0..=end {
-                match self.pop() {
-                    Some(Request::Query(mut r)) | Some(Request::FunctionCall(mut r)) => {
+        let discarding = self.discarding;
+        if self.fifo.iter().any(|r| r.ends_at_ready(discarding)) {
+            // popping may drop denials from the FIFO: stop at the request, not at an index
+            while let Some(request) = self.pop() {
+                let last = request.ends_at_ready(discarding);
+                match request {
+                    Request::Query(mut r) | Request::FunctionCall(mut r) => {
                         r.rows += std::mem::take(&mut self.rows);
                         self.emit(r, StatementStatus::Ok, now);
                     }
                     // never answered: the server skipped it
-                    Some(Request::Execute(r)) => self.emit(r, StatementStatus::Skipped, now),
+                    Request::Execute(r) => self.emit(r, StatementStatus::Skipped, now),
                     _ => {}
+                }
+                if last {
+                    break;
                 }
             }
         }

@@ -10,6 +10,7 @@ use crate::pg::ProtocolError;
 mod codec;
 mod framer;
 mod mask;
+mod policy;
 mod session;
 mod startup;
 
@@ -31,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     session::register(m)?;
     mask::register(m)?;
+    policy::register(m)?;
     // pyo3 maintains `__all__`; the module is private and its stub does not declare one
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;

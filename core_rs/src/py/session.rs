@@ -8,9 +8,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::collections::HashMap;
 
 use crate::pg::mask::{CopyFormat, CopyShape, FieldInfo, TableInfo};
-use crate::pg::{Forward, Session, Statement as Inner};
+use crate::pg::{Forward, Policy, Session, Statement as Inner};
 
 use super::mask::Masker;
+use super::policy::{PyCheck, SqlCache};
 
 /// Reads at least this large are processed with the GIL released when masking.
 const DETACH_THRESHOLD: usize = 64 * 1024;
@@ -182,16 +183,35 @@ impl PgSession {
         self.inner.mask_counts().into_iter().collect()
     }
 
-    /// Frames from the client: `(forward, terminate)`.
+    /// Frames from the client: `(forward, terminate, reply)`.
     fn feed_client<'py>(
         &mut self,
         py: Python<'py>,
         data: Bound<'py, PyBytes>,
         now_ns: i64,
-    ) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+    ) -> PyResult<(Bound<'py, PyBytes>, bool, Option<Bound<'py, PyBytes>>)> {
         let chunk = chunk_of(&data);
         let (fwd, terminate) = self.inner.feed_client(&chunk, now_ns)?;
-        Ok((forward(py, data, &chunk, fwd)?, terminate))
+        let reply = self.inner.take_reply().map(|r| PyBytes::new(py, &r));
+        Ok((forward(py, data, &chunk, fwd)?, terminate, reply))
+    }
+
+    /// Checks Query, Parse and FunctionCall with `check(sql, cached mask or -1, statement name)
+    /// -> (mask, cacheable, error)`, skipping it for shapes cached with classes in `allow_mask`.
+    fn set_policy(&mut self, cache: Option<PyRef<'_, SqlCache>>, check: Py<PyAny>, allow_mask: u32) {
+        let policy = Policy::new(cache.map(|c| c.inner()), Box::new(PyCheck(check)));
+        self.inner.set_policy(Some(policy), allow_mask);
+    }
+
+    /// Classes the session may run without asking the check.
+    #[getter]
+    fn get_allow_mask(&self) -> u32 {
+        self.inner.allow_mask()
+    }
+
+    #[setter]
+    fn set_allow_mask(&mut self, allow_mask: u32) {
+        self.inner.set_allow_mask(allow_mask);
     }
 
     /// Frames from the server: `(forward, done)`.

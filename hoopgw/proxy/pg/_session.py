@@ -19,6 +19,7 @@ from hoopgw.audit import SessionInfo
 from hoopgw.errors import AuthError, PgProtocolError, UpstreamError
 from hoopgw.proxy._conn import Conn, ConnectionClosed
 from hoopgw.proxy.pg._catalog import CatalogError
+from hoopgw.proxy.pg._policy import StatementGuard
 from hoopgw.proxy.pg._startup import StartupRefused, StartupRequest, validate_startup
 from hoopgw.proxy.pg._upstream import CancelTarget, Upstream, UpstreamRefused, connect_upstream, send_cancel
 
@@ -60,6 +61,8 @@ class PgClientSession:
         #: set when the client vanished while the upstream was still working on its requests
         self._orphan_cancel: CancelTarget | None = None
         self._catalog_task: asyncio.Task[None] | None = None
+        #: statement policy of this session (None until authenticated)
+        self.guard: StatementGuard | None = None
         peer = conn.transport.get_extra_info("peername") if conn.transport else None
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -96,6 +99,8 @@ class PgClientSession:
     def _cleanup(self) -> None:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
+        if self.guard is not None:
+            self.guard.stop()
         if self._cancel_key is not None:
             self.listener.cancels.unregister(*self._cancel_key)
             self._cancel_key = None
@@ -145,6 +150,17 @@ class PgClientSession:
         principal = await self._authenticate(request, leftover)
         self.principal = principal
         conn_cfg = self.listener.cfg
+        guard = StatementGuard(self, principal)
+        refused = guard.access_refusal()
+        if refused is not None:
+            gw.writer.event(
+                None,
+                "access_denied",
+                {"connection": conn_cfg.name, "subject": principal.subject, "client_addr": self.client_addr,
+                 "reason": refused},
+            )  # fmt: skip
+            raise _Refuse("42501", refused)
+        self.guard = guard
         self.session_id = gw.writer.new_session_id()
         gw.writer.session_open(
             SessionInfo(
@@ -167,7 +183,7 @@ class PgClientSession:
             extra={"session": self.session_id, "subject": principal.subject, "connection": conn_cfg.name},
         )
         try:
-            upstream = await connect_upstream(conn_cfg, list(request.settings))
+            upstream = await connect_upstream(conn_cfg, guard.upstream_settings(request.settings))
         except UpstreamRefused as exc:
             raise _Refuse(exc.sqlstate, f"upstream {conn_cfg.name!r} refused the session: {exc}") from None
         except UpstreamError as exc:
@@ -266,6 +282,8 @@ class PgClientSession:
         assert self.upstream is not None
         gw = self.listener.gateway
         self.state = _core.PgSession(gw.config.gateway.max_message_size, self.listener.masker)
+        assert self.guard is not None
+        self.guard.start(self.state)
         up = self.upstream.conn
         up.relay(self.client, self._on_server_data, self._on_server_lost)
         self.client.relay(up, self._on_client_data, self._on_client_lost)
@@ -280,12 +298,14 @@ class PgClientSession:
         assert state is not None and self.upstream is not None
         self._last_activity = time.monotonic()
         try:
-            forward, terminate = state.feed_client(data, time.monotonic_ns())
+            forward, terminate, reply = state.feed_client(data, time.monotonic_ns())
         except PgProtocolError as exc:
             self._protocol_error("client", exc)
             return
         if forward:
             self.upstream.conn.write(forward)
+        if reply:
+            self.client.write(reply)
         if terminate:
             self.upstream.conn.close()
             self.client.close()

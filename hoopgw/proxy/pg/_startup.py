@@ -8,29 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# Settings a client may never choose: they change who the session acts as, switch off guardrails the
-# gateway relies on, or hide the session from the server's own logs.
-_PROTECTED = frozenset(
-    {
-        "role",
-        "session_authorization",
-        "default_transaction_read_only",
-        "transaction_read_only",
-        "row_security",
-        "session_replication_role",
-        "allow_system_table_mods",
-        "ignore_system_indexes",
-        "zero_damaged_pages",
-        "ignore_checksum_failure",
-        "lo_compat_privileges",
-        "session_preload_libraries",
-        "local_preload_libraries",
-        "shared_preload_libraries",
-        "temp_tablespaces",
-        "default_tablespace",
-    }
-)
-_PROTECTED_PREFIXES = ("log_", "debug_", "trace_", "track_", "pgaudit.", "hoop.")
+from hoopgw.policy._settings import is_protected_setting, is_safe_client_encoding
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _TRUE = frozenset({"true", "on", "yes", "1", "database"})
 # Parameters of the startup packet itself, never passed as settings.
@@ -120,14 +99,25 @@ def parse_options(value: str) -> list[tuple[str, str]]:
 
 def check_setting(name: str) -> None:
     """Refuse a setting that is malformed or protected."""
-    low = name.lower()
     if not _NAME.match(name):
         raise StartupRefused("42602", f'invalid setting name "{name}" in startup packet')
-    if low in _PROTECTED or low.startswith(_PROTECTED_PREFIXES):
+    if is_protected_setting(name):
         raise StartupRefused(
             "42501",
             f'setting "{name}" cannot be chosen by a client of hoopgw',
-            "role, session authorization, read-only and logging settings are controlled by the gateway",
+            "role, session authorization, read-only, string-parsing and logging settings are controlled "
+            "by the gateway",
+        )
+
+
+def check_encoding(name: str, value: str) -> None:
+    """Refuse a client encoding whose multi-byte characters may contain quote or backslash bytes."""
+    if name.lower() == "client_encoding" and not is_safe_client_encoding(value):
+        raise StartupRefused(
+            "22023",
+            f'client_encoding "{value}" is not supported through hoopgw',
+            "use UTF8 (or another server encoding): SJIS, BIG5, GBK, UHC, GB18030 and JOHAB can hide quotes "
+            "inside characters",
         )
 
 
@@ -157,9 +147,11 @@ def validate_startup(protocol: tuple[int, int], params: list[tuple[str, str]]) -
         elif key == "options":
             for name, setting in parse_options(value):
                 check_setting(name)
+                check_encoding(name, setting)
                 settings.append((name, setting))
         elif key not in _STRUCTURAL:
             check_setting(key)
+            check_encoding(key, value)
             settings.append((key, value))
     if not user:
         raise StartupRefused("28000", "no PostgreSQL user name specified in startup packet")

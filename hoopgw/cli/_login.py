@@ -1,0 +1,187 @@
+"""``hoopgw login``: an OIDC token through the device flow, cached for the user (0600) and reusable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import stat
+import sys
+import time
+from pathlib import Path
+
+import jwt
+import orjson
+
+from hoopgw.cli._common import CliError, Subparsers, duration, format_time, load, new_parser
+from hoopgw.config import IdentityConfig
+from hoopgw.errors import AuthError
+from hoopgw.identity import IssuerKeys, OidcVerifier, Principal
+from hoopgw.identity._device import pick_token, poll, start
+from hoopgw.identity._http import new_client
+
+_MAX_CACHE_BYTES = 64 * 1024
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add ``login``."""
+    parser = new_parser(
+        subparsers,
+        "login",
+        "get a token from the OIDC issuer with the device-code flow (prompts on stderr; cached for reuse)",
+    )
+    parser.add_argument(
+        "--print-token",
+        action="store_true",
+        help="print only the token on stdout, reusing a cached one that is still valid "
+        "(PGPASSWORD=$(hoopgw login --print-token))",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=duration,
+        default=300.0,
+        help="give up after this long without approval, like 90s or 5m (default 5m)",
+    )
+    parser.set_defaults(func=run_login)
+
+
+def client_id(identity: IdentityConfig) -> str:
+    """The OAuth client id ``hoopgw login`` uses (``identity.client_id``, default the audience)."""
+    return identity.client_id or identity.audience
+
+
+def cache_path(identity: IdentityConfig) -> Path:
+    """``$XDG_CACHE_HOME/hoopgw/token-HASH.json`` (or under ``~/.cache``), one per issuer and client."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    digest = hashlib.sha256(f"{identity.issuer}\0{client_id(identity)}".encode()).hexdigest()[:20]
+    return root / "hoopgw" / f"token-{digest}.json"
+
+
+def cached_token(identity: IdentityConfig, now: float | None = None) -> str | None:
+    """The cached token if it is ours, private, for this issuer and valid for more than the leeway."""
+    path = cache_path(identity)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            return None  # someone else's file, or readable by others: do not trust it
+        raw = f.read(_MAX_CACHE_BYTES + 1)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("issuer") != identity.issuer:
+        return None
+    if doc.get("client_id") != client_id(identity) or not isinstance(doc.get("token"), str):
+        return None
+    token: str = doc["token"]
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    current = time.time() if now is None else now
+    if claims.get("iss") != identity.issuer or not isinstance(exp, int | float):
+        return None
+    return token if exp - current > identity.leeway else None
+
+
+def store_token(identity: IdentityConfig, token: str, expires_at: float | None) -> Path:
+    """Write the cache file atomically with mode 0600 (directory 0700)."""
+    path = cache_path(identity)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create the token cache directory {path.parent}: {exc.strerror}") from None
+    doc = {
+        "issuer": identity.issuer,
+        "client_id": client_id(identity),
+        "token": token,
+        "expires_at": expires_at,
+    }
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, orjson.dumps(doc))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CliError(f"cannot write the token cache {path}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def device_login(identity: IdentityConfig) -> tuple[str, Principal]:
+    """Run the device flow; return the token and whom it names (checked as the gateway would)."""
+    keys = IssuerKeys(
+        identity.issuer, cache_ttl=identity.jwks_cache_ttl, refetch_interval=identity.jwks_refetch_interval
+    )
+    discovery = await keys.discover()
+    cid = client_id(identity)
+    async with new_client(identity.issuer) as client:
+        grant = await start(client, discovery, cid, identity.scopes)
+        _say(f"To log in, open {grant.verification_uri} and enter the code: {grant.user_code}")
+        if grant.verification_uri_complete:
+            _say(f"  (or open {grant.verification_uri_complete})")
+        _say("Waiting for approval...")
+        response = await poll(client, discovery, grant, cid)
+    token = pick_token(response)
+    try:
+        principal = await OidcVerifier(identity, keys).verify(token)
+    except AuthError as exc:
+        raise CliError(f"the issuer's token would not be accepted by this gateway: {exc}") from None
+    return token, principal
+
+
+def run_login(args: argparse.Namespace) -> int:
+    """Reuse a cached token (with --print-token) or run the device flow; cache and print the result."""
+    config = load(args)
+    identity = config.identity
+    if identity.issuer == "local":
+        raise CliError(
+            'identity.issuer is "local": there is no OIDC login; get a token with '
+            "`hoopgw token issue --subject NAME` instead"
+        )
+    if args.print_token:
+        token = cached_token(identity)
+        if token is not None:
+            sys.stdout.write(token + "\n")
+            return 0
+    timeout: float = args.timeout
+    try:
+        token, principal = asyncio.run(_login_within(identity, timeout))
+    except TimeoutError:
+        raise CliError(f"gave up after {timeout:g} s without an approved login (--timeout)") from None
+    except AuthError as exc:
+        raise CliError(f"login failed: {exc}") from None
+    path = store_token(identity, token, principal.expires_at)
+    if args.print_token:
+        sys.stdout.write(token + "\n")
+        return 0
+    groups = ", ".join(sorted(principal.groups)) or "-"
+    _say(
+        f"Logged in as {principal.subject} (groups: {groups}); the token is valid until "
+        f"{format_time(principal.expires_at)} UTC and cached in {path}"
+    )
+    return 0
+
+
+async def _login_within(identity: IdentityConfig, limit_s: float) -> tuple[str, Principal]:
+    async with asyncio.timeout(limit_s):
+        return await device_login(identity)

@@ -1,0 +1,170 @@
+"""The statement policy of one PostgreSQL session: who may connect, and the check behind every statement.
+
+The Rust core asks :meth:`StatementGuard.check` about a Query, Parse or FunctionCall only when it has
+not seen the statement's shape (normalized text) before, or when the shape's classes are not all
+allowed outright (``allow_mask``); repeated allowed shapes never reach Python. A refused statement gets
+an ErrorResponse with SQLSTATE 42501 naming the rule, the session stays usable, and the refusal is
+recorded with the identity and the rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hoopgw import _core
+from hoopgw.policy import ALL, classes_of, mask_of
+from hoopgw.policy._engine import Decision, policies_for, refusal
+
+if TYPE_CHECKING:
+    from hoopgw.identity import Principal
+    from hoopgw.policy._classify import Classification
+    from hoopgw.proxy.pg._session import PgClientSession
+
+log = logging.getLogger("hoopgw.pg")
+
+#: most SQL text kept in a denial record
+_RECORD_SQL_MAX = 64 * 1024
+
+
+class StatementGuard:
+    """Policy state of one session: verdicts (refreshed at time-window edges) and prepared statements."""
+
+    def __init__(self, session: PgClientSession, principal: Principal) -> None:
+        self.session = session
+        self.principal = principal
+        gw = session.listener.gateway
+        self.connection = session.listener.cfg.name
+        self.policy = policies_for(gw.config, principal, self.connection)
+        self.verdicts = self.policy.at()
+        #: classes of every statement name prepared in this session (SQL PREPARE and protocol Parse);
+        #: names only ever gain classes: a failed DEALLOCATE or PREPARE must not launder a statement
+        self.prepared: dict[str, frozenset[str]] = {}
+        self._state: _core.PgSession | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+
+    # -- session start -----------------------------------------------------------------------------
+    def access_refusal(self) -> str | None:
+        """Why this caller may not open a session on this connection now (None: it may)."""
+        who = self.principal.subject
+        if self.policy.empty:
+            return f'hoopgw: no policy gives {who} access to connection "{self.connection}"'
+        if not self.verdicts.any_access:
+            return f'hoopgw: no policy gives {who} access to connection "{self.connection}" at this time'
+        return None
+
+    def upstream_settings(self, settings: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The client's settings, plus a read-only session when no policy lets this caller write."""
+        out = list(settings)
+        if not self.policy.may_write:
+            out.append(("default_transaction_read_only", "on"))
+        return out
+
+    @property
+    def read_only(self) -> bool:
+        return not self.policy.may_write
+
+    def start(self, state: _core.PgSession) -> None:
+        """Install the check on ``state`` and arm the window and credential-expiry timers."""
+        self._state = state
+        gw = self.session.listener.gateway
+        if self.verdicts.allow_mask != ALL or self.policy.windowed:
+            state.set_policy(gw.sql_cache, self.check, self.verdicts.allow_mask)
+        self._arm_window()
+        expires = self.principal.expires_at
+        if expires is not None:
+            delay = max(0.0, expires + gw.config.identity.session_grace - time.time())
+            self._timers.append(asyncio.get_running_loop().call_later(delay, self._expired))
+
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def _arm_window(self) -> None:
+        nxt = self.policy.next_change()
+        if nxt is None:
+            return
+        delay = max(0.0, (nxt - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05
+        self._timers.append(asyncio.get_running_loop().call_later(delay, self._window_edge))
+
+    def _window_edge(self) -> None:
+        self.verdicts = self.policy.at()
+        if self._state is not None:
+            self._state.allow_mask = self.verdicts.allow_mask
+        log.info(
+            "policy window changed",
+            extra={"session": self.session.session_id, "allow": sorted(classes_of(self.verdicts.allow_mask))},
+        )
+        self._arm_window()
+
+    def _expired(self) -> None:
+        who = self.principal.subject
+        kind = "API key" if self.principal.auth == "apikey" else "token"
+        self.session.listener.gateway.writer.event(
+            self.session.session_id, "credential_expired", {"subject": who, "auth": self.principal.auth}
+        )
+        self.session.terminate("28000", f"the {kind} of {who} has expired: reconnect with a fresh one")
+
+    # -- the check ---------------------------------------------------------------------------------
+    def check(self, sql: str | None, cached: int, name: str | None) -> tuple[int, bool, bytes | None]:
+        """Called by the core: ``(class mask, cacheable, ErrorResponse or None to forward)``."""
+        classifier = self.session.listener.gateway.classifier
+        found: Classification | None = None
+        if sql is None:
+            found = classifier.function_call()
+            classes, cacheable = found.classes, False
+        elif cached >= 0:
+            classes, cacheable = classes_of(cached), True
+        else:
+            found = classifier.classify(sql, self.prepared)
+            # a PREPARE must reach Python every time: it defines a name this guard tracks
+            classes, cacheable = found.classes, found.cacheable and not found.prepares
+        mask = mask_of(classes)
+        decision = self.verdicts.decide(classes)
+        if decision.verdict == "allow":
+            if found is not None:
+                for pname, pclasses in found.prepares:
+                    self._remember(pname, pclasses)
+            if name:
+                self._remember(name, classes)
+            return mask, cacheable, None
+        if found is None and sql is not None:
+            found = classifier.classify(sql, self.prepared)  # for the reasons in the error detail
+        return mask, cacheable, self._refuse(sql, decision, found)
+
+    def _remember(self, name: str, classes: frozenset[str]) -> None:
+        self.prepared[name] = self.prepared.get(name, frozenset()) | classes
+
+    def _refuse(self, sql: str | None, decision: Decision, found: Classification | None) -> bytes:
+        who, session = self.principal.subject, self.session
+        message, hint = refusal(decision, who, self.connection)
+        reasons = found.reasons if found is not None else ()
+        detail = "; ".join(reasons) if reasons else None
+        masker = session.listener.masker
+        text = "<fast-path function call>" if sql is None else sql[:_RECORD_SQL_MAX]
+        if masker is not None and sql is not None:
+            text = masker.mask_text(text)
+        session.listener.gateway.writer.event(
+            session.session_id,
+            "policy_denied" if decision.verdict == "deny" else "approval_required",
+            {
+                "subject": who,
+                "auth": self.principal.auth,
+                "connection": self.connection,
+                "rule": decision.rule,
+                "verdict": decision.verdict,
+                "classes": list(decision.classes),
+                "reasons": list(reasons),
+                "sql": text,
+            },
+        )
+        log.info(
+            "statement refused",
+            extra={"session": session.session_id, "rule": decision.rule, "classes": list(decision.classes)},
+        )
+        return _core.encode_error("ERROR", "42501", message, detail, hint)
