@@ -151,7 +151,7 @@ class PgSession:
         check: Callable[[str | None, int, str | None], tuple[int, bool, bytes | None]],
         allow_mask: int,
     ) -> None:
-        """Check each Query, Parse and FunctionCall (outside COPY-in) before forwarding it.
+        """Check each Query, Parse, Bind and FunctionCall (outside COPY-in) before forwarding it.
 
         ``check(sql, cached, name) -> (mask, cacheable, error)``: ``sql`` is the text (None for a
         FunctionCall), ``cached`` the class mask cached for its shape or -1, ``name`` the statement
@@ -159,11 +159,22 @@ class PgSession:
         ``error`` None forwards, else denies, answering with these bytes (an ErrorResponse from
         :func:`encode_error`). A Query or unnamed Parse whose shape is cached with a mask inside
         ``allow_mask`` is forwarded without calling ``check``; named Parses and FunctionCalls are
-        always checked. A denied Query/FunctionCall is answered with ``error`` + ReadyForQuery; after
-        a denied Parse the messages up to Sync are dropped. ``check`` raising (or returning the wrong
-        shape) denies with XX000; the exception goes to ``sys.unraisablehook``. ``check`` must not
-        use this session.
+        always checked. A Bind is checked again (``check(None, mask, statement name)``, ``mask`` -1
+        for a statement this session did not Parse) when its statement's classes are not all inside
+        ``allow_mask`` now. A denied Query/FunctionCall is answered with ``error`` + ReadyForQuery;
+        after a denied Parse or Bind the messages up to Sync are dropped. ``check`` raising (or
+        returning the wrong shape) denies with XX000; the exception goes to ``sys.unraisablehook``.
+        ``check`` must not use this session.
         """
+    def set_param_guard(self, guard: list[tuple[str, list[str]]]) -> None:
+        """Guard server parameters: ``[(name, accepted values)]``, ASCII case-insensitive.
+
+        A ParameterStatus naming a guarded parameter with another value sets :attr:`tripped`; the
+        caller must end the session (its statements are no longer parsed as the server parses them).
+        """
+    @property
+    def tripped(self) -> str | None:
+        """``name=value`` of the first guarded parameter the server changed to a value not accepted."""
     @property
     def allow_mask(self) -> int:
         """Classes (bits) the session runs without calling the check when the shape is cached."""

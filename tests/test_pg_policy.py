@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import errors as pgerrors
 
-from ._support.gateway import Gateway
+from ._support.gateway import Gateway, PgConn
 from ._support.pg import TestPg
 from ._support.procs import require_binary, run
 
@@ -62,7 +62,9 @@ def table(gw: Gateway, pg: TestPg) -> Iterator[str]:
         f"INSERT INTO {name} SELECT g, 'owner' || g, 100 FROM generate_series(1, 5) g;"
         f"CREATE SEQUENCE {name}_seq;"
         f"CREATE FUNCTION {name}_sneaky() RETURNS int LANGUAGE sql AS "
-        f"$$ UPDATE {name} SET balance = 0 WHERE id = 1 RETURNING 1 $$;",
+        f"$$ UPDATE {name} SET balance = 0 WHERE id = 1 RETURNING 1 $$;"
+        f"CREATE FUNCTION {name}_legacy_strings() RETURNS text LANGUAGE sql AS "
+        f"$$ SELECT set_config('standard_conforming_strings', 'off', false) $$;",
         user="app",
     )
     yield name
@@ -147,6 +149,10 @@ EVASIONS = [
     "SELECT * FROM {t} FOR UPDATE",
     "PREPARE p_{t} AS DELETE FROM {t} WHERE id = 1",
     "SELEC garbage",
+    # SQL run from text by a function, and a settings view with an update rule (found by review)
+    "SELECT * FROM ts_stat($q$SELECT to_tsvector(set_config('default_transaction_read_only','off',0))$q$)",
+    "SELECT * FROM ts_rewrite('a'::tsquery, $q$SELECT 'a'::tsquery, 'b'::tsquery$q$)",
+    "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
 ]
 
 
@@ -307,3 +313,36 @@ def test_session_ends_when_the_token_expires(gateway_factory: Any) -> None:
                 time.sleep(0.2)
     finally:
         conn.close()
+
+
+def test_a_session_whose_server_changes_a_guarded_setting_is_ended(
+    gw: Gateway, pg: TestPg, table: str
+) -> None:
+    before = state(pg, table)
+    with connect(gw, "rita", ("readers",)) as conn:
+        assert conn.execute("SHOW standard_conforming_strings").fetchone() == ("on",)
+        # an existing function switches the server to parse strings differently: the gateway's
+        # parse would no longer match the server's, so the session must end
+        with pytest.raises(psycopg.Error, match="standard_conforming_strings=off"):
+            conn.execute(f"SELECT {table}_legacy_strings()")
+            conn.execute(f"SELECT 'a\\' -- ' ; DELETE FROM {table}; --")
+        assert conn.closed or conn.broken
+    assert state(pg, table) == before
+    tripped = events(gw, "guard_tripped")
+    assert tripped and tripped[-1]["parameter"] == "standard_conforming_strings=off"
+
+
+def test_upstream_defaults_cannot_loosen_the_parse(gateway_factory: Any, pg: TestPg) -> None:
+    db = f"legacy_{uuid.uuid4().hex[:6]}"
+    pg.cluster.create_database(db, owner="app")
+    pg.psql(f"ALTER DATABASE {db} SET standard_conforming_strings = off")
+    pg.psql(f"ALTER DATABASE {db} SET default_transaction_read_only = off")
+    pg.psql("CREATE TABLE victim (x int); INSERT INTO victim VALUES (1)", db=db, user="app")
+    gw = gateway_factory([PgConn("legacydb", database=db)], extra={"policy": [READERS]})
+    conninfo = gw.conninfo("legacydb", user="rita", groups=("readers",), dbname=db)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        assert conn.execute("SHOW standard_conforming_strings").fetchone() == ("on",)
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        # with the database default (off) the server would see a DROP after the string
+        conn.execute("SELECT 'a\\' -- ' ; DROP TABLE victim; --")
+    assert pg.psql("SELECT count(*) FROM victim", db=db, user="app") == "1"

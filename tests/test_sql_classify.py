@@ -266,6 +266,20 @@ CORPUS: list[tuple[str, str]] = [
     ("COPY (SELECT 1) TO ''", "read admin"),
     ("COPY t TO STDOUT; COPY t TO ''", "read admin"),
     # -- admin: functions, anywhere
+    # functions that run SQL given as text hide what they run (found by review: ts_stat() ran
+    # set_config('default_transaction_read_only', 'off') for a reader)
+    ("SELECT * FROM ts_stat($q$SELECT to_tsvector(set_config('x', 'y', false))$q$)", "read admin"),
+    ("SELECT * FROM ts_rewrite('a'::tsquery, 'SELECT a, b FROM aliases')", "read admin"),
+    ("SELECT query_to_xml('DELETE FROM t RETURNING 1', true, true, '')", "read admin"),
+    ("SELECT brin_desummarize_range('i', 0)", "read admin"),
+    ("SELECT gin_clean_pending_list('i')", "read admin"),
+    # the pg_settings view's update rule calls set_config()
+    ("UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", "write admin"),
+    ("UPDATE pg_catalog.PG_SETTINGS SET setting = 'off' WHERE name = 'x'", "write admin"),
+    (
+        "WITH u AS (UPDATE pg_settings SET setting = 1 WHERE name = 'x' RETURNING 1) SELECT 1",
+        "read write admin",
+    ),
     ("SELECT * FROM pg_read_file('/etc/passwd')", "read admin"),
     ("SELECT pg_read_file('/etc/passwd')", "read admin"),
     ("SELECT pg_catalog.pg_read_binary_file('/etc/passwd')", "read admin"),

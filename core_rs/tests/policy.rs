@@ -108,6 +108,15 @@ impl Recorder {
                 let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
                 calls.lock().unwrap().push(Call { sql: sql.map(text), cached, name: name.map(text) });
                 let Some(sql) = sql else {
+                    if name.is_some() {
+                        // a Bind: deny WRITE statements, and statements it does not know
+                        let mask = cached.unwrap_or(WRITE);
+                        return Ok(Verdict {
+                            mask,
+                            cacheable: false,
+                            error: (mask & WRITE != 0).then(denied),
+                        });
+                    }
                     return Ok(Verdict { mask: WRITE, cacheable: false, error: Some(denied()) });
                 };
                 let sql = String::from_utf8_lossy(sql).to_lowercase();
@@ -443,4 +452,57 @@ fn the_cache_stays_bounded() {
     }
     assert_eq!(rec.count(), 100);
     assert!(!cache.is_empty());
+}
+
+#[test]
+fn a_bind_is_checked_again_when_its_classes_are_no_longer_allowed() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // classes like the recorder, but deciding against `allowed` (a time window)
+    let allowed = Arc::new(AtomicU32::new(READ | WRITE));
+    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+    let (a, c) = (Arc::clone(&allowed), Arc::clone(&calls));
+    let policy = Policy::new(
+        None,
+        Box::new(move |sql: Option<&[u8]>, cached: Option<u32>, name: Option<&[u8]>| {
+            let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+            c.lock().unwrap().push(Call { sql: sql.map(text), cached, name: name.map(text) });
+            let mask = match sql {
+                Some(sql) if String::from_utf8_lossy(sql).starts_with("select") => READ,
+                Some(_) => WRITE,
+                None => cached.unwrap_or(WRITE),
+            };
+            let error = (mask & !a.load(Ordering::SeqCst) != 0).then(denied);
+            Ok(Verdict { mask, cacheable: false, error })
+        }),
+    );
+    let mut s = Session::new(MAX);
+    s.set_policy(Some(policy), READ | WRITE);
+    let count = || calls.lock().unwrap().len();
+    let last = || calls.lock().unwrap().last().cloned().unwrap();
+    // inside the window: the named statement is parsed and bound
+    let batch = cat(&[&parse("w", "update t set x = 1 where id = 2"), &bind("", "w"), &execute(""), &Sync]);
+    assert_eq!(client(&mut s, &batch), (batch.clone(), None));
+    server(&mut s, &cat(&[&ParseComplete, &BindComplete, &tag("UPDATE 1"), &ready(b'I')]));
+    assert_eq!(count(), 1, "the Parse only");
+    let again = cat(&[&bind("", "w"), &execute(""), &Sync]);
+    assert_eq!(client(&mut s, &again), (again.clone(), None));
+    server(&mut s, &cat(&[&BindComplete, &tag("UPDATE 1"), &ready(b'I')]));
+    assert_eq!(count(), 1, "allowed Binds cost no check");
+    // the window closed: the Bind is checked, denied, and the batch dropped up to its Sync
+    allowed.store(READ, Ordering::SeqCst);
+    s.set_allow_mask(READ);
+    let (fwd, reply) = client(&mut s, &again);
+    assert_eq!((fwd, reply), (cat(&[&Sync]), Some(denied())));
+    assert_eq!(last(), Call { sql: None, cached: Some(WRITE), name: Some("w".into()) });
+    assert_eq!(server(&mut s, &cat(&[&ready(b'I')])), cat(&[&ready(b'I')]));
+    // a statement this session never parsed (a SQL PREPARE) is asked about by name
+    let (fwd, reply) = client(&mut s, &cat(&[&bind("", "from_sql"), &execute(""), &Sync]));
+    assert_eq!((fwd, reply), (cat(&[&Sync]), Some(denied())));
+    assert_eq!(last(), Call { sql: None, cached: None, name: Some("from_sql".into()) });
+    server(&mut s, &cat(&[&ready(b'I')]));
+    // read statements bind without a check
+    let n = count();
+    let read = cat(&[&parse("r", "select 1"), &bind("", "r"), &execute(""), &Sync]);
+    assert_eq!(client(&mut s, &read), (read.clone(), None));
+    assert_eq!(count(), n + 1, "only the named Parse");
 }

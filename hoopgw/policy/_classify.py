@@ -490,6 +490,10 @@ def _dml(verb: str, where_matters: bool) -> _Handler:
     kind = f"{verb.capitalize()}Stmt"
 
     def handle(walk: _Walk, body: _Body, top: bool) -> None:
+        relation = body.get("relation")
+        if isinstance(relation, dict) and str(relation.get("relname", "")).lower() == "pg_settings":
+            # the pg_settings view's update rule calls set_config(): a SET by another name
+            walk.add("admin", f"{verb} of pg_settings changes server settings")
         if where_matters and "whereClause" not in body:
             walk.add("write", f"{verb} without WHERE")
             walk.add("write-without-where", f"{verb} without WHERE")

@@ -75,3 +75,15 @@ def is_protected_setting(name: str) -> bool:
 def is_safe_client_encoding(value: str) -> bool:
     """Whether ``value`` names an ASCII-safe client encoding (UTF8, SQL_ASCII, LATIN1, WIN1252, ...)."""
     return _NOT_ALNUM.sub("", value.lower()) in _SAFE_ENCODINGS
+
+
+#: PostgreSQL's canonical encoding names (what ParameterStatus reports for client_encoding).
+PG_ENCODINGS = (
+    "SQL_ASCII", "EUC_JP", "EUC_CN", "EUC_KR", "EUC_TW", "EUC_JIS_2004", "UTF8", "MULE_INTERNAL",
+    "LATIN1", "LATIN2", "LATIN3", "LATIN4", "LATIN5", "LATIN6", "LATIN7", "LATIN8", "LATIN9", "LATIN10",
+    "WIN1256", "WIN1258", "WIN866", "WIN874", "KOI8R", "WIN1251", "WIN1252", "ISO_8859_5", "ISO_8859_6",
+    "ISO_8859_7", "ISO_8859_8", "WIN1250", "WIN1253", "WIN1254", "WIN1255", "WIN1257", "KOI8U",
+    "SJIS", "BIG5", "GBK", "UHC", "GB18030", "JOHAB", "SHIFT_JIS_2004",
+)  # fmt: skip
+#: The canonical names :func:`is_safe_client_encoding` accepts.
+SAFE_PG_ENCODINGS = tuple(e for e in PG_ENCODINGS if is_safe_client_encoding(e))

@@ -91,15 +91,21 @@ impl Policy {
         Self { cache, check }
     }
 
-    /// A Query, or a Parse (`name`: the statement name of a named one).
-    pub(crate) fn statement(&mut self, sql: &[u8], name: Option<&[u8]>, allow_mask: u32) -> Decision {
+    /// A Query, or a Parse (`name`: the statement name of a named one); with the statement's
+    /// classes when they are known.
+    pub(crate) fn statement(
+        &mut self,
+        sql: &[u8],
+        name: Option<&[u8]>,
+        allow_mask: u32,
+    ) -> (Decision, Option<u32>) {
         let key = self.cache.as_ref().and_then(|_| normalize(sql));
         let cached = match (&self.cache, &key) {
             (Some(cache), Some(key)) => cache.get(key),
             _ => None,
         };
         if name.is_none() && cached.is_some_and(|mask| mask & !allow_mask == 0) {
-            return Decision::Forward;
+            return (Decision::Forward, cached);
         }
         let verdict = self.check.check(Some(sql), cached, name);
         if let (Ok(v), Some(cache), Some(key)) = (&verdict, &self.cache, &key) {
@@ -107,7 +113,14 @@ impl Policy {
                 cache.insert(key, v.mask);
             }
         }
-        decide(verdict)
+        let mask = verdict.as_ref().ok().map(|v| v.mask);
+        (decide(verdict), mask)
+    }
+
+    /// A Bind of `statement`: `mask` its classes when its Parse was checked (None: a statement
+    /// this session did not Parse, e.g. from a SQL PREPARE). The check gets no SQL and the name.
+    pub(crate) fn bind(&mut self, mask: Option<u32>, statement: &[u8]) -> Decision {
+        decide(self.check.check(None, mask, Some(statement)))
     }
 
     /// A FunctionCall.

@@ -53,6 +53,7 @@ use super::messages::error_notice::{
 use super::messages::execute::Execute;
 use super::messages::function_call::FunctionCall;
 use super::messages::no_data::NoData;
+use super::messages::parameter_status::ParameterStatus;
 use super::messages::parse::Parse;
 use super::messages::portal_suspended::PortalSuspended;
 use super::messages::query::Query;
@@ -143,6 +144,9 @@ pub struct PreparedStatement {
     pub sql: Bytes,
     /// Body of the RowDescription returned by a Describe of this statement.
     pub row_description: OnceLock<Bytes>,
+    /// The statement's classes when a policy checked its Parse: each Bind is checked again
+    /// against the classes allowed at that moment (a time window may have closed since).
+    pub mask: Option<u32>,
 }
 
 /// A portal as the client bound it.
@@ -404,6 +408,11 @@ struct State {
     synthetic: BytesMut,
     /// Answers to denied messages sent while nothing was pending: for the client at once.
     reply: BytesMut,
+    /// Server parameters whose values the gateway relies on (name, accepted values; ASCII
+    /// case-insensitive): a ParameterStatus with another value trips the session.
+    param_guard: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    /// The first guarded parameter the server reported with a value not accepted (`name=value`).
+    tripped: Option<String>,
 }
 
 /// Protocol state of one proxied session after authentication, both directions.
@@ -463,6 +472,8 @@ impl Session {
                 client_skip: false,
                 synthetic: BytesMut::new(),
                 reply: BytesMut::new(),
+                param_guard: Vec::new(),
+                tripped: None,
             },
         }
     }
@@ -491,6 +502,19 @@ impl Session {
 
     pub fn set_allow_mask(&mut self, allow_mask: u32) {
         self.state.allow_mask = allow_mask;
+    }
+
+    /// Guards server parameters: each `(name, accepted values)` (ASCII case-insensitive). When the
+    /// server reports a guarded parameter with a value not accepted (a function changed
+    /// `standard_conforming_strings`, say), [`Self::tripped`] says which; the caller must end the
+    /// session, since its statements are no longer parsed the way the server parses them.
+    pub fn set_param_guard(&mut self, guard: Vec<(Vec<u8>, Vec<Vec<u8>>)>) {
+        self.state.param_guard = guard;
+    }
+
+    /// The guarded parameter the server changed to a value not accepted (`name=value`).
+    pub fn tripped(&self) -> Option<&str> {
+        self.state.tripped.as_deref()
     }
 
     /// Answers to denied messages that must go to the client now (nothing was pending before
@@ -699,14 +723,36 @@ impl State {
         Step::Replace(out.freeze())
     }
 
-    /// Asks the policy about a Query or Parse; `None` when there is none or it forwards.
-    fn check_statement(&mut self, sql: &[u8], name: Option<&[u8]>) -> Option<Bytes> {
+    /// Asks the policy about a Query or Parse: `Err(answer)` to deny, else the statement's
+    /// classes when a policy knows them.
+    fn check_statement(&mut self, sql: &[u8], name: Option<&[u8]>) -> Result<Option<u32>, Bytes> {
         if self.client_copy_in {
             // the server takes it for a protocol violation inside the copy and does not run it
-            return None;
+            return Ok(None);
         }
         let allow_mask = self.allow_mask;
-        match self.policy.as_mut()?.statement(sql, name, allow_mask) {
+        let Some(policy) = self.policy.as_mut() else { return Ok(None) };
+        match policy.statement(sql, name, allow_mask) {
+            (Decision::Forward, mask) => Ok(mask),
+            (Decision::Deny(error), _) => Err(error),
+        }
+    }
+
+    /// Asks the policy about a Bind of `statement` whose classes (when known) are no longer all
+    /// allowed, or that this session did not Parse (a SQL-level PREPARE): `Some(answer)` to deny.
+    fn check_bind(&mut self, statement: &[u8]) -> Option<Bytes> {
+        if self.client_copy_in {
+            return None;
+        }
+        let mask = match self.statements.get(statement) {
+            Some(s) => s.mask?,
+            None => u32::MAX,
+        };
+        if mask != u32::MAX && mask & !self.allow_mask == 0 {
+            return None;
+        }
+        let known = (mask != u32::MAX).then_some(mask);
+        match self.policy.as_mut()?.bind(known, statement) {
             Decision::Forward => None,
             Decision::Deny(error) => Some(error),
         }
@@ -758,7 +804,7 @@ impl State {
         match f.code {
             Query::CODE => {
                 let q = Query::from_bytes(&f.body())?;
-                if let Some(error) = self.check_statement(&q.sql, None) {
+                if let Err(error) = self.check_statement(&q.sql, None) {
                     self.deny(error, true);
                     return Ok(Step::Replace(Bytes::new()));
                 }
@@ -767,21 +813,32 @@ impl State {
             Parse::CODE => {
                 let p = Parse::from_bytes(&retain(f.body(), f.chunk.len()))?;
                 let name = (!p.name.is_empty()).then_some(&p.name[..]);
-                if let Some(error) = self.check_statement(&p.sql, name) {
-                    self.deny(error, false);
-                    self.client_skip = true;
-                    return Ok(Step::Replace(Bytes::new()));
-                }
+                let mask = match self.check_statement(&p.sql, name) {
+                    Ok(mask) => mask,
+                    Err(error) => {
+                        self.deny(error, false);
+                        self.client_skip = true;
+                        return Ok(Step::Replace(Bytes::new()));
+                    }
+                };
                 let statement = Arc::new(PreparedStatement {
                     name: p.name.clone(),
                     sql: p.sql,
                     row_description: OnceLock::new(),
+                    mask,
                 });
                 self.statements.insert(p.name, Arc::clone(&statement));
                 self.push(Request::Parse(statement, now));
             }
             Bind::CODE => {
                 let b = Bind::from_bytes(&retain(f.body(), f.chunk.len()))?;
+                if self.policy.is_some() {
+                    if let Some(error) = self.check_bind(&b.statement) {
+                        self.deny(error, false);
+                        self.client_skip = true;
+                        return Ok(Step::Replace(Bytes::new()));
+                    }
+                }
                 let portal = Arc::new(Portal {
                     name: b.portal.clone(),
                     statement: self.statements.get(&b.statement).cloned(),
@@ -987,11 +1044,29 @@ impl State {
                 }
             }
             CopyDone::CODE => self.copy = None,
-            // ParameterStatus, ParameterDescription, unknown types:
-            // forwarded, nothing to track.
+            ParameterStatus::CODE => {
+                if !self.param_guard.is_empty() {
+                    let p = ParameterStatus::from_bytes(&f.body())?;
+                    self.guard_parameter(&p.name, &p.value);
+                }
+            }
+            // ParameterDescription, unknown types: forwarded, nothing to track.
             _ => {}
         }
         Ok(Step::Keep)
+    }
+
+    fn guard_parameter(&mut self, name: &[u8], value: &[u8]) {
+        if self.tripped.is_some() {
+            return;
+        }
+        let Some((_, accepted)) = self.param_guard.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) else {
+            return;
+        };
+        if !accepted.iter().any(|v| v.eq_ignore_ascii_case(value)) {
+            self.tripped =
+                Some(format!("{}={}", String::from_utf8_lossy(name), String::from_utf8_lossy(value)));
+        }
     }
 
     /// The current result set (or copy) ended.

@@ -203,6 +203,22 @@ impl PgSession {
         self.inner.set_policy(Some(policy), allow_mask);
     }
 
+    /// Guards server parameters: `[(name, [accepted values])]` (ASCII case-insensitive).
+    fn set_param_guard(&mut self, guard: Vec<(String, Vec<String>)>) {
+        self.inner.set_param_guard(
+            guard
+                .into_iter()
+                .map(|(n, vs)| (n.into_bytes(), vs.into_iter().map(String::into_bytes).collect()))
+                .collect(),
+        );
+    }
+
+    /// The guarded parameter the server reported with a value not accepted (`name=value`).
+    #[getter]
+    fn tripped(&self) -> Option<String> {
+        self.inner.tripped().map(str::to_owned)
+    }
+
     /// Classes the session may run without asking the check.
     #[getter]
     fn get_allow_mask(&self) -> u32 {

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from hoopgw import _core
 from hoopgw.policy import ALL, classes_of, mask_of
 from hoopgw.policy._engine import Decision, policies_for, refusal
+from hoopgw.policy._settings import SAFE_PG_ENCODINGS
 
 if TYPE_CHECKING:
     from hoopgw.identity import Principal
@@ -57,12 +58,51 @@ class StatementGuard:
             return f'hoopgw: no policy gives {who} access to connection "{self.connection}" at this time'
         return None
 
+    @property
+    def checks_statements(self) -> bool:
+        """Whether statements are classified and checked (not for a caller allowed ``*`` always)."""
+        return self.verdicts.allow_mask != ALL or self.policy.windowed
+
     def upstream_settings(self, settings: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The client's settings, plus a read-only session when no policy lets this caller write."""
+        """The client's settings, plus what the gateway's parse relies on, plus a read-only session
+        when no policy lets this caller write (startup values: ``RESET ALL`` returns to them)."""
         out = list(settings)
+        if self.checks_statements:
+            out.append(("standard_conforming_strings", "on"))
         if not self.policy.may_write:
             out.append(("default_transaction_read_only", "on"))
         return out
+
+    def parameter_guard(self, reported: dict[str, str]) -> list[tuple[str, list[str]]]:
+        """Server parameters that must keep these values for the session's checks to hold.
+
+        ``reported`` are the upstream's ParameterStatus values after login. The gateway parses
+        statements with standard_conforming_strings on, in an ASCII-safe client encoding; a reader's
+        session must stay read-only; the session must not become someone else.
+        """
+        if not self.checks_statements:
+            return []
+        guard = [
+            ("standard_conforming_strings", ["on"]),
+            ("client_encoding", list(SAFE_PG_ENCODINGS)),
+        ]
+        if not self.policy.may_write:
+            guard.append(("default_transaction_read_only", ["on"]))
+        for name in ("session_authorization", "is_superuser"):
+            if name in reported:
+                guard.append((name, [reported[name]]))
+        return guard
+
+    def upstream_refusal(self, reported: dict[str, str]) -> str | None:
+        """Why the upstream session as opened breaks a guard (None: it does not)."""
+        for name, accepted in self.parameter_guard(reported):
+            value = reported.get(name)
+            if value is not None and value.lower() not in {a.lower() for a in accepted}:
+                return (
+                    f"upstream {self.connection!r} reports {name}={value}: hoopgw cannot check statements "
+                    "safely in that session"
+                )
+        return None
 
     @property
     def read_only(self) -> bool:
@@ -72,7 +112,7 @@ class StatementGuard:
         """Install the check on ``state`` and arm the window and credential-expiry timers."""
         self._state = state
         gw = self.session.listener.gateway
-        if self.verdicts.allow_mask != ALL or self.policy.windowed:
+        if self.checks_statements:
             state.set_policy(gw.sql_cache, self.check, self.verdicts.allow_mask)
         self._arm_window()
         expires = self.principal.expires_at
@@ -112,7 +152,14 @@ class StatementGuard:
 
     # -- the check ---------------------------------------------------------------------------------
     def check(self, sql: str | None, cached: int, name: str | None) -> tuple[int, bool, bytes | None]:
-        """Called by the core: ``(class mask, cacheable, ErrorResponse or None to forward)``."""
+        """Called by the core: ``(class mask, cacheable, ErrorResponse or None to forward)``.
+
+        ``sql`` is a Query's or Parse's text; None with a ``name`` is a Bind of that statement whose
+        classes (``cached``, or -1 for a statement from a SQL PREPARE) are not all allowed now; None
+        without a name is a FunctionCall.
+        """
+        if sql is None and name is not None:
+            return self._bind(cached, name)
         classifier = self.session.listener.gateway.classifier
         found: Classification | None = None
         if sql is None:
@@ -137,16 +184,31 @@ class StatementGuard:
             found = classifier.classify(sql, self.prepared)  # for the reasons in the error detail
         return mask, cacheable, self._refuse(sql, decision, found)
 
+    def _bind(self, cached: int, name: str) -> tuple[int, bool, bytes | None]:
+        classes = classes_of(cached) if cached >= 0 else self.prepared.get(name)
+        if classes is None:
+            return 0, False, None  # never prepared through the gateway: the server refuses the Bind
+        decision = self.verdicts.decide(classes)
+        if decision.verdict == "allow":
+            return mask_of(classes), False, None
+        return (
+            mask_of(classes),
+            False,
+            self._refuse(None, decision, None, what=f"<bind of statement {name!r}>"),
+        )
+
     def _remember(self, name: str, classes: frozenset[str]) -> None:
         self.prepared[name] = self.prepared.get(name, frozenset()) | classes
 
-    def _refuse(self, sql: str | None, decision: Decision, found: Classification | None) -> bytes:
+    def _refuse(
+        self, sql: str | None, decision: Decision, found: Classification | None, what: str | None = None
+    ) -> bytes:
         who, session = self.principal.subject, self.session
         message, hint = refusal(decision, who, self.connection)
         reasons = found.reasons if found is not None else ()
         detail = "; ".join(reasons) if reasons else None
         masker = session.listener.masker
-        text = "<fast-path function call>" if sql is None else sql[:_RECORD_SQL_MAX]
+        text = (what or "<fast-path function call>") if sql is None else sql[:_RECORD_SQL_MAX]
         if masker is not None and sql is not None:
             text = masker.mask_text(text)
         session.listener.gateway.writer.event(

@@ -189,6 +189,9 @@ class PgClientSession:
         except UpstreamError as exc:
             raise _Refuse("08001", f"cannot reach upstream {conn_cfg.name!r}", detail=str(exc)) from None
         self.upstream = upstream
+        refused = guard.upstream_refusal(upstream.parameters)
+        if refused is not None:
+            raise _Refuse("42501", refused)
         secret = self.listener.cancels.register(
             CancelTarget(upstream.host, upstream.port, upstream.process_id, upstream.secret_key)
         )
@@ -284,6 +287,7 @@ class PgClientSession:
         self.state = _core.PgSession(gw.config.gateway.max_message_size, self.listener.masker)
         assert self.guard is not None
         self.guard.start(self.state)
+        self.state.set_param_guard(self.guard.parameter_guard(self.upstream.parameters))
         up = self.upstream.conn
         up.relay(self.client, self._on_server_data, self._on_server_lost)
         self.client.relay(up, self._on_client_data, self._on_client_lost)
@@ -321,6 +325,9 @@ class PgClientSession:
             return
         if forward:
             self.client.write(forward)
+        if state.tripped is not None:
+            self._guard_tripped(state.tripped)
+            return
         if state.catalog_request is not None and self._catalog_task is None:
             self._start_catalog_lookup()
         if done is not None:
@@ -379,6 +386,22 @@ class PgClientSession:
             return  # the client is slow: its resume_writing() restarts the upstream
         if transport is not None and not up.conn.closed:
             transport.resume_reading()
+
+    def _guard_tripped(self, change: str) -> None:
+        """The server changed a setting the policy checks rely on: end the session now."""
+        gw = self.listener.gateway
+        gw.writer.event(self.session_id, "guard_tripped", {"parameter": change})
+        log.warning(
+            "session ended: guarded setting changed", extra={"session": self.session_id, "change": change}
+        )
+        self._cancel_orphaned_work()
+        self._refuse(
+            "42501",
+            f"hoopgw ended the session: the server reported {change}, which the gateway's statement "
+            "checks do not allow",
+        )
+        if self.upstream is not None:
+            self.upstream.conn.abort()
 
     def _protocol_error(self, side: str, exc: PgProtocolError) -> None:
         gw = self.listener.gateway
