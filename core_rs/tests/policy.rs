@@ -506,3 +506,29 @@ fn a_bind_is_checked_again_when_its_classes_are_no_longer_allowed() {
     assert_eq!(client(&mut s, &read), (read.clone(), None));
     assert_eq!(count(), n + 1, "only the named Parse");
 }
+
+#[test]
+fn a_guarded_parameter_changed_by_the_server_trips_the_session() {
+    use hoopgw_core::pg::messages::parameter_status::ParameterStatus;
+    let status = |n: &str, v: &str| ParameterStatus { name: b(n), value: b(v) };
+    let mut s = Session::new(MAX);
+    s.set_param_guard(vec![
+        (b"standard_conforming_strings".to_vec(), vec![b"on".to_vec()]),
+        (b"client_encoding".to_vec(), vec![b"UTF8".to_vec(), b"LATIN1".to_vec()]),
+    ]);
+    // accepted values (ASCII case-insensitive) and other parameters pass
+    server(
+        &mut s,
+        &cat(&[&status("Standard_Conforming_Strings", "ON"), &status("client_encoding", "latin1")]),
+    );
+    server(&mut s, &cat(&[&status("application_name", "x"), &status("TimeZone", "UTC")]));
+    assert_eq!(s.tripped(), None);
+    // the frame is still forwarded; the caller ends the session
+    let frame = cat(&[&status("client_encoding", "SJIS"), &status("standard_conforming_strings", "off")]);
+    assert_eq!(server(&mut s, &frame), frame);
+    assert_eq!(s.tripped(), Some("client_encoding=SJIS"), "the first change is reported");
+    // without a guard nothing trips
+    let mut plain = Session::new(MAX);
+    server(&mut plain, &cat(&[&status("standard_conforming_strings", "off")]));
+    assert_eq!(plain.tripped(), None);
+}

@@ -1044,11 +1044,9 @@ impl State {
                 }
             }
             CopyDone::CODE => self.copy = None,
-            ParameterStatus::CODE => {
-                if !self.param_guard.is_empty() {
-                    let p = ParameterStatus::from_bytes(&f.body())?;
-                    self.guard_parameter(&p.name, &p.value);
-                }
+            ParameterStatus::CODE if !self.param_guard.is_empty() => {
+                let p = ParameterStatus::from_bytes(&f.body())?;
+                self.guard_parameter(&p.name, &p.value);
             }
             // ParameterDescription, unknown types: forwarded, nothing to track.
             _ => {}
