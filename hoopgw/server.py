@@ -18,6 +18,7 @@ from hoopgw.errors import HoopError
 from hoopgw.identity import ApiKeyStore, Authenticator
 from hoopgw.masking import build_maskers, masking_key
 from hoopgw.policy._classify import Classifier
+from hoopgw.policy._engine import connections_without_policy
 from hoopgw.proxy._tls import server_context
 from hoopgw.proxy.pg import CancelRegistry, PgListener
 
@@ -87,6 +88,9 @@ class Gateway:
             await self._shutdown(0.0)
             return 1
         log.info("gateway ready", extra={"connections": [lst.cfg.name for lst in self.listeners]})
+        for name in connections_without_policy(self.config):
+            log.warning("no policy names this connection: every login to it will be refused",
+                        extra={"connection": name})  # fmt: skip
         warm_up = asyncio.create_task(self.authenticator.warm_up())  # OIDC discovery and keys, never fatal
         await self._stop.wait()
         warm_up.cancel()

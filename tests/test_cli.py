@@ -57,6 +57,18 @@ def test_check_ok(config_file: Path) -> None:
     result = hoopgw("check", "-c", config_file, env={"HOOPGW_TEST_PW": "x"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == f"OK: {config_file} (1 connection)\n"
+    # no policy names the connection: valid, but every login would be refused, so say so
+    assert "[[policy]]" not in CONFIG
+    assert result.stderr == (
+        f'{config_file}: warning: no [[policy]] names connection "bankdb" and it has no defaults: '
+        "every login to it will be refused\n"
+    )
+    with_policy = (
+        CONFIG + '[[policy]]\nname = "p"\nsubjects = ["group:a"]\nconnections = ["*"]\nallow = ["read"]\n'
+    )
+    config_file.write_text(with_policy)
+    result = hoopgw("check", "-c", config_file, env={"HOOPGW_TEST_PW": "x"})
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_check_uses_env_and_default_paths(config_file: Path) -> None:

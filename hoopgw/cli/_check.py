@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from hoopgw.cli._common import Subparsers, config_path, format_problem, new_parser
 from hoopgw.config import check_config, secret_problems
 from hoopgw.errors import ConfigError
+from hoopgw.policy._engine import connections_without_policy
 
 
 def register(subparsers: Subparsers) -> None:
@@ -39,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED: {path}: {', '.join(parts)}")
         return 1
     assert config is not None
+    for name in connections_without_policy(config):
+        print(
+            f'{path}: warning: no [[policy]] names connection "{name}" and it has no defaults: '
+            "every login to it will be refused",
+            file=sys.stderr,
+        )
     n = len(config.connections)
     print(f"OK: {path} ({n} connection{'s' * (n != 1)})")
     return 0

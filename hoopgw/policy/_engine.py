@@ -179,6 +179,18 @@ def policies_for(config: Config, principal: Principal, connection: str) -> Sessi
     return SessionPolicy(counted)
 
 
+def connections_without_policy(config: Config) -> list[str]:
+    """Connections no policy names and without ``defaults``: every login to them is refused."""
+    named: set[str] = set()
+    for policy in config.policies:
+        named.update(policy.connections)
+    return [
+        c.name
+        for c in config.connections
+        if c.name not in named and "*" not in named and getattr(c, "defaults", None) is None
+    ]
+
+
 # -- time windows ------------------------------------------------------------------------------------
 def window_open(window: TimeWindow, now: dt.datetime) -> bool:
     """True when ``now`` falls inside ``window`` (overnight ranges belong to the day they start on)."""
