@@ -355,3 +355,12 @@ def test_parse_duration_rejects(text: str) -> None:
 def test_listen_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=r"."):
         Listen.parse(text)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8009", "10.1.2.3:8009", "[::]:8009"])
+def test_the_plain_http_api_stays_on_loopback(tmp_path: Path, listen: str) -> None:
+    path = write(tmp_path, f'[gateway]\napi_listen = "{listen}"\n')
+    _, problems, _ = check_config(path)
+    assert [(k, r.split(":")[0]) for _f, k, r in problems] == [
+        ("gateway.api_listen", "the control API speaks plain HTTP (bearer tokens, new API keys)")
+    ]

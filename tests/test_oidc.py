@@ -141,6 +141,12 @@ def test_refused_tokens(idp: Idp) -> None:
         ),
         "groups of the wrong type": (idp.mint(sub="m", groups=7), "'groups' claim is not a string or a list"),
         "garbage": ("eyJhbGciOiJSUzI1NiJ9.!!!.###", "malformed"),
+        "several audiences, issued to another client": (
+            idp.mint(sub="m", aud=["other", "hoopgw"], azp="other"),
+            "several audiences",
+        ),
+        "several audiences, no azp": (idp.mint(sub="m", aud=["other", "hoopgw"]), "several audiences"),
+        "exp as a string": (idp.mint(sub="m", exp=str(now + 600)), "'exp'"),
     }
     for name, (token, reason) in cases.items():
         try:
@@ -155,6 +161,11 @@ def test_too_long_token_refused_without_fetching(fresh_idp: Idp) -> None:
     # Tokens of another issuer do not make the gateway fetch keys either.
     refused(verifier(fresh_idp), fresh_idp.mint(sub="m", iss="https://x.example"), "not issued by")
     assert fresh_idp.stats()["jwks"] == 0 and fresh_idp.stats()["discovery"] == 0
+
+
+def test_several_audiences_need_us_as_authorized_party(idp: Idp) -> None:
+    [p] = verify(verifier(idp), idp.mint(sub="a", aud=["other", "hoopgw"], azp="hoopgw"))
+    assert p.subject == "a"
 
 
 def test_leeway(idp: Idp) -> None:

@@ -85,13 +85,24 @@ def _create_args(body: object) -> tuple[str, list[str], float]:
         raise HttpError(400, str(exc)) from None
 
 
+def _admin_subject(admins: Sequence[str], name: str, groups: Sequence[str]) -> str | None:
+    """The ``gateway.admins`` entry a key called ``name`` in ``groups`` would match, if any."""
+    probe = Principal(subject=name, groups=frozenset(groups), auth="apikey")
+    return next((a for a in admins if probe.matches(a)), None)
+
+
 def key_routes(api: KeyApi) -> list[BaseRoute]:
     """The ``/api/keys`` routes bound to ``api``."""
 
     @endpoint
     async def create(request: Request) -> Response:
         principal = await api.admin(request)
+        if principal.auth == "apikey":
+            # a key minting keys would outlive its own revocation: only people create keys
+            raise HttpError(403, "API keys cannot create API keys (use a person's token)")
         name, groups, expires_in = _create_args(await read_json(request))
+        if admin := _admin_subject(api.admins, name, groups):
+            raise HttpError(403, f"an API key cannot be a gateway admin ({admin} is in gateway.admins)")
         by = principal_ref(principal)
         try:
             record, key = await asyncio.to_thread(create_key, api.store, name, groups, expires_in, by)

@@ -56,6 +56,17 @@ class GatewayConfig(BaseModel):
             value = base / value
         return Path(value).absolute()
 
+    @field_validator("api_listen")
+    @classmethod
+    def _api_on_loopback(cls, value: Listen | None) -> Listen | None:
+        if value is not None and not is_loopback_host(value.host):
+            raise PydanticCustomError(
+                "api_listen",
+                "the control API speaks plain HTTP (bearer tokens, new API keys): listen on a loopback "
+                "address such as 127.0.0.1:8009 and put a TLS proxy in front for remote use",
+            )
+        return value
+
     @model_validator(mode="after")
     def _tls_pair(self) -> GatewayConfig:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from hoopgw.errors import AuthError, StoreError
 from hoopgw.identity._keystore import ApiKeyRecord, ApiKeyStore, check_expiry, check_groups, check_name
 from hoopgw.identity._principal import Principal
+
+log = logging.getLogger("hoopgw.identity")
 
 PREFIX = "hoopgw_"
 ID_LENGTH = 12
@@ -167,7 +170,11 @@ class ApiKeyVerifier:
     def verify_now(self, secret: str, now: float) -> Principal:
         """Synchronous check of ``secret`` at time ``now``."""
         parsed = parse_key(secret)
-        record = self.store.lookup(parsed.key_id)
+        try:
+            record = self.store.lookup(parsed.key_id)
+        except StoreError as exc:  # a refusal with a reason, not a crash of the login
+            log.warning("API key store unavailable", extra={"error": str(exc)})
+            raise ApiKeyError("API keys cannot be checked now (the key store is unavailable)") from None
         # Compare even when the id is unknown, so both refusals take the same time.
         stored = record.hash if record is not None else b"\0" * 32
         if not hmac.compare_digest(stored, key_hash(secret)) or record is None:

@@ -119,6 +119,15 @@ class OidcVerifier:
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
         cfg = self.cfg
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise TokenError("token 'exp' claim is not a number")
+        aud = claims.get("aud")
+        if isinstance(aud, list) and len(aud) > 1:
+            # OIDC Core 3.1.3.7: with several audiences the authorized party must be this client
+            client = cfg.client_id or cfg.audience
+            if claims.get("azp") not in (cfg.audience, client):
+                raise TokenError("token has several audiences and was not issued to this gateway (azp)")
         subject = claims.get(cfg.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise TokenError(f"token has no {cfg.subject_claim!r} claim naming the user")

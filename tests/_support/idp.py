@@ -378,7 +378,7 @@ class Idp:
 
     def mint(
         self,
-        aud: str | None = "hoopgw",
+        aud: str | list[str] | None = "hoopgw",
         *,
         alg: str = "RS256",
         kid: str | None = None,
