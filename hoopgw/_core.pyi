@@ -151,7 +151,7 @@ class PgSession:
         check: Callable[[str | None, int, str | None], tuple[int, bool, bytes | None]],
         allow_mask: int,
     ) -> None:
-        """Check each Query, Parse, Bind and FunctionCall (outside COPY-in) before forwarding it.
+        """Check each Query, Parse, Bind and FunctionCall (also inside COPY-in) before forwarding it.
 
         ``check(sql, cached, name) -> (mask, cacheable, error)``: ``sql`` is the text (None for a
         FunctionCall), ``cached`` the class mask cached for its shape or -1, ``name`` the statement

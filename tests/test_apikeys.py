@@ -461,6 +461,18 @@ def test_bad_keys_are_refused(gw: Gateway, case: str) -> None:
     assert bad not in gw.log_text()
 
 
+def test_the_cli_never_sends_the_token_through_a_proxy(gw: Gateway) -> None:
+    # a proxy from the environment would see the admin's bearer token and every new key: the CLI
+    # talks to the gateway directly (here the "proxy" is a closed port: using it would fail)
+    from hoopgw._pgcluster import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {"http_proxy": dead, "HTTP_PROXY": dead, "https_proxy": dead, "no_proxy": "", "NO_PROXY": ""}
+    res = _keys(gw, "list", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert isinstance(json.loads(res.stdout), list)
+
+
 def test_no_key_reaches_the_store_or_the_log(gw: Gateway) -> None:
     """Runs after the tests above: every key they created, used and refused."""
     assert len(CREATED) >= 9
@@ -489,15 +501,3 @@ def test_help(gateway_factory: GatewayFactory, command: list[str]) -> None:
     assert res.returncode == 0 and f"usage: hoopgw keys {' '.join(command)}".strip() in res.stdout
     if command:
         assert "--token" in res.stdout and "-c FILE, --config FILE" in res.stdout
-
-
-def test_the_cli_never_sends_the_token_through_a_proxy(gw: Gateway) -> None:
-    # a proxy from the environment would see the admin's bearer token and every new key: the CLI
-    # talks to the gateway directly (here the "proxy" is a closed port: using it would fail)
-    from hoopgw._pgcluster import free_port
-
-    dead = f"http://127.0.0.1:{free_port()}"
-    env = {"http_proxy": dead, "HTTP_PROXY": dead, "https_proxy": dead, "no_proxy": "", "NO_PROXY": ""}
-    res = _keys(gw, "list", "--json", env=env)
-    assert res.returncode == 0, res.stderr
-    assert isinstance(json.loads(res.stdout), list)

@@ -7,6 +7,7 @@ session, and the upstream data is unchanged (read back as the DBA straight from 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import time
 import uuid
@@ -346,3 +347,32 @@ def test_upstream_defaults_cannot_loosen_the_parse(gateway_factory: Any, pg: Tes
         # with the database default (off) the server would see a DROP after the string
         conn.execute("SELECT 'a\\' -- ' ; DROP TABLE victim; --")
     assert pg.psql("SELECT count(*) FROM victim", db=db, user="app") == "1"
+
+
+def test_a_closing_time_window_ends_the_session(gateway_factory: Any, pg: TestPg, table: str) -> None:
+    """Cursors, portals and prepared statements opened inside a window must not outlive it."""
+    now = dt.datetime.now(dt.UTC)
+    if now.second > 50:  # keep at least ~10 s of window for the set-up
+        time.sleep(61 - now.second)
+        now = dt.datetime.now(dt.UTC)
+    minute = now.hour * 60 + now.minute
+    start, end = max(minute - 1, 0), minute + 1
+    hours = f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+    windowed = {
+        "name": "night-shift",
+        "subjects": ["group:shift"],
+        "connections": ["*"],
+        "allow": ["write"],
+        "window": {"hours": hours, "timezone": "UTC"},
+    }
+    gw = gateway_factory(extra={"policy": [READERS, windowed]})
+    closes = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    with psycopg.connect(gw.conninfo(user="sam", groups=("readers", "shift"))) as conn:
+        conn.execute(f"DECLARE c CURSOR FOR SELECT nextval('{table}_seq') FROM generate_series(1, 100)")
+        assert conn.execute("FETCH 1 FROM c").fetchone() is not None  # inside the window: allowed
+        time.sleep(max(0.0, (closes - dt.datetime.now(dt.UTC)).total_seconds()) + 1.0)
+        with pytest.raises(psycopg.Error, match="time window closed"):
+            conn.execute("FETCH 10 FROM c")
+    assert pg.psql(f"SELECT last_value FROM {table}_seq", user="app") == "1"
+    closed = events(gw, "policy_window_closed")
+    assert closed and closed[0]["classes"] == ["write"]

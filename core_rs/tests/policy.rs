@@ -413,16 +413,22 @@ fn a_malformed_error_from_the_check_denies_with_xx000() {
 }
 
 #[test]
-fn copy_in_data_is_not_checked_and_terminate_passes_a_skip() {
+fn statements_inside_copy_in_are_checked_and_terminate_passes_a_skip() {
     use hoopgw_core::pg::messages::copy::{CopyData, CopyDirection, CopyDone, CopyResponse};
     let (mut s, rec) = session(None);
     client(&mut s, &cat(&[&query("select 1")]));
     let copy_in = CopyResponse { direction: CopyDirection::In, format: 0, column_formats: vec![] };
-    // the server announces copy-in for the (allowed) query; messages in the copy stream pass
+    // the server announces copy-in for the (allowed) query; copy data passes unchecked, but a
+    // statement in the copy stream is checked: a bad row ends the copy on the server's side and
+    // the server then runs what follows before the gateway sees its error
     server(&mut s, &cat(&[&copy_in]));
-    let data = cat(&[&CopyData { data: b("1\n") }, &query("drop table t"), &CopyDone]);
-    assert_eq!(client(&mut s, &data), (data, None));
-    assert_eq!(rec.count(), 1);
+    let data = cat(&[&CopyData { data: b("notanint\n") }, &query("drop table t"), &CopyDone]);
+    let (fwd, reply) = client(&mut s, &data);
+    assert_eq!(fwd, cat(&[&CopyData { data: b("notanint\n") }, &CopyDone]));
+    assert_eq!(reply, None, "answered in its place, after the copy's own answer");
+    assert_eq!(rec.count(), 2);
+    let answer = server(&mut s, &cat(&[&server_error("22P02", "bad row"), &ready(b'I')]));
+    assert!(answer.ends_with(&denied_then_ready(b'I')), "the denial follows the copy's error");
     // Terminate is honoured in the middle of a dropped batch
     let (mut s, _) = session(None);
     let wire = cat(&[&parse("", "delete from t"), &bind("", ""), &Terminate]);

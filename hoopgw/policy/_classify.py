@@ -490,10 +490,7 @@ def _dml(verb: str, where_matters: bool) -> _Handler:
     kind = f"{verb.capitalize()}Stmt"
 
     def handle(walk: _Walk, body: _Body, top: bool) -> None:
-        relation = body.get("relation")
-        if isinstance(relation, dict) and str(relation.get("relname", "")).lower() == "pg_settings":
-            # the pg_settings view's update rule calls set_config(): a SET by another name
-            walk.add("admin", f"{verb} of pg_settings changes server settings")
+        _system_target(walk, body.get("relation"), verb)
         if where_matters and "whereClause" not in body:
             walk.add("write", f"{verb} without WHERE")
             walk.add("write-without-where", f"{verb} without WHERE")
@@ -504,7 +501,35 @@ def _dml(verb: str, where_matters: bool) -> _Handler:
     return handle
 
 
+def _system_target(walk: _Walk, relation: Any, verb: str) -> None:
+    """A write into a system catalog (``pg_catalog.*``, any ``pg_*`` name) is admin: updating
+    ``pg_settings`` runs set_config(), and a privileged upstream role could edit ``pg_authid``."""
+    if not isinstance(relation, dict):
+        return
+    name = str(relation.get("relname", "")).lower()
+    schema = str(relation.get("schemaname", "")).lower()
+    if name == "pg_settings":
+        walk.add("admin", f"{verb} of pg_settings changes server settings")
+    elif schema in ("pg_catalog", "information_schema") or name.startswith("pg_"):
+        walk.add("admin", f"{verb} of system catalog {name}")
+
+
+def _relation(walk: _Walk, body: _Body, top: bool) -> None:
+    """A table reference: the views over the server's own configuration files are admin."""
+    name = str(body.get("relname", "")).lower()
+    if name in _CONFIG_FILE_VIEWS:
+        walk.add("admin", f"reads {name} (server configuration files)", function=True)
+    walk.fields("RangeVar", body)
+
+
+#: Views that read the server's configuration files (like the pg_read_file family).
+_CONFIG_FILE_VIEWS = frozenset({"pg_hba_file_rules", "pg_ident_file_mappings", "pg_file_settings"})
+
+
 def _truncate(walk: _Walk, body: _Body, top: bool) -> None:
+    for relation in body.get("relations", ()):
+        if isinstance(relation, dict):
+            _system_target(walk, relation.get("RangeVar", relation), "TRUNCATE")
     walk.add("write", "TRUNCATE")
     walk.add("write-without-where", "TRUNCATE")
     walk.fields("TruncateStmt", body)
@@ -516,6 +541,7 @@ def _copy(walk: _Walk, body: _Body, top: bool) -> None:
     elif "filename" in body:
         walk.add("admin", "COPY with a server file")
     if body.get("is_from"):
+        _system_target(walk, body.get("relation"), "COPY FROM")
         walk.add("write", "COPY FROM")
     elif "query" in body:
         walk.statement(body["query"])
@@ -769,6 +795,7 @@ _HANDLERS: dict[str, _Handler] = {
     "DeleteStmt": _dml("DELETE", where_matters=True),
     "MergeStmt": _dml("MERGE", where_matters=False),
     "TruncateStmt": _truncate,
+    "RangeVar": _relation,
     "LockStmt": _write("LOCK", "LockStmt"),
     "CallStmt": _write("CALL", "CallStmt"),
     "NotifyStmt": _write("NOTIFY", "NotifyStmt"),
@@ -789,7 +816,6 @@ _HANDLERS: dict[str, _Handler] = {
     "A_Indirection": _indirection,
     "A_Const": _leaf,
     "String": _leaf,
-    "RangeVar": _leaf,
     "ParamRef": _leaf,
     "A_Star": _leaf,
     "RoleSpec": _leaf,

@@ -7,8 +7,13 @@ from __future__ import annotations
 #: server's WAL, replication or statistics state.
 DEFAULT_ADMIN_FUNCTIONS = frozenset(
     {
-        # server files
+        # server files (and the functions behind the configuration-file views)
         "pg_read_file",
+        "pg_read_file_old",
+        "pg_current_logfile",
+        "pg_show_all_file_settings",
+        "pg_hba_file_rules",
+        "pg_ident_file_mappings",
         "pg_read_binary_file",
         "pg_ls_dir",
         "pg_stat_file",
@@ -27,11 +32,15 @@ DEFAULT_ADMIN_FUNCTIONS = frozenset(
         "pg_file_unlink",
         "pg_file_sync",
         "pg_logdir_ls",
+        "pg_file_read",
+        "pg_file_length",
+        "pg_logfile_rotate",
         # other backends and the server process
         "pg_terminate_backend",
         "pg_cancel_backend",
         "pg_reload_conf",
         "pg_rotate_logfile",
+        "pg_rotate_logfile_old",
         "pg_log_backend_memory_contexts",
         "pg_promote",
         # WAL, backups, replication
@@ -63,8 +72,23 @@ DEFAULT_ADMIN_FUNCTIONS = frozenset(
         "pg_replication_origin_session_reset",
         "pg_replication_origin_xact_setup",
         "pg_replication_origin_xact_reset",
+        # planner statistics written by hand (PostgreSQL 18), standby snapshots (16)
+        "pg_set_relation_stats",
+        "pg_restore_relation_stats",
+        "pg_clear_relation_stats",
+        "pg_set_attribute_stats",
+        "pg_restore_attribute_stats",
+        "pg_clear_attribute_stats",
+        "pg_log_standby_snapshot",
+        # extensions: background workers running SQL text, the shared buffer cache
+        "pg_background_launch",
+        "pg_buffercache_evict",
+        "pg_buffercache_evict_relation",
+        "pg_buffercache_evict_all",
+        "pg_prewarm",
         # statistics resets
         "pg_stat_reset",
+        "pg_stat_reset_backend_stats",
         "pg_stat_reset_shared",
         "pg_stat_reset_single_table_counters",
         "pg_stat_reset_single_function_counters",

@@ -28,10 +28,23 @@ PROTECTED_SETTINGS = frozenset(
         # the gateway parses with standard_conforming_strings on and backslash_quote off
         "standard_conforming_strings",
         "backslash_quote",
+        # hide the session from monitoring, or crash / write files on the server
+        "compute_query_id",
+        "max_stack_depth",
+        "jit_dump_bitcode",
     }
 )
 #: Prefixes of protected setting names (logging, tracing, audit extensions, the gateway's own).
-PROTECTED_PREFIXES = ("log_", "debug_", "trace_", "track_", "pgaudit.", "hoop.")
+PROTECTED_PREFIXES = (
+    "log_",
+    "debug_",
+    "trace_",
+    "track_",
+    "pgaudit.",
+    "hoop.",
+    "pg_stat_statements.",
+    "auto_explain.",
+)
 
 # Every encoding PostgreSQL accepts as a *server* encoding is ASCII-safe: no byte of a multi-byte
 # character is below 0x80, so a quote or backslash byte is always that character. The client-only

@@ -2,7 +2,8 @@
 //!
 //! The gateway classifies statements (Python, with PostgreSQL's own parser) into a class mask and
 //! decides on them; the session asks it through a [`Check`], per frontend message after
-//! authentication (never inside a COPY-in stream):
+//! authentication (also inside a COPY-in stream, where a bad row may end the copy on the
+//! server's side before the gateway knows):
 //!
 //! - `Query`, and `Parse` of the unnamed statement: the key of the SQL's shape
 //!   ([`normalize`]) is looked up in the shared [`SqlCache`]. A cached mask inside the session's

@@ -725,11 +725,10 @@ impl State {
 
     /// Asks the policy about a Query or Parse: `Err(answer)` to deny, else the statement's
     /// classes when a policy knows them.
+    ///
+    /// Checked even while the client is in COPY-in: a bad row makes the server leave the copy on
+    /// its own and run what the client sent after it, before the gateway sees its ErrorResponse.
     fn check_statement(&mut self, sql: &[u8], name: Option<&[u8]>) -> Result<Option<u32>, Bytes> {
-        if self.client_copy_in {
-            // the server takes it for a protocol violation inside the copy and does not run it
-            return Ok(None);
-        }
         let allow_mask = self.allow_mask;
         let Some(policy) = self.policy.as_mut() else { return Ok(None) };
         match policy.statement(sql, name, allow_mask) {
@@ -741,9 +740,6 @@ impl State {
     /// Asks the policy about a Bind of `statement` whose classes (when known) are no longer all
     /// allowed, or that this session did not Parse (a SQL-level PREPARE): `Some(answer)` to deny.
     fn check_bind(&mut self, statement: &[u8]) -> Option<Bytes> {
-        if self.client_copy_in {
-            return None;
-        }
         let mask = match self.statements.get(statement) {
             Some(s) => s.mask?,
             None => u32::MAX,
@@ -924,11 +920,10 @@ impl State {
             }
             FunctionCall::CODE => {
                 let fc = FunctionCall::from_bytes(&f.body())?;
-                if !self.client_copy_in {
-                    if let Some(Decision::Deny(error)) = self.policy.as_mut().map(Policy::function_call) {
-                        self.deny(error, true);
-                        return Ok(Step::Replace(Bytes::new()));
-                    }
+                // checked in COPY-in too (see check_statement)
+                if let Some(Decision::Deny(error)) = self.policy.as_mut().map(Policy::function_call) {
+                    self.deny(error, true);
+                    return Ok(Step::Replace(Bytes::new()));
                 }
                 let sql = Bytes::from(format!("function call oid={}", fc.oid));
                 let mut r = Running::new(StatementKind::Function, sql, now);

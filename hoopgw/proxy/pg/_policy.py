@@ -133,9 +133,24 @@ class StatementGuard:
         self._timers.append(asyncio.get_running_loop().call_later(delay, self._window_edge))
 
     def _window_edge(self) -> None:
-        self.verdicts = self.policy.at()
+        before, self.verdicts = self.verdicts, self.policy.at()
         if self._state is not None:
             self._state.allow_mask = self.verdicts.allow_mask
+        lost = before.allow_mask & ~self.verdicts.allow_mask
+        if lost:
+            # Cursors, portals, prepared statements and a COPY in progress were allowed under the
+            # old verdicts and would go on running under the new ones: end the session instead.
+            classes = "/".join(sorted(classes_of(lost)))
+            self.session.listener.gateway.writer.event(
+                self.session.session_id, "policy_window_closed", {"subject": self.principal.subject,
+                                                                   "classes": sorted(classes_of(lost))},
+            )  # fmt: skip
+            self.session.terminate(
+                "42501",
+                f"a hoopgw policy time window closed: {classes} statements are no longer allowed for "
+                f'{self.principal.subject} on "{self.connection}"; reconnect to continue',
+            )
+            return
         log.info(
             "policy window changed",
             extra={"session": self.session.session_id, "allow": sorted(classes_of(self.verdicts.allow_mask))},
