@@ -159,6 +159,9 @@ def test_print_token_flow_cache_and_gateway(
 
 
 def test_plain_login_reports_who(config: Path, idp: Idp, tmp_path: Path) -> None:
+    # a cache directory others can read is made private before the token goes in
+    (tmp_path / "cache" / "hoopgw").mkdir(parents=True)
+    (tmp_path / "cache" / "hoopgw").chmod(0o777)
     login = start_login(config, tmp_path / "cache")
     idp.control("approve", user_code=login.user_code(), sub="bob", groups=["dba", "dev"])
     rc, out, err = login.finish()
@@ -167,6 +170,7 @@ def test_plain_login_reports_who(config: Path, idp: Idp, tmp_path: Path) -> None
     assert "Logged in as bob (groups: dba, dev)" in err
     name = cache_path(load_config(config).identity).name
     assert f"cached in {tmp_path / 'cache' / 'hoopgw' / name}" in err
+    assert stat.S_IMODE((tmp_path / "cache" / "hoopgw").stat().st_mode) == 0o700
 
 
 def test_denied(config: Path, idp: Idp, tmp_path: Path) -> None:

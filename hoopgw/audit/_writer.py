@@ -14,6 +14,7 @@ import orjson
 
 from hoopgw import log
 from hoopgw.audit._ids import new_session_id
+from hoopgw.audit._limit import EventBudget
 from hoopgw.audit._schema import DB_FILE, connect
 from hoopgw.errors import StoreError
 
@@ -125,6 +126,7 @@ class AuditWriter:
         self._enqueued = 0
         self._committed = 0
         self._rows: list[Any] = []  # writer thread only: flattened event rows not yet inserted
+        self.auth_budget = EventBudget()
         self.dropped_total = 0
         self.written_total = 0
         self.write_errors = 0
@@ -148,7 +150,20 @@ class AuditWriter:
         self._put(("stmt", session_id, time.time(), stmt), droppable=True)
 
     def event(self, session_id: str | None, kind: str, payload: dict[str, Any]) -> None:
-        """Record any other event (``payload`` must be JSON-serialisable)."""
+        """Record any other event (``payload`` must be JSON-serialisable).
+
+        ``auth_failed`` events, which anyone can cause, are budgeted per client host (see
+        ``EventBudget``): beyond the budget they are counted, and the next one recorded carries
+        ``suppressed``, the number left out before it.
+        """
+        if kind == "auth_failed":
+            addr = str(payload.get("client_addr") or "")
+            host = addr.rsplit(":", 1)[0] if ":" in addr else addr
+            suppressed = self.auth_budget.admit(host)
+            if suppressed is None:
+                return
+            if suppressed:
+                payload = {**payload, "suppressed": suppressed}
         self._put(("event", session_id, time.time(), (kind, payload)), droppable=True)
 
     def session_close(

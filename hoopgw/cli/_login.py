@@ -93,6 +93,18 @@ def cached_token(identity: IdentityConfig, now: float | None = None) -> str | No
     return token if exp - current > identity.leeway else None
 
 
+def _private_dir(folder: Path) -> None:
+    """The cache directory must be a real directory of this user, readable by nobody else."""
+    try:
+        st = folder.lstat()
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise CliError(f"the token cache directory {folder} is not a directory of yours: not using it")
+        if st.st_mode & 0o077:
+            folder.chmod(0o700)
+    except OSError as exc:
+        raise CliError(f"cannot secure the token cache directory {folder}: {exc.strerror}") from None
+
+
 def store_token(identity: IdentityConfig, token: str, expires_at: float | None) -> Path:
     """Write the cache file atomically with mode 0600 (directory 0700)."""
     path = cache_path(identity)
@@ -100,6 +112,7 @@ def store_token(identity: IdentityConfig, token: str, expires_at: float | None) 
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create the token cache directory {path.parent}: {exc.strerror}") from None
+    _private_dir(path.parent)
     doc = {
         "issuer": identity.issuer,
         "client_id": client_id(identity),
