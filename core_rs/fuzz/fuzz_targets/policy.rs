@@ -10,8 +10,13 @@ use libfuzzer_sys::fuzz_target;
 mod chunks;
 
 /// Denies statements whose text has an odd length, fails on a `!`, caches shapes with a `c`.
-fn check(sql: Option<&[u8]>, _cached: Option<u32>, _name: Option<&[u8]>) -> Result<Verdict, CheckFailed> {
-    let Some(sql) = sql else { return Ok(Verdict { mask: 2, cacheable: false, error: None }) };
+fn check(sql: Option<&[u8]>, cached: Option<u32>, name: Option<&[u8]>) -> Result<Verdict, CheckFailed> {
+    let Some(sql) = sql else {
+        // a Bind (denied for odd names) or a FunctionCall (allowed)
+        let deny = name.is_some_and(|n| n.len() % 2 == 1);
+        let error = deny.then(|| error_response("42501", "denied"));
+        return Ok(Verdict { mask: cached.unwrap_or(2), cacheable: false, error });
+    };
     if sql.contains(&b'!') {
         return Err(CheckFailed("!".into()));
     }
@@ -32,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let (client, server) = rest.split_at(at);
     let mut session = Session::new(4096);
     session.set_policy(Some(Policy::new(Some(SqlCache::new(4)), Box::new(check))), 1);
+    session.set_param_guard(vec![(b"standard_conforming_strings".to_vec(), vec![b"on".to_vec()])]);
     for piece in chunks::chunks(client) {
         if session.feed_client(&piece, 0).is_err() {
             break;
@@ -42,6 +48,8 @@ fuzz_target!(|data: &[u8]| {
         if session.feed_server(&piece, 1).is_err() {
             return;
         }
-        let _ = (session.pending(), session.in_copy(), session.tx_status());
+        let _ = (session.pending(), session.in_copy(), session.tx_status(), session.tripped());
+        // the allowed classes change now and then (a time window)
+        session.set_allow_mask(if piece.len() % 3 == 0 { 1 } else { 3 });
     }
 });
