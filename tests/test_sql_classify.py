@@ -291,6 +291,23 @@ CORPUS: list[tuple[str, str]] = [
     ("SELECT pg_set_relation_stats('t'::regclass, relpages => 1)", "read admin"),
     ("SET auto_explain.log_min_duration = 0", "session admin"),
     ("SET compute_query_id = off", "session admin"),
+    # third review: relations named in strings, contrib functions that run SQL text or change tables
+    ("SELECT table_to_xml('pg_hba_file_rules'::regclass, true, false, '')", "read admin"),
+    ("SELECT schema_to_xml('pg_catalog', true, false, '')", "read admin"),
+    ("SELECT database_to_xml(true, false, '')", "read admin"),
+    (
+        "SELECT * FROM xpath_table('k', 'd', 't', '/a', 'true; CREATE TABLE x (y int)') AS t(k int, v text)",
+        "read admin",
+    ),
+    (
+        "SELECT * FROM crosstab($$SELECT set_config('role', 'x', false), 'a', 'b'$$) AS ct(r text, c text)",
+        "read admin",
+    ),
+    ("SELECT * FROM connectby('t', 'id', 'parent', '1', 0) AS t(id text, p text, l int)", "read admin"),
+    ("SELECT cron.schedule('nightly', '0 3 * * *', 'DELETE FROM t')", "read admin"),
+    ("SELECT heap_force_kill('t'::regclass, ARRAY['(0,1)']::tid[])", "read admin"),
+    ("SELECT pg_truncate_visibility_map('t')", "read admin"),
+    ("UPDATE sql_features SET comments = 'x' WHERE feature_id = 'B011'", "write admin"),
     # the pg_settings view's update rule calls set_config()
     ("UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", "write admin"),
     ("UPDATE pg_catalog.PG_SETTINGS SET setting = 'off' WHERE name = 'x'", "write admin"),

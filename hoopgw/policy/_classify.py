@@ -510,7 +510,7 @@ def _system_target(walk: _Walk, relation: Any, verb: str) -> None:
     schema = str(relation.get("schemaname", "")).lower()
     if name == "pg_settings":
         walk.add("admin", f"{verb} of pg_settings changes server settings")
-    elif schema in ("pg_catalog", "information_schema") or name.startswith("pg_"):
+    elif schema in ("pg_catalog", "information_schema") or name.startswith("pg_") or name in _INFO_TABLES:
         walk.add("admin", f"{verb} of system catalog {name}")
 
 
@@ -521,6 +521,9 @@ def _relation(walk: _Walk, body: _Body, top: bool) -> None:
         walk.add("admin", f"reads {name} (server configuration files)", function=True)
     walk.fields("RangeVar", body)
 
+
+#: The tables of information_schema (reachable unqualified through search_path).
+_INFO_TABLES = frozenset({"sql_features", "sql_implementation_info", "sql_parts", "sql_sizing"})
 
 #: Views that read the server's configuration files (like the pg_read_file family).
 _CONFIG_FILE_VIEWS = frozenset({"pg_hba_file_rules", "pg_ident_file_mappings", "pg_file_settings"})
