@@ -163,6 +163,15 @@ def test_too_long_token_refused_without_fetching(fresh_idp: Idp) -> None:
     assert fresh_idp.stats()["jwks"] == 0 and fresh_idp.stats()["discovery"] == 0
 
 
+def test_required_claims_pin_the_tenant(idp: Idp) -> None:
+    pinned = verifier(idp, required_claims={"tid": "bank-tenant", "hd": ["bank.example", "bank.test"]})
+    [p] = verify(pinned, idp.mint(sub="a", tid="bank-tenant", hd="bank.test"))
+    assert p.subject == "a"
+    refused(pinned, idp.mint(sub="a", tid="other-tenant", hd="bank.test"), "'tid' claim is not one")
+    refused(pinned, idp.mint(sub="a", hd="bank.test"), "'tid' claim is not one")
+    refused(pinned, idp.mint(sub="a", tid="bank-tenant", hd="evil.example"), "'hd' claim is not one")
+
+
 def test_several_audiences_need_us_as_authorized_party(idp: Idp) -> None:
     [p] = verify(verifier(idp), idp.mint(sub="a", aud=["other", "hoopgw"], azp="hoopgw"))
     assert p.subject == "a"

@@ -118,6 +118,17 @@ class IdentityConfig(BaseModel):
     jwks_refetch_interval: Seconds = 30.0
     #: OIDC: a fetched JWKS is reused for this long
     jwks_cache_ttl: Seconds = 3600.0
+    #: OIDC: claims every token must carry with one of these values, e.g. ``{ tid = "<tenant id>" }`` for
+    #: a multi-tenant issuer, ``{ hd = "bank.example" }`` for a Google Workspace domain
+    required_claims: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("required_claims", mode="before")
+    @classmethod
+    def _claim_values(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: (v,) if isinstance(v, str) else tuple(v) if isinstance(v, list) else v
+                    for k, v in value.items()}  # fmt: skip
+        return value
 
 
 class PostgresConnection(BaseModel):

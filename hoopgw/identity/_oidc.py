@@ -128,6 +128,11 @@ class OidcVerifier:
             client = cfg.client_id or cfg.audience
             if claims.get("azp") not in (cfg.audience, client):
                 raise TokenError("token has several audiences and was not issued to this gateway (azp)")
+        for name, accepted in cfg.required_claims.items():
+            if claims.get(name) not in accepted:
+                raise TokenError(
+                    f"token {name!r} claim is not one this gateway accepts (identity.required_claims)"
+                )
         subject = claims.get(cfg.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise TokenError(f"token has no {cfg.subject_claim!r} claim naming the user")
