@@ -148,8 +148,13 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
         assert not tcp_accepts("127.0.0.1", base)
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+            # SIGTERM first: the demo then stops its gateway and PostgreSQL (SIGKILL would orphan them)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         reader.join(5)
         proc.stdout.close()
 
