@@ -189,7 +189,6 @@ def test_sessions_list_and_show(config_file: Path) -> None:
     ("command", "name"),
     [
         (["ssh-keys", "list"], "ssh-keys list"),
-        (["signing-key"], "signing-key"),
         (["approvals", "approve", "A1"], "approvals approve"),
         (["access", "request"], "access request"),
         (["replay", "S1"], "replay"),

@@ -7,7 +7,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hoopgw import __version__
-from hoopgw.cli import _check, _keys, _login, _pending, _run, _sessions, _token
+from hoopgw.cli import (
+    _approvals,
+    _check,
+    _keys,
+    _login,
+    _pending,
+    _run,
+    _sessions,
+    _signing_key,
+    _token,
+)
 from hoopgw.cli._common import CliError, add_config_option, format_problem
 from hoopgw.errors import ConfigError, HoopError
 
@@ -18,6 +28,8 @@ _MODULES: tuple[Callable[..., None], ...] = (
     _sessions.register,
     _keys.register,
     _login.register,
+    _signing_key.register,
+    _approvals.register,
     _pending.register,
 )
 

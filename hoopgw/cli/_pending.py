@@ -8,7 +8,8 @@ import sys
 from hoopgw.cli._common import Subparsers, add_config_option, new_parser
 
 # name -> (help, {subcommand: (help, [positional args], [options])})
-_Spec = tuple[str, dict[str, tuple[str, list[str], list[str]]]]
+_Leaf = tuple[str, list[str], list[str]]
+_Spec = tuple[str, dict[str, _Leaf]]
 _TOKEN_OPTION = "--token"  # noqa: S105 - an option name
 PENDING: dict[str, _Spec] = {
     "ssh-keys": (
@@ -17,17 +18,6 @@ PENDING: dict[str, _Spec] = {
             "add": ("register a public key", ["FILE"], [_TOKEN_OPTION]),
             "list": ("list keys", [], ["--json", _TOKEN_OPTION]),
             "remove": ("remove a key", ["ID"], [_TOKEN_OPTION]),
-        },
-    ),
-    "signing-key": ("show the gateway's public signing key", {}),
-    "approvals": (
-        "held commands waiting for a human decision",
-        {
-            "list": ("list approval requests", [], ["--json", _TOKEN_OPTION]),
-            "show": ("show one request", ["ID"], ["--json", _TOKEN_OPTION]),
-            "approve": ("approve a request", ["ID"], [_TOKEN_OPTION]),
-            "deny": ("deny a request", ["ID"], [_TOKEN_OPTION]),
-            "verify": ("verify a signed decision offline", ["ID"], []),
         },
     ),
     "access": (
@@ -63,17 +53,22 @@ def register(subparsers: Subparsers) -> None:
             parser.add_argument("id", metavar="ID", help="session id")
         if subs:
             sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
-            for sub_name, (sub_help, positionals, options) in subs.items():
-                leaf = sub.add_parser(sub_name, help=sub_help, description=f"{sub_help} (not supported yet)")
-                add_config_option(leaf)
-                for pos in positionals:
-                    leaf.add_argument(pos.lower(), metavar=pos)
-                for opt in options:
-                    if opt in _FLAGS:
-                        leaf.add_argument(opt, action="store_true")
-                    else:
-                        leaf.add_argument(opt)
-                leaf.set_defaults(func=_not_yet, command_name=f"{name} {sub_name}")
+            add_pending_subcommands(sub, name, subs)
+
+
+def add_pending_subcommands(sub: Subparsers, name: str, subs: dict[str, _Leaf]) -> None:
+    """Add the not-yet-built subcommands ``subs`` of command ``name`` (each exits 2)."""
+    for sub_name, (sub_help, positionals, options) in subs.items():
+        leaf = sub.add_parser(sub_name, help=sub_help, description=f"{sub_help} (not supported yet)")
+        add_config_option(leaf)
+        for pos in positionals:
+            leaf.add_argument(pos.lower(), metavar=pos)
+        for opt in options:
+            if opt in _FLAGS:
+                leaf.add_argument(opt, action="store_true")
+            else:
+                leaf.add_argument(opt)
+        leaf.set_defaults(func=_not_yet, command_name=f"{name} {sub_name}")
 
 
 def _not_yet(args: argparse.Namespace) -> int:
@@ -81,4 +76,4 @@ def _not_yet(args: argparse.Namespace) -> int:
     return 2
 
 
-__all__ = ["PENDING", "add_config_option", "register"]
+__all__ = ["PENDING", "add_config_option", "add_pending_subcommands", "register"]
