@@ -144,11 +144,43 @@ class PgSession:
         (None otherwise; denials behind pending requests come out of :meth:`feed_server` at their
         place). Partial frames are kept for the next call. Raises PgProtocolError on an unknown
         frontend message type or an oversized length.
+
+        While a statement is held (:attr:`holding`) the read is kept and nothing is forwarded
+        (PgProtocolError once more than twice ``max_message_size`` is kept), except that a
+        Terminate from the client drops the held statement and what followed it, and is forwarded
+        (``terminate`` True).
+        """
+    @property
+    def holding(self) -> bool:
+        """Whether a statement is held for a decision (:meth:`release` or :meth:`reject`)."""
+    @property
+    def held(self) -> tuple[str, str | None, str | None] | None:
+        """The held message: ``(kind, sql, statement name)``, or None.
+
+        ``kind`` is "query", "parse", "bind" or "function"; ``sql`` the text of a Query or Parse
+        (for a Bind: of its statement when this session parsed it), None for a FunctionCall.
+        """
+    def release(self, now_ns: int) -> tuple[bytes, bool, bytes | None]:
+        """Let the held statement go on as if the check had allowed it, then process what the
+        client sent after it (checked as usual: it may be denied, or held again).
+
+        Returns ``(forward, terminate, reply)`` like :meth:`feed_client`. After a released Parse or
+        Bind, Binds of the same statement up to the next Sync are not checked again. Does nothing
+        (``(b"", False, None)``) when nothing is held.
+        """
+    def reject(self, error: bytes, now_ns: int) -> tuple[bytes, bool, bytes | None]:
+        """Answer the held statement with ``error`` (an ErrorResponse from :func:`encode_error`,
+        else XX000) like a denial at its place in the response stream (+ ReadyForQuery for a Query
+        or FunctionCall; for a Parse or Bind the rest of its batch is dropped up to the Sync), then
+        go on as :meth:`release` does.
         """
     def set_policy(
         self,
         cache: SqlCache | None,
-        check: Callable[[str | None, int, str | None], tuple[int, bool, bytes | None]],
+        check: Callable[
+            [str | None, int, str | None],
+            tuple[int, bool, bytes | None] | tuple[int, bool, bytes | None, bool],
+        ],
         allow_mask: int,
     ) -> None:
         """Check each Query, Parse, Bind and FunctionCall (also inside COPY-in) before forwarding it.
@@ -162,7 +194,11 @@ class PgSession:
         always checked. A Bind is checked again (``check(None, mask, statement name)``, ``mask`` -1
         for a statement this session did not Parse) when its statement's classes are not all inside
         ``allow_mask`` now. A denied Query/FunctionCall is answered with ``error`` + ReadyForQuery;
-        after a denied Parse or Bind the messages up to Sync are dropped. ``check`` raising (or
+        after a denied Parse or Bind the messages up to Sync are dropped. ``check`` may also return
+        ``(mask, cacheable, None, True)``: the message is held (:attr:`holding`), and so is
+        everything the client sends after it, until :meth:`release` or :meth:`reject` (an
+        ``error`` wins over the hold). For a Parse or Bind the messages of its batch before it were
+        already forwarded. ``check`` raising (or
         returning the wrong shape) denies with XX000; the exception goes to ``sys.unraisablehook``.
         ``check`` must not use this session.
         """

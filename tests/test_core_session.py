@@ -420,6 +420,83 @@ def test_policy_check_failure_denies_with_xx000(monkeypatch: pytest.MonkeyPatch)
     assert [type(e) for e in seen] == [RuntimeError]
 
 
+def holding(s: _core.PgSession) -> bool:
+    """``s.holding``, read anew (mypy would keep an asserted property narrowed)."""
+    return s.holding
+
+
+class HoldingCheck:
+    """select is READ; anything else WRITE, held (a 4-tuple); "drop" denied (a 3-tuple)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, int, str | None]] = []
+
+    def __call__(
+        self, sql: str | None, cached: int, name: str | None
+    ) -> tuple[int, bool, bytes | None] | tuple[int, bool, bytes | None, bool]:
+        self.calls.append((sql, cached, name))
+        if sql is not None and sql.startswith("select"):
+            return READ, True, None, False
+        if sql is not None and sql.startswith("drop"):
+            return WRITE, True, DENIED
+        return WRITE, True, None, True
+
+
+def test_policy_holds_a_statement_until_released() -> None:
+    s = _core.PgSession()
+    check = HoldingCheck()
+    s.set_policy(None, check, READ)
+    assert (s.holding, s.held) == (False, None)
+    wire = query("select 1") + query("insert into t values (1)") + query("select 2")
+    fwd, terminate, reply = s.feed_client(wire, 1)
+    assert (fwd, terminate, reply) == (query("select 1"), False, None)
+    assert s.holding and s.held == ("query", "insert into t values (1)", None)
+    assert "holding=True" in repr(s)
+    # kept while holding; the server direction flows on
+    assert s.feed_client(query("drop table t"), 2) == (b"", False, None)
+    out, done = s.feed_server(complete("SELECT 1") + ready("T"), 3)
+    assert out == complete("SELECT 1") + ready("T") and done is not None
+    fwd, terminate, reply = s.release(4)
+    assert (fwd, terminate, reply) == (query("insert into t values (1)") + query("select 2"), False, None)
+    assert not holding(s) and s.pending == 3
+    assert [c[0] for c in check.calls] == ["select 1", "insert into t values (1)", "select 2", "drop table t"]
+    answers = complete("INSERT 0 1") + ready("T") + complete("SELECT 1") + ready("T")
+    out, done = s.feed_server(answers, 5)
+    assert out == answers + DENIED + ready("T"), "the denied drop is answered after the others"
+    assert done is not None and [d.sql for d in done] == ["insert into t values (1)", "select 2"]
+    assert s.release(6) == (b"", False, None), "nothing held: nothing to do"
+
+
+def test_policy_rejects_a_held_batch() -> None:
+    s = _core.PgSession()
+    s.set_policy(None, HoldingCheck(), READ)
+    batch = parse("", "update t set a = 1") + bind("", "", []) + execute() + SYNC
+    assert s.feed_client(batch + query("select 1"), 1) == (b"", False, None)
+    assert s.held == ("parse", "update t set a = 1", "")
+    rejected = _core.encode_error("ERROR", "42501", "approval denied")
+    fwd, terminate, reply = s.reject(rejected, 2)
+    assert (fwd, terminate, reply) == (SYNC + query("select 1"), False, rejected)
+    assert not s.holding
+
+
+def test_policy_terminate_while_holding() -> None:
+    s = _core.PgSession()
+    s.set_policy(None, HoldingCheck(), READ)
+    s.feed_client(query("delete from t where id = 1"), 1)
+    fwd, terminate, reply = s.feed_client(query("select 1") + TERMINATE, 2)
+    assert (fwd, terminate, reply) == (TERMINATE, True, None)
+    assert not s.holding
+
+
+def test_policy_held_bytes_are_bounded() -> None:
+    s = _core.PgSession(max_message_size=1000)
+    s.set_policy(None, HoldingCheck(), READ)
+    s.feed_client(query("delete from t where id = 1"), 1)
+    with pytest.raises(PgProtocolError, match="while a statement was held"):
+        for _ in range(4):
+            s.feed_client(query("select '" + "x" * 900 + "'"), 2)
+
+
 def test_sql_cache() -> None:
     cache = _core.SqlCache(2)
     cache.insert(b"a", 1)

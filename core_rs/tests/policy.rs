@@ -115,9 +115,10 @@ impl Recorder {
                             mask,
                             cacheable: false,
                             error: (mask & WRITE != 0).then(denied),
+                            hold: false,
                         });
                     }
-                    return Ok(Verdict { mask: WRITE, cacheable: false, error: Some(denied()) });
+                    return Ok(Verdict { mask: WRITE, cacheable: false, error: Some(denied()), hold: false });
                 };
                 let sql = String::from_utf8_lossy(sql).to_lowercase();
                 if sql.contains("boom") {
@@ -125,7 +126,7 @@ impl Recorder {
                 }
                 let mask = if sql.trim_start().starts_with("select") { READ } else { WRITE };
                 let error = (mask & WRITE != 0).then(denied);
-                Ok(Verdict { mask, cacheable: true, error })
+                Ok(Verdict { mask, cacheable: true, error, hold: false })
             }),
         )
     }
@@ -405,7 +406,12 @@ fn a_failing_check_denies_with_xx000() {
 fn a_malformed_error_from_the_check_denies_with_xx000() {
     let mut s = Session::new(MAX);
     let check = |_: Option<&[u8]>, _: Option<u32>, _: Option<&[u8]>| {
-        Ok(Verdict { mask: 0, cacheable: false, error: Some(Bytes::from_static(b"not a message")) })
+        Ok(Verdict {
+            mask: 0,
+            cacheable: false,
+            error: Some(Bytes::from_static(b"not a message")),
+            hold: false,
+        })
     };
     s.set_policy(Some(Policy::new(None, Box::new(check))), 0);
     let (_, reply) = client(&mut s, &cat(&[&query("select 1")]));
@@ -478,7 +484,7 @@ fn a_bind_is_checked_again_when_its_classes_are_no_longer_allowed() {
                 None => cached.unwrap_or(WRITE),
             };
             let error = (mask & !a.load(Ordering::SeqCst) != 0).then(denied);
-            Ok(Verdict { mask, cacheable: false, error })
+            Ok(Verdict { mask, cacheable: false, error, hold: false })
         }),
     );
     let mut s = Session::new(MAX);

@@ -37,6 +37,9 @@ pub enum ProtocolError {
     /// The server kept sending while the session waited for a masking look-up.
     #[error("{0} bytes arrived from the server while masking waited for a catalog look-up")]
     HeldTooLong(usize),
+    /// The client kept sending while one of its statements was held for a decision.
+    #[error("{0} bytes arrived from the client while a statement was held")]
+    ClientHeldTooLong(usize),
     /// A value that cannot be encoded (interior NUL, oversized field, ...).
     #[error("cannot encode {message}: {reason}")]
     Encode { message: &'static str, reason: &'static str },

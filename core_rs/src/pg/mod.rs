@@ -18,5 +18,5 @@ pub mod sql;
 pub use error::ProtocolError;
 pub use frame::{Forward, Framer};
 pub use policy::{Check, CheckFailed, Policy, Verdict};
-pub use session::{Session, Statement, StatementKind, StatementStatus};
+pub use session::{Held, HeldKind, Session, Statement, StatementKind, StatementStatus};
 pub use sql::{normalize, SqlCache};

@@ -16,6 +16,11 @@
 //! A denied message is not forwarded; the session answers it itself, at its place in the response
 //! stream (see `Session`): the check's ErrorResponse, then ReadyForQuery for Query and FunctionCall;
 //! for Parse the client's messages up to the next Sync are dropped. A check that fails denies.
+//!
+//! A held message ([`Verdict::hold`]) is not forwarded either, and neither is anything the client
+//! sends after it: the session keeps the bytes until the caller decides, with
+//! `Session::release` (the message goes on as if allowed) or `Session::reject` (answered like a
+//! denial); what followed it is then processed as usual.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -33,8 +38,12 @@ pub struct Verdict {
     pub mask: u32,
     /// Whether the classes hold for every statement of the same shape (literal contents aside).
     pub cacheable: bool,
-    /// `None`: forward. Otherwise deny, answering with these bytes (an encoded ErrorResponse).
+    /// `None`: forward (or hold). Otherwise deny, answering with these bytes (an encoded
+    /// ErrorResponse); a denial wins over `hold`.
     pub error: Option<Bytes>,
+    /// Hold the message (and everything the client sends after it) until the caller releases or
+    /// rejects it (`Session::release`, `Session::reject`).
+    pub hold: bool,
 }
 
 /// The check could not decide (the message is denied).
@@ -85,6 +94,8 @@ pub(crate) enum Decision {
     Forward,
     /// Deny, answering with this ErrorResponse.
     Deny(Bytes),
+    /// Hold until the caller decides.
+    Hold,
 }
 
 impl Policy {
@@ -132,9 +143,20 @@ impl Policy {
 
 fn decide(verdict: Result<Verdict, CheckFailed>) -> Decision {
     match verdict {
-        Ok(Verdict { error: None, .. }) => Decision::Forward,
-        Ok(Verdict { error: Some(error), .. }) if is_error_response(&error) => Decision::Deny(error),
-        Ok(_) | Err(_) => Decision::Deny(error_response("XX000", CHECK_FAILED_MESSAGE)),
+        Ok(Verdict { error: None, hold: false, .. }) => Decision::Forward,
+        Ok(Verdict { error: None, hold: true, .. }) => Decision::Hold,
+        Ok(Verdict { error: Some(error), .. }) => denial(error),
+        Err(_) => Decision::Deny(error_response("XX000", CHECK_FAILED_MESSAGE)),
+    }
+}
+
+/// A denial answering with `error`, or with the check-failed error when `error` is not an
+/// ErrorResponse (optionally after NoticeResponses).
+pub(crate) fn denial(error: Bytes) -> Decision {
+    if is_error_response(&error) {
+        Decision::Deny(error)
+    } else {
+        Decision::Deny(error_response("XX000", CHECK_FAILED_MESSAGE))
     }
 }
 

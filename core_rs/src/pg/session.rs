@@ -29,6 +29,17 @@
 //! was pending. After a denied Parse the client's messages up to the next Sync are dropped (the
 //! server answers that Sync). Inside an extended batch the server already skips (it failed an
 //! earlier message), denials are silent: one error per batch, as from PostgreSQL.
+//!
+//! Holding (when the check says [`Verdict::hold`](super::Verdict)): the held Query, Parse, Bind
+//! or FunctionCall is not forwarded, and from it on every byte the client sends is kept, in
+//! order, unprocessed (bounded at twice the message size guard), while the server direction
+//! flows on. [`Session::release`] then processes the held message as allowed and [`Session::reject`]
+//! answers it like a denial (for a Parse or Bind: the rest of its batch dropped up to the Sync);
+//! either way what followed it is fed through the client path again, checked as usual (it may be
+//! denied, or held in turn). For Parse and Bind the unit held is the rest of the batch from that
+//! message on: the messages of the batch before it were already forwarded (the server waits for
+//! the Sync). After a release, Binds of the released statement up to the next Sync are not
+//! checked again. A Terminate while holding drops the held bytes and is forwarded.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -37,7 +48,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{Bytes, BytesMut};
 
 use super::error::ProtocolError;
-use super::frame::{Forward, Frame, Step, Stream};
+use super::frame::{frame_len, Forward, Frame, Step, Stream, HEADER_LEN};
 use super::mask::{CatalogRequest, CopyShape, CopyState, Masking, Plan, TableInfo, TypeKind};
 use super::messages::bind::{format_of, Bind, FORMAT_TEXT};
 use super::messages::close::Close;
@@ -61,11 +72,47 @@ use super::messages::ready_for_query::ReadyForQuery;
 use super::messages::row_description::RowDescription;
 use super::messages::sync_flush_terminate::{Flush, Sync, Terminate};
 use super::messages::{FromBytes, Message};
-use super::policy::{ready_for_query, Decision, Policy};
+use super::policy::{denial, ready_for_query, Decision, Policy};
 use crate::mask::Masker;
 
 /// Frontend message types valid after authentication.
 const FRONTEND_TYPES: &[u8] = b"QPBEDCSHXdcfF";
+
+/// A Terminate message.
+const TERMINATE: [u8; HEADER_LEN] = [b'X', 0, 0, 0, 4];
+
+/// What kind of message is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldKind {
+    Query,
+    Parse,
+    Bind,
+    FunctionCall,
+}
+
+impl HeldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Parse => "parse",
+            Self::Bind => "bind",
+            Self::FunctionCall => "function",
+        }
+    }
+}
+
+/// The message a session holds for a decision (see [`Session::release`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub kind: HeldKind,
+    /// The SQL of a Query or Parse; for a Bind, the text of its statement when this session
+    /// parsed it.
+    pub sql: Option<Bytes>,
+    /// The statement name of a Parse or Bind.
+    pub name: Option<Bytes>,
+    /// The classes the check gave (a Parse keeps them, as when allowed).
+    mask: Option<u32>,
+}
 
 /// What kind of request a [`Statement`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,6 +460,13 @@ struct State {
     param_guard: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
     /// The first guarded parameter the server reported with a value not accepted (`name=value`).
     tripped: Option<String>,
+    /// The message held for a decision (its bytes and what followed are in `Session`).
+    held: Option<Held>,
+    /// The decision on the held message, for the first frame fed again (and its classes).
+    resume: Option<(Decision, Option<u32>)>,
+    /// A released Parse or Bind: Binds of this statement (name, and the prepared statement when
+    /// this session parsed it) are not checked again up to the client's next Sync.
+    released: Option<(Bytes, Option<Arc<PreparedStatement>>)>,
 }
 
 /// Protocol state of one proxied session after authentication, both directions.
@@ -422,6 +476,10 @@ pub struct Session {
     server: Stream,
     /// Server bytes not processed yet while paused.
     held: BytesMut,
+    /// Client bytes from the held message on, while a statement is held.
+    client_held: BytesMut,
+    /// Offset in `client_held` of the next frame not vetted yet.
+    client_scan: usize,
     state: State,
 }
 
@@ -451,6 +509,8 @@ impl Session {
             client: Stream::default(),
             server: Stream::default(),
             held: BytesMut::new(),
+            client_held: BytesMut::new(),
+            client_scan: 0,
             state: State {
                 fifo: VecDeque::new(),
                 markers: 0,
@@ -474,6 +534,9 @@ impl Session {
                 reply: BytesMut::new(),
                 param_guard: Vec::new(),
                 tripped: None,
+                held: None,
+                resume: None,
+                released: None,
             },
         }
     }
@@ -589,13 +652,120 @@ impl Session {
     /// Feeds one read from the client; returns what to forward upstream and whether the client
     /// sent Terminate. `now_ns` stamps the requests it carries. With a policy, what to answer the
     /// client directly comes from [`Self::take_reply`].
+    ///
+    /// While a statement is held ([`Self::held`]) the read is kept and nothing is forwarded, except
+    /// that a Terminate from the client drops the held bytes and is forwarded.
     pub fn feed_client(&mut self, data: &Bytes, now_ns: i64) -> Result<(Forward, bool), ProtocolError> {
+        self.state.terminated = false;
+        if self.state.held.is_some() {
+            if self.hold_more(data)? {
+                return Ok((Forward::Rewritten(Bytes::from_static(&TERMINATE)), true));
+            }
+            return Ok((Forward::Split { head: Bytes::new(), range: 0..0 }, false));
+        }
         let state = &mut self.state;
-        state.terminated = false;
-        let (forward, _) = self
+        let (forward, rest) = self
             .client
             .feed(data, self.max_message_size, check_frontend_type, |f| state.on_client(&f, now_ns))?;
-        Ok((forward, state.terminated))
+        if let Some(rest) = rest {
+            if self.start_hold(&rest)? {
+                let mut out = BytesMut::from(&forward.to_bytes(data)[..]);
+                out.extend_from_slice(&TERMINATE);
+                return Ok((Forward::Rewritten(out.freeze()), true));
+            }
+        }
+        Ok((forward, self.state.terminated))
+    }
+
+    /// The message held for a decision, if any: nothing the client sent from it on has been
+    /// forwarded. Decide with [`Self::release`] or [`Self::reject`].
+    pub fn held(&self) -> Option<&Held> {
+        self.state.held.as_ref()
+    }
+
+    /// Client bytes kept while holding (the held message included).
+    pub fn held_bytes(&self) -> usize {
+        self.client_held.len()
+    }
+
+    /// Lets the held message go on as if the check had allowed it (a Parse keeps the classes the
+    /// check gave; Binds of its statement up to the next Sync are not checked again), then
+    /// processes what the client sent after it: returns what to forward upstream and whether the
+    /// client sent Terminate, like [`Self::feed_client`] (answers for the client from
+    /// [`Self::take_reply`]). Does nothing when nothing is held.
+    pub fn release(&mut self, now_ns: i64) -> Result<(Bytes, bool), ProtocolError> {
+        self.decide(Decision::Forward, now_ns)
+    }
+
+    /// Answers the held message with `error` (an encoded ErrorResponse, optionally after
+    /// NoticeResponses; anything else answers with the check-failed error) like a denial at its
+    /// place in the response stream, then goes on as [`Self::release`] does.
+    pub fn reject(&mut self, error: Bytes, now_ns: i64) -> Result<(Bytes, bool), ProtocolError> {
+        self.decide(denial(error), now_ns)
+    }
+
+    fn decide(&mut self, decision: Decision, now_ns: i64) -> Result<(Bytes, bool), ProtocolError> {
+        let Some(held) = self.state.held.take() else { return Ok((Bytes::new(), false)) };
+        let input = self.client_held.split().freeze();
+        self.client_scan = 0;
+        let state = &mut self.state;
+        state.terminated = false;
+        state.resume = Some((decision, held.mask));
+        let result = self
+            .client
+            .feed(&input, self.max_message_size, check_frontend_type, |f| state.on_client(&f, now_ns));
+        state.resume = None;
+        let (forward, rest) = result?;
+        let mut out = forward.to_bytes(&input);
+        if let Some(rest) = rest {
+            if self.start_hold(&rest)? {
+                let mut with = BytesMut::from(&out[..]);
+                with.extend_from_slice(&TERMINATE);
+                out = with.freeze();
+            }
+        }
+        Ok((out, self.state.terminated))
+    }
+
+    /// The client stream paused at a message the check holds: keeps it and what follows.
+    /// `Ok(true)` when the client sent Terminate after it (the hold is dropped).
+    fn start_hold(&mut self, rest: &[u8]) -> Result<bool, ProtocolError> {
+        self.client_held.clear();
+        self.client_scan = 0;
+        self.hold_more(rest)
+    }
+
+    /// Keeps client bytes while holding, vetting each frame as it completes. `Ok(true)` when
+    /// one is a Terminate: the client leaves, the held statement and what followed are dropped.
+    fn hold_more(&mut self, data: &[u8]) -> Result<bool, ProtocolError> {
+        let total = self.client_held.len().saturating_add(data.len());
+        if total > self.max_message_size.saturating_mul(2) {
+            return Err(ProtocolError::ClientHeldTooLong(total));
+        }
+        self.client_held.extend_from_slice(data);
+        let held = &self.client_held;
+        while let Some(header) = held
+            .get(self.client_scan..self.client_scan.saturating_add(HEADER_LEN))
+            .and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok())
+        {
+            check_frontend_type(header[0])?;
+            let len = frame_len(header, self.max_message_size)?;
+            let end = self.client_scan.saturating_add(len);
+            let Some(frame) = held.get(self.client_scan..end) else { break };
+            if header[0] == Terminate::CODE {
+                Terminate::from_bytes(&Bytes::copy_from_slice(frame.get(HEADER_LEN..).unwrap_or_default()))?;
+                self.client_held.clear();
+                self.client_scan = 0;
+                self.state.held = None;
+                self.state.terminated = true;
+                return Ok(true);
+            }
+            self.client_scan = end;
+        }
+        if let Some(&code) = held.get(self.client_scan) {
+            check_frontend_type(code)?;
+        }
+        Ok(false)
     }
 
     /// Feeds one read from the server; returns what to forward to the client and the statements
@@ -723,35 +893,54 @@ impl State {
         Step::Replace(out.freeze())
     }
 
-    /// Asks the policy about a Query or Parse: `Err(answer)` to deny, else the statement's
-    /// classes when a policy knows them.
+    /// Asks the policy about a Query or Parse: the decision, and the statement's classes when a
+    /// policy knows them.
     ///
     /// Checked even while the client is in COPY-in: a bad row makes the server leave the copy on
     /// its own and run what the client sent after it, before the gateway sees its ErrorResponse.
-    fn check_statement(&mut self, sql: &[u8], name: Option<&[u8]>) -> Result<Option<u32>, Bytes> {
+    fn check_statement(&mut self, sql: &[u8], name: Option<&[u8]>) -> (Decision, Option<u32>) {
         let allow_mask = self.allow_mask;
-        let Some(policy) = self.policy.as_mut() else { return Ok(None) };
-        match policy.statement(sql, name, allow_mask) {
-            (Decision::Forward, mask) => Ok(mask),
-            (Decision::Deny(error), _) => Err(error),
+        match self.policy.as_mut() {
+            Some(policy) => policy.statement(sql, name, allow_mask),
+            None => (Decision::Forward, None),
         }
     }
 
     /// Asks the policy about a Bind of `statement` whose classes (when known) are no longer all
-    /// allowed, or that this session did not Parse (a SQL-level PREPARE): `Some(answer)` to deny.
-    fn check_bind(&mut self, statement: &[u8]) -> Option<Bytes> {
+    /// allowed, or that this session did not Parse (a SQL-level PREPARE).
+    fn check_bind(&mut self, statement: &[u8]) -> Decision {
+        if let Some((name, released)) = &self.released {
+            let current = self.statements.get(statement);
+            let same = match (released, current) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if same && name[..] == *statement {
+                return Decision::Forward;
+            }
+        }
         let mask = match self.statements.get(statement) {
-            Some(s) => s.mask?,
+            Some(s) => match s.mask {
+                Some(mask) => mask,
+                None => return Decision::Forward,
+            },
             None => u32::MAX,
         };
         if mask != u32::MAX && mask & !self.allow_mask == 0 {
-            return None;
+            return Decision::Forward;
         }
         let known = (mask != u32::MAX).then_some(mask);
-        match self.policy.as_mut()?.bind(known, statement) {
-            Decision::Forward => None,
-            Decision::Deny(error) => Some(error),
+        match self.policy.as_mut() {
+            Some(policy) => policy.bind(known, statement),
+            None => Decision::Forward,
         }
+    }
+
+    /// Holds the message being processed: the client stream pauses before it.
+    fn hold(&mut self, kind: HeldKind, sql: Option<Bytes>, name: Option<Bytes>, mask: Option<u32>) -> Step {
+        self.held = Some(Held { kind, sql, name, mask });
+        Step::Pause
     }
 
     /// Forgets a prepared statement the server never created (its Parse failed or was skipped),
@@ -797,43 +986,79 @@ impl State {
                 _ => return Ok(Step::Replace(Bytes::new())),
             }
         }
+        // the decision on a held message, when it is fed again (the first frame)
+        let resumed = self.resume.take();
         match f.code {
             Query::CODE => {
                 let q = Query::from_bytes(&f.body())?;
-                if let Err(error) = self.check_statement(&q.sql, None) {
-                    self.deny(error, true);
-                    return Ok(Step::Replace(Bytes::new()));
+                let (decision, mask) = match resumed {
+                    Some(resumed) => resumed,
+                    None => self.check_statement(&q.sql, None),
+                };
+                match decision {
+                    Decision::Forward => {}
+                    Decision::Deny(error) => {
+                        self.deny(error, true);
+                        return Ok(Step::Replace(Bytes::new()));
+                    }
+                    Decision::Hold => return Ok(self.hold(HeldKind::Query, Some(q.sql), None, mask)),
                 }
                 self.push(Request::Query(Running::new(StatementKind::Query, q.sql, now)));
             }
             Parse::CODE => {
                 let p = Parse::from_bytes(&retain(f.body(), f.chunk.len()))?;
                 let name = (!p.name.is_empty()).then_some(&p.name[..]);
-                let mask = match self.check_statement(&p.sql, name) {
-                    Ok(mask) => mask,
-                    Err(error) => {
+                let is_resumed = resumed.is_some();
+                let (decision, mask) = match resumed {
+                    Some(resumed) => resumed,
+                    None => self.check_statement(&p.sql, name),
+                };
+                match decision {
+                    Decision::Forward => {}
+                    Decision::Deny(error) => {
                         self.deny(error, false);
                         self.client_skip = true;
                         return Ok(Step::Replace(Bytes::new()));
                     }
-                };
+                    Decision::Hold => {
+                        return Ok(self.hold(HeldKind::Parse, Some(p.sql), Some(p.name), mask));
+                    }
+                }
                 let statement = Arc::new(PreparedStatement {
                     name: p.name.clone(),
                     sql: p.sql,
                     row_description: OnceLock::new(),
                     mask,
                 });
+                if is_resumed {
+                    self.released = Some((p.name.clone(), Some(Arc::clone(&statement))));
+                }
                 self.statements.insert(p.name, Arc::clone(&statement));
                 self.push(Request::Parse(statement, now));
             }
             Bind::CODE => {
                 let b = Bind::from_bytes(&retain(f.body(), f.chunk.len()))?;
-                if self.policy.is_some() {
-                    if let Some(error) = self.check_bind(&b.statement) {
+                let is_resumed = resumed.is_some();
+                let decision = match resumed {
+                    Some((decision, _)) => decision,
+                    None if self.policy.is_some() => self.check_bind(&b.statement),
+                    None => Decision::Forward,
+                };
+                match decision {
+                    Decision::Forward => {}
+                    Decision::Deny(error) => {
                         self.deny(error, false);
                         self.client_skip = true;
                         return Ok(Step::Replace(Bytes::new()));
                     }
+                    Decision::Hold => {
+                        let sql = self.statements.get(&b.statement).map(|s| s.sql.clone());
+                        let mask = self.statements.get(&b.statement).and_then(|s| s.mask);
+                        return Ok(self.hold(HeldKind::Bind, sql, Some(b.statement), mask));
+                    }
+                }
+                if is_resumed {
+                    self.released = Some((b.statement.clone(), self.statements.get(&b.statement).cloned()));
                 }
                 let portal = Arc::new(Portal {
                     name: b.portal.clone(),
@@ -892,6 +1117,8 @@ impl State {
             }
             Sync::CODE => {
                 Sync::from_bytes(&f.body())?;
+                // a released statement is bound without a check up to here
+                self.released = None;
                 // the server ignores Sync during copy-in (libpq sends another after CopyDone)
                 if !self.client_copy_in {
                     self.push(Request::Sync);
@@ -921,9 +1148,17 @@ impl State {
             FunctionCall::CODE => {
                 let fc = FunctionCall::from_bytes(&f.body())?;
                 // checked in COPY-in too (see check_statement)
-                if let Some(Decision::Deny(error)) = self.policy.as_mut().map(Policy::function_call) {
-                    self.deny(error, true);
-                    return Ok(Step::Replace(Bytes::new()));
+                let decision = match resumed {
+                    Some((decision, _)) => decision,
+                    None => self.policy.as_mut().map_or(Decision::Forward, Policy::function_call),
+                };
+                match decision {
+                    Decision::Forward => {}
+                    Decision::Deny(error) => {
+                        self.deny(error, true);
+                        return Ok(Step::Replace(Bytes::new()));
+                    }
+                    Decision::Hold => return Ok(self.hold(HeldKind::FunctionCall, None, None, None)),
                 }
                 let sql = Bytes::from(format!("function call oid={}", fc.oid));
                 let mut r = Running::new(StatementKind::Function, sql, now);

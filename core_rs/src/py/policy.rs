@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 
 use crate::pg::sql::{normalize, SqlCache as Inner};
 use crate::pg::{Check, CheckFailed, Verdict};
@@ -59,7 +59,8 @@ fn normalize_sql<'py>(py: Python<'py>, sql: &[u8]) -> Option<Bound<'py, PyBytes>
     normalize(sql).map(|key| PyBytes::new(py, &key))
 }
 
-/// A Python `check(sql, cached mask or -1, statement name) -> (mask, cacheable, error)`.
+/// A Python `check(sql, cached mask or -1, statement name) -> (mask, cacheable, error)`, or
+/// `(mask, cacheable, error, hold)`.
 pub(super) struct PyCheck(pub(super) Py<PyAny>);
 
 impl Check for PyCheck {
@@ -74,12 +75,16 @@ impl Check for PyCheck {
             let sql = sql.map(String::from_utf8_lossy);
             let name = name.map(String::from_utf8_lossy);
             let cached = cached.map_or(-1, i64::from);
-            let result = check
-                .call1((sql, cached, name))
-                .and_then(|r| r.extract::<(u32, bool, Option<PyBackedBytes>)>());
+            let result = check.call1((sql, cached, name)).and_then(|r| {
+                if r.is_instance_of::<PyTuple>() && r.len()? == 4 {
+                    r.extract::<(u32, bool, Option<PyBackedBytes>, bool)>()
+                } else {
+                    r.extract::<(u32, bool, Option<PyBackedBytes>)>().map(|(m, c, e)| (m, c, e, false))
+                }
+            });
             match result {
-                Ok((mask, cacheable, error)) => {
-                    Ok(Verdict { mask, cacheable, error: error.map(Bytes::from_owner) })
+                Ok((mask, cacheable, error, hold)) => {
+                    Ok(Verdict { mask, cacheable, error: error.map(Bytes::from_owner), hold })
                 }
                 Err(err) => {
                     let message = err.to_string();

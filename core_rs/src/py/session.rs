@@ -197,10 +197,48 @@ impl PgSession {
     }
 
     /// Checks Query, Parse and FunctionCall with `check(sql, cached mask or -1, statement name)
-    /// -> (mask, cacheable, error)`, skipping it for shapes cached with classes in `allow_mask`.
+    /// -> (mask, cacheable, error[, hold])`, skipping it for shapes cached with classes in
+    /// `allow_mask`.
     fn set_policy(&mut self, cache: Option<PyRef<'_, SqlCache>>, check: Py<PyAny>, allow_mask: u32) {
         let policy = Policy::new(cache.map(|c| c.inner()), Box::new(PyCheck(check)));
         self.inner.set_policy(Some(policy), allow_mask);
+    }
+
+    /// Whether a statement is held for a decision (`release` / `reject`).
+    #[getter]
+    fn holding(&self) -> bool {
+        self.inner.held().is_some()
+    }
+
+    /// The held message: `(kind, sql, statement name)`, or None.
+    #[getter]
+    fn held(&self) -> Option<(&'static str, Option<String>, Option<String>)> {
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        self.inner.held().map(|h| (h.kind.as_str(), h.sql.as_ref().map(text), h.name.as_ref().map(text)))
+    }
+
+    /// Lets the held statement go on, then processes what followed it: `(forward, terminate, reply)`.
+    fn release<'py>(
+        &mut self,
+        py: Python<'py>,
+        now_ns: i64,
+    ) -> PyResult<(Bound<'py, PyBytes>, bool, Option<Bound<'py, PyBytes>>)> {
+        let (forward, terminate) = self.inner.release(now_ns)?;
+        let reply = self.inner.take_reply().map(|r| PyBytes::new(py, &r));
+        Ok((PyBytes::new(py, &forward), terminate, reply))
+    }
+
+    /// Answers the held statement with `error`, then processes what followed it:
+    /// `(forward, terminate, reply)`.
+    fn reject<'py>(
+        &mut self,
+        py: Python<'py>,
+        error: &[u8],
+        now_ns: i64,
+    ) -> PyResult<(Bound<'py, PyBytes>, bool, Option<Bound<'py, PyBytes>>)> {
+        let (forward, terminate) = self.inner.reject(Bytes::copy_from_slice(error), now_ns)?;
+        let reply = self.inner.take_reply().map(|r| PyBytes::new(py, &r));
+        Ok((PyBytes::new(py, &forward), terminate, reply))
     }
 
     /// Guards server parameters: `[(name, [accepted values])]` (ASCII case-insensitive).
@@ -277,7 +315,12 @@ impl PgSession {
     fn __repr__(&self) -> String {
         let s = &self.inner;
         let in_copy = if s.in_copy() { "True" } else { "False" };
-        format!("PgSession(pending={}, tx_status='{}', in_copy={in_copy})", s.pending(), s.tx_status())
+        let holding = if s.held().is_some() { ", holding=True" } else { "" };
+        format!(
+            "PgSession(pending={}, tx_status='{}', in_copy={in_copy}{holding})",
+            s.pending(),
+            s.tx_status()
+        )
     }
 }
 
