@@ -29,7 +29,7 @@ def load_signing_key(data_dir: Path, *, create: bool = True) -> Ed25519PrivateKe
     path = signing_key_path(data_dir)
     if not create and not path.exists():
         raise HoopError(f"no approvals signing key at {path} (the gateway creates it on first use)")
-    return load_or_create_key(path)
+    return load_or_create_key(path, "approval signing key")
 
 
 def b64url(data: bytes) -> str:
