@@ -1,4 +1,4 @@
-"""Approvals: signed approval records, the approvals signing key and keyed statement digests.
+"""Approvals: signed records, the signing key, keyed statement digests, the store and the decision service.
 
 See docs/APPROVALS.md for the record format.
 """
@@ -21,6 +21,7 @@ from hoopgw.approvals._records import (
     sign_record,
     verify_record,
 )
+from hoopgw.approvals._service import ApprovalService, now_ms, tally
 from hoopgw.approvals._signing import (
     SIGNING_KEY_FILE,
     key_id,
@@ -29,6 +30,15 @@ from hoopgw.approvals._signing import (
     public_key_b64,
     public_key_pem,
     signing_key_path,
+)
+from hoopgw.approvals._store import (
+    STATUSES,
+    ApprovalError,
+    ApprovalStore,
+    RequestNotFound,
+    Status,
+    StoredDecision,
+    StoredRequest,
 )
 
 __all__ = [
@@ -39,7 +49,15 @@ __all__ = [
     "REQUEST",
     "SCHEMAS",
     "SIGNING_KEY_FILE",
+    "STATUSES",
+    "ApprovalError",
+    "ApprovalService",
+    "ApprovalStore",
     "RecordError",
+    "RequestNotFound",
+    "Status",
+    "StoredDecision",
+    "StoredRequest",
     "canonical",
     "check_binding",
     "check_schema",
@@ -49,11 +67,13 @@ __all__ = [
     "load_public_key",
     "load_records",
     "load_signing_key",
+    "now_ms",
     "public_key_b64",
     "public_key_pem",
     "record_digest",
     "sign_record",
     "signing_key_path",
     "statement_digest",
+    "tally",
     "verify_record",
 ]

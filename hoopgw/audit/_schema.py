@@ -60,6 +60,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked_at IS NULL;
     """,
+    # Approvals (hoopgw.approvals._store): each request and decision keeps its signed canonical record
+    # (``record``); the other columns are for lookups and the request's life. Times are integer
+    # milliseconds since the epoch, as in the records. ``*_owner``: the subject that created the API key
+    # the requester or approver used, when known (self-approval through a key is refused).
+    """
+    CREATE TABLE approval_requests (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'void')),
+        connection TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        requester_owner TEXT,
+        one_of_each_group INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        closed_at INTEGER,
+        close_reason TEXT
+    );
+    CREATE INDEX approval_requests_status ON approval_requests (status, expires_at);
+    CREATE INDEX approval_requests_created ON approval_requests (created_at);
+    CREATE TABLE approval_decisions (
+        id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL REFERENCES approval_requests (id),
+        approver TEXT NOT NULL,
+        approver_owner TEXT,
+        decision TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+        decided_at INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX approval_decisions_request ON approval_decisions (request_id, decided_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

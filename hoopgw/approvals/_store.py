@@ -1,0 +1,411 @@
+"""The approval store: signed request and decision records in the gateway's SQLite store (``audit.db``).
+
+Every write is its own durable transaction (WAL, ``synchronous = FULL``) on this object's own
+connection. A decision and the status change it causes are one ``BEGIN IMMEDIATE`` transaction that
+re-reads the request and its earlier decisions under the write lock, so decisions made at the same time
+(threads, or other processes on the same ``data_dir``) are counted exactly once.
+
+Times are integer milliseconds since the epoch, as in the records.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import orjson
+
+from hoopgw.approvals._records import DECISION, REQUEST
+from hoopgw.audit._schema import DB_FILE, connect
+from hoopgw.errors import HoopError, StoreError
+
+Status = Literal["pending", "approved", "denied", "expired", "void"]
+STATUSES: tuple[Status, ...] = ("pending", "approved", "denied", "expired", "void")
+_REQUEST_COLUMNS = (
+    "id, status, connection, requester, requester_owner, one_of_each_group, created_at, expires_at,"
+    " record, closed_at, close_reason"
+)
+_DECISION_COLUMNS = "id, request_id, approver, approver_owner, decision, decided_at, record"
+MAX_LIST = 1000
+
+
+class ApprovalError(HoopError):
+    """A request cannot be opened or decided: the message says why, for the person who asked."""
+
+    sqlstate = "42501"
+
+
+class RequestNotFound(ApprovalError):
+    """No approval request has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """One row of ``approval_decisions``: a signed decision record and who made it."""
+
+    id: str
+    request_id: str
+    approver: str
+    approver_owner: str | None
+    decision: Literal["approve", "deny"]
+    decided_at: int
+    record: dict[str, Any]
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """The subjects this decision stands for: the approver and the owner of their API key."""
+        return frozenset(s for s in (self.approver, self.approver_owner) if s)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """One row of ``approval_requests`` with its decisions (oldest first)."""
+
+    id: str
+    status: Status
+    connection: str
+    requester: str
+    requester_owner: str | None
+    one_of_each_group: bool
+    created_at: int
+    expires_at: int
+    record: dict[str, Any]
+    closed_at: int | None
+    close_reason: str | None
+    decisions: tuple[StoredDecision, ...] = ()
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """The subjects this request stands for: the requester and the owner of their API key."""
+        return frozenset(s for s in (self.requester, self.requester_owner) if s)
+
+    @property
+    def closed(self) -> bool:
+        """True unless the request is still pending."""
+        return self.status != "pending"
+
+    def public(self) -> dict[str, Any]:
+        """What a listing shows (``id`` and ``status`` first, then the life of the request)."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "connection": self.connection,
+            "requester": self.requester,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "closed_at": self.closed_at,
+            "close_reason": self.close_reason,
+            "approvals": sum(1 for d in self.decisions if d.decision == "approve"),
+            "approvals_required": self.record["approvals_required"],
+            "approvers": list(self.record["approvers"]),
+        }
+
+
+#: Decides the status of a pending request from its decisions: ``(status, close_reason)``.
+Tally = Callable[[StoredRequest, Sequence[StoredDecision]], "tuple[Status, str | None]"]
+
+
+def _decision(row: tuple[Any, ...]) -> StoredDecision:
+    return StoredDecision(
+        id=row[0],
+        request_id=row[1],
+        approver=row[2],
+        approver_owner=row[3],
+        decision=row[4],
+        decided_at=row[5],
+        record=orjson.loads(row[6]),
+    )
+
+
+def _request(row: tuple[Any, ...], decisions: Sequence[StoredDecision] = ()) -> StoredRequest:
+    return StoredRequest(
+        id=row[0],
+        status=cast("Status", row[1]),
+        connection=row[2],
+        requester=row[3],
+        requester_owner=row[4],
+        one_of_each_group=bool(row[5]),
+        created_at=row[6],
+        expires_at=row[7],
+        record=orjson.loads(row[8]),
+        closed_at=row[9],
+        close_reason=row[10],
+        decisions=tuple(decisions),
+    )
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+
+
+class ApprovalStore:
+    """Reads and writes the approval tables; safe to share between threads (one lock)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / DB_FILE
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect(self.path, create=True)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (it is reopened on next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _fail(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot use the approval tables in {self.path}: {exc}")
+
+    # --- reads ------------------------------------------------------------------------------------------
+
+    def get(self, request_id: str) -> StoredRequest | None:
+        """The request with this id and its decisions, or None."""
+        with self._lock:
+            try:
+                return self._get(self._connection(), request_id)
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+
+    def _get(self, conn: sqlite3.Connection, request_id: str) -> StoredRequest | None:
+        row = conn.execute(
+            f"SELECT {_REQUEST_COLUMNS} FROM approval_requests WHERE id = ?",  # noqa: S608
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        rows = conn.execute(
+            f"SELECT {_DECISION_COLUMNS} FROM approval_decisions WHERE request_id = ?"  # noqa: S608
+            " ORDER BY decided_at, rowid",
+            (request_id,),
+        ).fetchall()
+        return _request(row, [_decision(r) for r in rows])
+
+    def list(self, status: Status | None = None, limit: int = 100) -> builtins.list[StoredRequest]:
+        """Requests, newest first, with their decisions; only those with ``status`` when given."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        limit = max(1, min(int(limit), MAX_LIST))
+        where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
+        with self._lock:
+            try:
+                conn = self._connection()
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT id FROM approval_requests {where}"  # noqa: S608
+                        " ORDER BY created_at DESC, id DESC LIMIT ?",
+                        (*args, limit),
+                    ).fetchall()
+                ]
+                out = [self._get(conn, i) for i in ids]
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+        return [r for r in out if r is not None]
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    def add_request(
+        self,
+        record: Mapping[str, Any],
+        *,
+        requester_owner: str | None = None,
+        one_of_each_group: bool = False,
+    ) -> StoredRequest:
+        """Store a new signed ``approval_request`` record as pending; KeyError if its id exists."""
+        if record.get("type") != REQUEST or "signature" not in record:
+            raise ValueError("add_request takes a signed approval_request record")
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute(
+                    f"INSERT INTO approval_requests ({_REQUEST_COLUMNS})"  # noqa: S608
+                    " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                    (
+                        record["id"],
+                        record["connection"],
+                        record["requester"]["subject"],
+                        requester_owner,
+                        int(one_of_each_group),
+                        record["created_at"],
+                        record["expires_at"],
+                        _dumps(record),
+                    ),
+                )
+                stored = self._get(conn, record["id"])
+            except sqlite3.IntegrityError as exc:
+                if "approval_requests.id" in str(exc):
+                    raise KeyError(record["id"]) from None
+                raise self._fail(exc) from None
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+        assert stored is not None
+        return stored
+
+    def add_decision(
+        self,
+        record: Mapping[str, Any],
+        tally: Tally,
+        *,
+        approver_owner: str | None = None,
+    ) -> StoredRequest:
+        """Store a signed ``approval_decision`` and apply its effect, in one transaction.
+
+        Under the write lock: the request must exist and be pending (ApprovalError otherwise); if it is
+        past ``expires_at`` at the decision's ``decided_at`` it is marked expired and ApprovalError is
+        raised; an approval by someone (subject or API key owner) who already approved is refused; then
+        the decision is inserted and ``tally`` (given every decision, the new one last) sets the status.
+        Returns the request as it is after the commit.
+        """
+        if record.get("type") != DECISION or "signature" not in record:
+            raise ValueError("add_decision takes a signed approval_decision record")
+        request_id: str = record["request_id"]
+        approver: str = record["approver"]["subject"]
+        at: int = record["decided_at"]
+        new = StoredDecision(
+            id=record["id"],
+            request_id=request_id,
+            approver=approver,
+            approver_owner=approver_owner,
+            decision=record["decision"],
+            decided_at=at,
+            record=dict(record),
+        )
+        refusal: ApprovalError | None = None
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    request = self._get(conn, request_id)
+                    if request is None:
+                        refusal = RequestNotFound(f"no approval request {request_id}")
+                    elif request.closed:
+                        refusal = closed_error(request)
+                    elif at >= request.expires_at:
+                        _close(conn, request_id, "expired", request.expires_at, "expired")
+                        refusal = ApprovalError(
+                            f"approval request {request_id} expired before this decision; nothing was decided"
+                        )
+                    else:
+                        if new.decision == "approve":
+                            for earlier in request.decisions:
+                                if earlier.decision == "approve" and earlier.identities & new.identities:
+                                    refusal = ApprovalError(
+                                        f"{approver} already approved request {request_id}"
+                                        f" (as {earlier.approver}); an approver counts once"
+                                    )
+                                    break
+                        if refusal is None:
+                            conn.execute(
+                                f"INSERT INTO approval_decisions ({_DECISION_COLUMNS})"  # noqa: S608
+                                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (
+                                    new.id,
+                                    request_id,
+                                    approver,
+                                    approver_owner,
+                                    new.decision,
+                                    at,
+                                    _dumps(record),
+                                ),
+                            )
+                            status, reason = tally(request, (*request.decisions, new))
+                            if status != "pending":
+                                _close(conn, request_id, status, at, reason)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                after = self._get(conn, request_id)
+            except sqlite3.IntegrityError as exc:
+                if "approval_decisions.id" in str(exc):
+                    raise KeyError(record["id"]) from None
+                raise self._fail(exc) from None
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+        if refusal is not None:
+            raise refusal
+        assert after is not None
+        return after
+
+    def expire_due(self, now: int) -> builtins.list[StoredRequest]:
+        """Mark every pending request whose ``expires_at`` is at or before ``now`` expired; return them."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = [
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ?",
+                            (now,),
+                        ).fetchall()
+                    ]
+                    for request_id in ids:
+                        # closed_at is when it lapsed, not when someone noticed
+                        conn.execute(
+                            "UPDATE approval_requests SET status = 'expired', closed_at = expires_at,"
+                            " close_reason = 'expired' WHERE id = ?",
+                            (request_id,),
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                out = [self._get(conn, i) for i in ids]
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+        return [r for r in out if r is not None]
+
+    def void(self, request_id: str, reason: str, now: int) -> StoredRequest:
+        """Mark a pending request void (its statement can no longer run); ApprovalError if it is closed."""
+        if not reason.strip():
+            raise ValueError("voiding a request needs a reason")
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    request = self._get(conn, request_id)
+                    if request is not None and not request.closed:
+                        _close(conn, request_id, "void", now, reason)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                after = self._get(conn, request_id)
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+        if request is None or after is None:
+            raise RequestNotFound(f"no approval request {request_id}")
+        if request.closed:
+            raise closed_error(request)
+        return after
+
+
+def _close(conn: sqlite3.Connection, request_id: str, status: Status, at: int, reason: str | None) -> None:
+    conn.execute(
+        "UPDATE approval_requests SET status = ?, closed_at = ?, close_reason = ?"
+        " WHERE id = ? AND status = 'pending'",
+        (status, at, reason, request_id),
+    )
+
+
+def closed_error(request: StoredRequest) -> ApprovalError:
+    """The refusal of a decision on a closed request."""
+    why = f": {request.close_reason}" if request.close_reason and request.status != "expired" else ""
+    return ApprovalError(
+        f"approval request {request.id} is already closed ({request.status}{why});"
+        " it can no longer be decided"
+    )
