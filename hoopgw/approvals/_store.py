@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any, Literal, cast
 import orjson
 
 from hoopgw.approvals._records import DECISION, REQUEST
-from hoopgw.audit._schema import DB_FILE, connect
-from hoopgw.errors import HoopError, StoreError
+from hoopgw.audit._tables import SqliteTables
+from hoopgw.errors import HoopError
 
 Status = Literal["pending", "approved", "denied", "expired", "void"]
 STATUSES: tuple[Status, ...] = ("pending", "approved", "denied", "expired", "void")
@@ -139,42 +138,35 @@ def _request(row: tuple[Any, ...], decisions: Sequence[StoredDecision] = ()) -> 
     )
 
 
+def _counted_already(request: StoredRequest, new: StoredDecision) -> ApprovalError | None:
+    """An approval by someone (subject or API key owner) who already approved counts once: refused."""
+    if new.decision != "approve":
+        return None
+    for earlier in request.decisions:
+        if earlier.decision == "approve" and earlier.identities & new.identities:
+            return ApprovalError(
+                f"{new.approver} already approved request {request.id}"
+                f" (as {earlier.approver}); an approver counts once"
+            )
+    return None
+
+
 def _dumps(record: Mapping[str, Any]) -> str:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
 
-class ApprovalStore:
+class ApprovalStore(SqliteTables):
     """Reads and writes the approval tables; safe to share between threads (one lock)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / DB_FILE
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self.path, create=True)
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection (it is reopened on next use)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _fail(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(f"cannot use the approval tables in {self.path}: {exc}")
+        super().__init__(data_dir, "approval tables")
 
     # --- reads ------------------------------------------------------------------------------------------
 
     def get(self, request_id: str) -> StoredRequest | None:
         """The request with this id and its decisions, or None."""
-        with self._lock:
-            try:
-                return self._get(self._connection(), request_id)
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+        with self._use() as conn:
+            return self._get(conn, request_id)
 
     def _get(self, conn: sqlite3.Connection, request_id: str) -> StoredRequest | None:
         row = conn.execute(
@@ -196,20 +188,16 @@ class ApprovalStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
         limit = max(1, min(int(limit), MAX_LIST))
         where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
-        with self._lock:
-            try:
-                conn = self._connection()
-                ids = [
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT id FROM approval_requests {where}"  # noqa: S608
-                        " ORDER BY created_at DESC, id DESC LIMIT ?",
-                        (*args, limit),
-                    ).fetchall()
-                ]
-                out = [self._get(conn, i) for i in ids]
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+        with self._use() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT id FROM approval_requests {where}"  # noqa: S608
+                    " ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (*args, limit),
+                ).fetchall()
+            ]
+            out = [self._get(conn, i) for i in ids]
         return [r for r in out if r is not None]
 
     # --- writes -----------------------------------------------------------------------------------------
@@ -224,9 +212,8 @@ class ApprovalStore:
         """Store a new signed ``approval_request`` record as pending; KeyError if its id exists."""
         if record.get("type") != REQUEST or "signature" not in record:
             raise ValueError("add_request takes a signed approval_request record")
-        with self._lock:
+        with self._use() as conn:
             try:
-                conn = self._connection()
                 conn.execute(
                     f"INSERT INTO approval_requests ({_REQUEST_COLUMNS})"  # noqa: S608
                     " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
@@ -241,13 +228,11 @@ class ApprovalStore:
                         _dumps(record),
                     ),
                 )
-                stored = self._get(conn, record["id"])
             except sqlite3.IntegrityError as exc:
                 if "approval_requests.id" in str(exc):
                     raise KeyError(record["id"]) from None
-                raise self._fail(exc) from None
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+                raise
+            stored = self._get(conn, record["id"])
         assert stored is not None
         return stored
 
@@ -281,31 +266,22 @@ class ApprovalStore:
             record=dict(record),
         )
         refusal: ApprovalError | None = None
-        with self._lock:
-            try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    request = self._get(conn, request_id)
-                    if request is None:
-                        refusal = RequestNotFound(f"no approval request {request_id}")
-                    elif request.closed:
-                        refusal = closed_error(request)
-                    elif at >= request.expires_at:
-                        _close(conn, request_id, "expired", request.expires_at, "expired")
-                        refusal = ApprovalError(
-                            f"approval request {request_id} expired before this decision; nothing was decided"
-                        )
-                    else:
-                        if new.decision == "approve":
-                            for earlier in request.decisions:
-                                if earlier.decision == "approve" and earlier.identities & new.identities:
-                                    refusal = ApprovalError(
-                                        f"{approver} already approved request {request_id}"
-                                        f" (as {earlier.approver}); an approver counts once"
-                                    )
-                                    break
-                        if refusal is None:
+        with self._use() as conn:
+            with self._immediate(conn):
+                request = self._get(conn, request_id)
+                if request is None:
+                    refusal = RequestNotFound(f"no approval request {request_id}")
+                elif request.closed:
+                    refusal = closed_error(request)
+                elif at >= request.expires_at:
+                    _close(conn, request_id, "expired", request.expires_at, "expired")
+                    refusal = ApprovalError(
+                        f"approval request {request_id} expired before this decision; nothing was decided"
+                    )
+                else:
+                    refusal = _counted_already(request, new)
+                    if refusal is None:
+                        try:
                             conn.execute(
                                 f"INSERT INTO approval_decisions ({_DECISION_COLUMNS})"  # noqa: S608
                                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -319,20 +295,14 @@ class ApprovalStore:
                                     _dumps(record),
                                 ),
                             )
-                            status, reason = tally(request, (*request.decisions, new))
-                            if status != "pending":
-                                _close(conn, request_id, status, at, reason)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                after = self._get(conn, request_id)
-            except sqlite3.IntegrityError as exc:
-                if "approval_decisions.id" in str(exc):
-                    raise KeyError(record["id"]) from None
-                raise self._fail(exc) from None
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+                        except sqlite3.IntegrityError as exc:
+                            if "approval_decisions.id" in str(exc):
+                                raise KeyError(record["id"]) from None
+                            raise
+                        status, reason = tally(request, (*request.decisions, new))
+                        if status != "pending":
+                            _close(conn, request_id, status, at, reason)
+            after = self._get(conn, request_id)
         if refusal is not None:
             raise refusal
         assert after is not None
@@ -340,53 +310,35 @@ class ApprovalStore:
 
     def expire_due(self, now: int) -> builtins.list[StoredRequest]:
         """Mark every pending request whose ``expires_at`` is at or before ``now`` expired; return them."""
-        with self._lock:
-            try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    ids = [
-                        r[0]
-                        for r in conn.execute(
-                            "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ?",
-                            (now,),
-                        ).fetchall()
-                    ]
-                    for request_id in ids:
-                        # closed_at is when it lapsed, not when someone noticed
-                        conn.execute(
-                            "UPDATE approval_requests SET status = 'expired', closed_at = expires_at,"
-                            " close_reason = 'expired' WHERE id = ?",
-                            (request_id,),
-                        )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                out = [self._get(conn, i) for i in ids]
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+        with self._use() as conn:
+            with self._immediate(conn):
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM approval_requests WHERE status = 'pending' AND expires_at <= ?",
+                        (now,),
+                    ).fetchall()
+                ]
+                for request_id in ids:
+                    # closed_at is when it lapsed, not when someone noticed
+                    conn.execute(
+                        "UPDATE approval_requests SET status = 'expired', closed_at = expires_at,"
+                        " close_reason = 'expired' WHERE id = ?",
+                        (request_id,),
+                    )
+            out = [self._get(conn, i) for i in ids]
         return [r for r in out if r is not None]
 
     def void(self, request_id: str, reason: str, now: int) -> StoredRequest:
         """Mark a pending request void (its statement can no longer run); ApprovalError if it is closed."""
         if not reason.strip():
             raise ValueError("voiding a request needs a reason")
-        with self._lock:
-            try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    request = self._get(conn, request_id)
-                    if request is not None and not request.closed:
-                        _close(conn, request_id, "void", now, reason)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                after = self._get(conn, request_id)
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+        with self._use() as conn:
+            with self._immediate(conn):
+                request = self._get(conn, request_id)
+                if request is not None and not request.closed:
+                    _close(conn, request_id, "void", now, reason)
+            after = self._get(conn, request_id)
         if request is None or after is None:
             raise RequestNotFound(f"no approval request {request_id}")
         if request.closed:

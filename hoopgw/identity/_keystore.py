@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from typing import Any, Literal
 
 import orjson
 
-from hoopgw.audit._schema import DB_FILE, connect
-from hoopgw.errors import HoopError, StoreError
+from hoopgw.audit._tables import SqliteTables
+from hoopgw.errors import HoopError
 
 #: Key and group names: 1-63 characters, a letter or digit first, then letters, digits, ``_ . -``.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
@@ -117,63 +116,34 @@ def _record(row: tuple[Any, ...]) -> ApiKeyRecord:
     )
 
 
-class ApiKeyStore:
+class ApiKeyStore(SqliteTables):
     """Reads and writes the ``api_keys`` table; safe to share between threads (one lock)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / DB_FILE
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self, *, create: bool) -> sqlite3.Connection | None:
-        if self._conn is None:
-            if not create and not self.path.exists():
-                return None
-            self._conn = connect(self.path, create=create)
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection (it is reopened on next use)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _fail(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(f"cannot use the API key table in {self.path}: {exc}")
+        super().__init__(data_dir, "API key table")
 
     def lookup(self, key_id: str) -> ApiKeyRecord | None:
         """The key with id ``key_id`` (revoked or not), or None."""
-        with self._lock:
-            try:
-                conn = self._connection(create=False)
-                if conn is None:
-                    return None
-                row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()  # noqa: S608
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+        with self._peek() as conn:
+            if conn is None:
+                return None
+            row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()  # noqa: S608
         return _record(row) if row is not None else None
 
     def list_keys(self) -> list[ApiKeyRecord]:
         """Every key, newest first."""
-        with self._lock:
-            try:
-                conn = self._connection(create=False)
-                if conn is None:
-                    return []
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at DESC, id"  # noqa: S608
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+        with self._peek() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at DESC, id"  # noqa: S608
+            ).fetchall()
         return [_record(row) for row in rows]
 
     def add(self, record: ApiKeyRecord) -> None:
         """Insert a new key; KeyNameTaken if a key not revoked has its name, KeyError if its id exists."""
-        with self._lock:
+        with self._use() as conn:
             try:
-                conn = self._connection(create=True)
-                assert conn is not None
                 conn.execute(
                     "INSERT INTO api_keys (id, name, hash, groups, created_by, created_at, expires_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -194,39 +164,26 @@ class ApiKeyStore:
                     ) from None
                 if "api_keys.id" in str(exc):
                     raise KeyError(record.id) from None
-                raise self._fail(exc) from None
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+                raise
 
     def revoke(self, ref: str, revoked_by: str, now: float | None = None) -> ApiKeyRecord:
         """Revoke the key not yet revoked named ``ref`` (else with id ``ref``); KeyNotFound if none."""
         at = time.time() if now is None else now
-        with self._lock:
-            try:
-                conn = self._connection(create=True)
-                assert conn is not None
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute(
-                        f"SELECT {_COLUMNS} FROM api_keys WHERE revoked_at IS NULL AND name = ?",  # noqa: S608
-                        (ref,),
-                    ).fetchone()
-                    if row is None:
-                        row = conn.execute(
-                            f"SELECT {_COLUMNS} FROM api_keys WHERE revoked_at IS NULL AND id = ?",  # noqa: S608
-                            (ref,),
-                        ).fetchone()
-                    if row is not None:
-                        conn.execute(
-                            "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ?",
-                            (at, revoked_by, row[0]),
-                        )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from None
+        with self._use() as conn, self._immediate(conn):
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE revoked_at IS NULL AND name = ?",  # noqa: S608
+                (ref,),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM api_keys WHERE revoked_at IS NULL AND id = ?",  # noqa: S608
+                    (ref,),
+                ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ?",
+                    (at, revoked_by, row[0]),
+                )
         if row is None:
             raise KeyNotFound(f"no API key named {ref!r} (or it is already revoked)")
         return dataclasses.replace(_record(row), revoked_at=at, revoked_by=revoked_by)
