@@ -878,6 +878,17 @@ impl State {
         }
     }
 
+    /// Drops a denied client message, answering it in its place: a Query or FunctionCall with
+    /// `error` + ReadyForQuery; a Parse or Bind (`in_batch`) with `error`, and the rest of its
+    /// extended-protocol batch is dropped up to its Sync, as the server does after an error.
+    fn refuse(&mut self, error: Bytes, in_batch: bool) -> Step {
+        self.deny(error, !in_batch);
+        if in_batch {
+            self.client_skip = true;
+        }
+        Step::Replace(Bytes::new())
+    }
+
     /// The server frame's step, followed by the answers to denials it brought to the head.
     fn with_synthetic(&mut self, step: Step, f: &Frame<'_>) -> Step {
         if self.synthetic.is_empty() {
@@ -997,10 +1008,7 @@ impl State {
                 };
                 match decision {
                     Decision::Forward => {}
-                    Decision::Deny(error) => {
-                        self.deny(error, true);
-                        return Ok(Step::Replace(Bytes::new()));
-                    }
+                    Decision::Deny(error) => return Ok(self.refuse(error, false)),
                     Decision::Hold => return Ok(self.hold(HeldKind::Query, Some(q.sql), None, mask)),
                 }
                 self.push(Request::Query(Running::new(StatementKind::Query, q.sql, now)));
@@ -1015,11 +1023,7 @@ impl State {
                 };
                 match decision {
                     Decision::Forward => {}
-                    Decision::Deny(error) => {
-                        self.deny(error, false);
-                        self.client_skip = true;
-                        return Ok(Step::Replace(Bytes::new()));
-                    }
+                    Decision::Deny(error) => return Ok(self.refuse(error, true)),
                     Decision::Hold => {
                         return Ok(self.hold(HeldKind::Parse, Some(p.sql), Some(p.name), mask));
                     }
@@ -1046,11 +1050,7 @@ impl State {
                 };
                 match decision {
                     Decision::Forward => {}
-                    Decision::Deny(error) => {
-                        self.deny(error, false);
-                        self.client_skip = true;
-                        return Ok(Step::Replace(Bytes::new()));
-                    }
+                    Decision::Deny(error) => return Ok(self.refuse(error, true)),
                     Decision::Hold => {
                         let sql = self.statements.get(&b.statement).map(|s| s.sql.clone());
                         let mask = self.statements.get(&b.statement).and_then(|s| s.mask);
@@ -1154,10 +1154,7 @@ impl State {
                 };
                 match decision {
                     Decision::Forward => {}
-                    Decision::Deny(error) => {
-                        self.deny(error, true);
-                        return Ok(Step::Replace(Bytes::new()));
-                    }
+                    Decision::Deny(error) => return Ok(self.refuse(error, false)),
                     Decision::Hold => return Ok(self.hold(HeldKind::FunctionCall, None, None, None)),
                 }
                 let sql = Bytes::from(format!("function call oid={}", fc.oid));
