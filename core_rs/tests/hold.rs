@@ -3,77 +3,24 @@
 //! client sent meanwhile then goes through the normal path, in order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+mod common;
+use common::*;
+
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use hoopgw_core::pg::messages::bind::Bind;
-use hoopgw_core::pg::messages::command_complete::CommandComplete;
+use bytes::Bytes;
 use hoopgw_core::pg::messages::complete::{BindComplete, ParseComplete};
-use hoopgw_core::pg::messages::data_row::DataRow;
-use hoopgw_core::pg::messages::error_notice::{ErrorResponse, Fields};
-use hoopgw_core::pg::messages::execute::Execute;
 use hoopgw_core::pg::messages::function_call::FunctionCall;
 use hoopgw_core::pg::messages::parameter_status::ParameterStatus;
-use hoopgw_core::pg::messages::parse::Parse;
-use hoopgw_core::pg::messages::query::Query;
-use hoopgw_core::pg::messages::ready_for_query::ReadyForQuery;
 use hoopgw_core::pg::messages::sync_flush_terminate::{Sync, Terminate};
 use hoopgw_core::pg::messages::ToBytes;
 use hoopgw_core::pg::policy::{error_response, CHECK_FAILED_MESSAGE};
 use hoopgw_core::pg::{HeldKind, Policy, ProtocolError, Session, Verdict};
 
 const MAX: usize = 1 << 16;
-const READ: u32 = 1;
-const WRITE: u32 = 2;
 const DDL: u32 = 4;
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
-fn cat(msgs: &[&dyn ToBytes]) -> Bytes {
-    let mut out = BytesMut::new();
-    for m in msgs {
-        out.extend_from_slice(&m.to_bytes().unwrap());
-    }
-    out.freeze()
-}
-
-fn query(sql: &str) -> Query {
-    Query { sql: b(sql) }
-}
-fn parse(name: &str, sql: &str) -> Parse {
-    Parse { name: b(name), sql: b(sql), param_types: vec![] }
-}
-fn bind(portal: &str, stmt: &str) -> Bind {
-    Bind {
-        portal: b(portal),
-        statement: b(stmt),
-        param_formats: vec![],
-        params: vec![],
-        result_formats: vec![],
-    }
-}
-fn execute(portal: &str) -> Execute {
-    Execute { portal: b(portal), max_rows: 0 }
-}
-fn tag(t: &str) -> CommandComplete {
-    CommandComplete { tag: b(t) }
-}
-fn row(v: &str) -> DataRow {
-    DataRow { values: vec![Some(b(v))] }
-}
-fn ready(s: u8) -> ReadyForQuery {
-    ReadyForQuery::new(s).unwrap()
-}
-fn err(code: &str, msg: &str) -> ErrorResponse {
-    ErrorResponse(Fields::new("ERROR", code, msg, None, None))
-}
 fn rejected() -> Bytes {
     error_response("42501", "approval denied")
-}
-fn denied() -> Bytes {
-    error_response("42501", "denied by policy")
 }
 fn answer(sql_tag: &str, status: u8) -> Bytes {
     cat(&[&tag(sql_tag), &ready(status)])
@@ -310,7 +257,7 @@ fn a_rejected_parse_drops_its_batch_up_to_the_sync() {
         &ParseComplete,
         &BindComplete,
         &tag("SELECT 1"),
-        &err("42501", "approval denied"),
+        &server_error("42501", "approval denied"),
         &ready(b'I'),
         &tag("SELECT 1"),
         &ready(b'I'),

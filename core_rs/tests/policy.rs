@@ -2,20 +2,15 @@
 //! response stream, skip-until-Sync after a denied Parse.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+mod common;
+use common::*;
+
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use hoopgw_core::pg::messages::bind::Bind;
-use hoopgw_core::pg::messages::command_complete::CommandComplete;
+use bytes::Bytes;
 use hoopgw_core::pg::messages::complete::{BindComplete, ParseComplete};
-use hoopgw_core::pg::messages::data_row::DataRow;
 use hoopgw_core::pg::messages::describe::{Describe, Target};
-use hoopgw_core::pg::messages::error_notice::{ErrorResponse, Fields};
-use hoopgw_core::pg::messages::execute::Execute;
 use hoopgw_core::pg::messages::function_call::FunctionCall;
-use hoopgw_core::pg::messages::parse::Parse;
-use hoopgw_core::pg::messages::query::Query;
-use hoopgw_core::pg::messages::ready_for_query::ReadyForQuery;
 use hoopgw_core::pg::messages::sync_flush_terminate::{Flush, Sync, Terminate};
 use hoopgw_core::pg::messages::ToBytes;
 use hoopgw_core::pg::policy::{error_response, CHECK_FAILED_MESSAGE};
@@ -24,54 +19,6 @@ use hoopgw_core::pg::{
 };
 
 const MAX: usize = 1 << 20;
-const READ: u32 = 1;
-const WRITE: u32 = 2;
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
-fn cat(msgs: &[&dyn ToBytes]) -> Bytes {
-    let mut out = BytesMut::new();
-    for m in msgs {
-        out.extend_from_slice(&m.to_bytes().unwrap());
-    }
-    out.freeze()
-}
-
-fn query(sql: &str) -> Query {
-    Query { sql: b(sql) }
-}
-fn parse(name: &str, sql: &str) -> Parse {
-    Parse { name: b(name), sql: b(sql), param_types: vec![] }
-}
-fn bind(portal: &str, stmt: &str) -> Bind {
-    Bind {
-        portal: b(portal),
-        statement: b(stmt),
-        param_formats: vec![],
-        params: vec![],
-        result_formats: vec![],
-    }
-}
-fn execute(portal: &str) -> Execute {
-    Execute { portal: b(portal), max_rows: 0 }
-}
-fn tag(t: &str) -> CommandComplete {
-    CommandComplete { tag: b(t) }
-}
-fn row(v: &str) -> DataRow {
-    DataRow { values: vec![Some(b(v))] }
-}
-fn ready(s: u8) -> ReadyForQuery {
-    ReadyForQuery::new(s).unwrap()
-}
-fn server_error(code: &str, msg: &str) -> ErrorResponse {
-    ErrorResponse(Fields::new("ERROR", code, msg, None, None))
-}
-fn denied() -> Bytes {
-    error_response("42501", "denied by policy")
-}
 fn denied_then_ready(status: u8) -> Bytes {
     cat(&[&server_error("42501", "denied by policy"), &ready(status)])
 }
