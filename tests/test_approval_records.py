@@ -6,8 +6,6 @@ import copy
 import json
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,8 @@ from hoopgw.approvals import (
     verify_record,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+from ._support.procs import hoopgw
+
 DIGEST_KEY = bytes(range(32))
 T0 = 1_714_564_800_000  # 2024-05-01T12:00:00Z in milliseconds
 
@@ -395,20 +394,6 @@ def test_public_key_exports(key: Ed25519PrivateKey) -> None:
 
 
 # --- the command line -------------------------------------------------------------------------------
-
-
-def hoopgw(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "HOOPGW_CONFIG"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "hoopgw", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +12,8 @@ from hoopgw.audit import AuditWriter, SessionInfo
 from hoopgw.config import load_config
 from hoopgw.identity import LocalIssuer
 
-REPO = Path(__file__).resolve().parent.parent
+from ._support.procs import hoopgw
+
 CONFIG = """
 [gateway]
 data_dir = "var"
@@ -27,23 +25,6 @@ listen = "127.0.0.1:15432"
 upstream = "postgresql://app@127.0.0.1:5432/bank"
 password = "env:HOOPGW_TEST_PW"
 """
-
-
-def hoopgw(
-    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k != "HOOPGW_CONFIG"}
-    full_env.update(env or {})
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "hoopgw", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env=full_env,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -88,3 +89,21 @@ def require_binary(name: str) -> str:
     if path is None:
         raise AssertionError(f"{name} not found on PATH; run `make deps`")
     return path
+
+
+def hoopgw(
+    *args: str | Path, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m hoopgw ARGS`` from this checkout (no ``$HOOPGW_CONFIG``), text captured, bounded."""
+    full_env = {k: v for k, v in os.environ.items() if k != "HOOPGW_CONFIG"}
+    full_env.update(env or {})
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "hoopgw", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=full_env,
+        check=False,
+    )
