@@ -160,6 +160,14 @@ class PgSession:
         ``kind`` is "query", "parse", "bind" or "function"; ``sql`` the text of a Query or Parse
         (for a Bind: of its statement when this session parsed it), None for a FunctionCall.
         """
+    @property
+    def held_batch(self) -> tuple[bool, list[tuple[int, bytes | None]] | None]:
+        """``(complete, params)`` of the held statement's batch.
+
+        ``complete``: a Query or FunctionCall always; a Parse or Bind once the Sync ending its batch
+        has arrived. ``params``: ``[(format code, value or None for NULL)]`` of the first Bind of the
+        held statement received so far (a held Bind is its own), or None.
+        """
     def release(self, now_ns: int) -> tuple[bytes, bool, bytes | None]:
         """Let the held statement go on as if the check had allowed it, then process what the
         client sent after it (checked as usual: it may be denied, or held again).

@@ -12,6 +12,7 @@ import uvloop
 
 from hoopgw import _core
 from hoopgw.api import ApiServer, KeyApi, build_app
+from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
 from hoopgw.audit import AuditWriter
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
@@ -23,6 +24,9 @@ from hoopgw.proxy._tls import server_context
 from hoopgw.proxy.pg import CancelRegistry, PgListener
 
 log = logging.getLogger("hoopgw")
+
+#: how often pending approval requests past their expiry are closed
+_EXPIRY_SWEEP_S = 1.0
 
 
 class Gateway:
@@ -45,9 +49,15 @@ class Gateway:
             for c in config.connections
             if isinstance(c, PostgresConnection)
         ]
-        keys = KeyApi(
-            ApiKeyStore(gw.data_dir), self.authenticator, gw.admins, self.writer.event, self.key_revoked
+        key_store = ApiKeyStore(gw.data_dir)
+        #: approval requests and decisions, signed with the gateway's key (docs/APPROVALS.md)
+        self.approvals = ApprovalService(
+            ApprovalStore(gw.data_dir),
+            load_signing_key(gw.data_dir),
+            load_digest_key(gw.data_dir),
+            api_keys=key_store,
         )
+        keys = KeyApi(key_store, self.authenticator, gw.admins, self.writer.event, self.key_revoked)
         self.api = ApiServer(build_app(self.status, keys=keys), gw.api_listen) if gw.api_listen else None
         self.started_at = time.time()
         self._stop: asyncio.Event | None = None
@@ -59,6 +69,27 @@ class Gateway:
             "sessions": sum(len(listener.sessions) for listener in self.listeners),
             "connections": [listener.cfg.name for listener in self.listeners],
         }
+
+    @property
+    def approvals_url(self) -> str | None:
+        """Base URL of the console / API where approvers decide (shown to waiting clients)."""
+        url = self.config.approvals.url
+        if url is not None:
+            return url.rstrip("/")
+        listen = self.config.gateway.api_listen
+        if listen is None:
+            return None
+        host = f"[{listen.host}]" if ":" in listen.host else listen.host
+        return f"http://{host}:{listen.port}"
+
+    async def _expire_approvals(self) -> None:
+        """Close requests whose time ran out (waiters in this process also have their own timers)."""
+        while True:
+            await asyncio.sleep(_EXPIRY_SWEEP_S)
+            try:
+                self.approvals.expire_due()
+            except HoopError as exc:
+                log.warning("cannot expire approval requests", extra={"error": str(exc)})
 
     def key_revoked(self, name: str) -> None:
         """End the live sessions of the API key ``name`` (called by the API right after revoking it)."""
@@ -92,8 +123,10 @@ class Gateway:
             log.warning("no policy names this connection: every login to it will be refused",
                         extra={"connection": name})  # fmt: skip
         warm_up = asyncio.create_task(self.authenticator.warm_up())  # OIDC discovery and keys, never fatal
+        sweep = asyncio.create_task(self._expire_approvals())
         await self._stop.wait()
         warm_up.cancel()
+        sweep.cancel()
         log.info("shutting down", extra={"timeout_s": self.config.gateway.shutdown_timeout})
         await self._shutdown(self.config.gateway.shutdown_timeout)
         return 0

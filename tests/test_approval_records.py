@@ -49,6 +49,7 @@ def request_body(**changes: Any) -> dict[str, Any]:
         "statement_digest": statement_digest(
             DIGEST_KEY, "update accounts set x = $1 where id = $2", ["1", "2"]
         ),
+        "statement": "update accounts set x = $1 where id = $2",
         "params_masked": ["****1111", None],
         "prompt_id": "prm_7",
         "rule": "agents",

@@ -211,6 +211,7 @@ SCHEMAS: dict[str, dict[str, Check]] = {
         "id": _text,
         "requester": _REQUESTER,
         "connection": _text,
+        "statement": _any_text,
         "statement_digest": _STATEMENT,
         "params_masked": _list_of(_param),
         "prompt_id": _optional_text,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,12 @@ from hoopgw.audit._ids import new_session_id
 from hoopgw.identity._keystore import ApiKeyStore
 from hoopgw.identity._principal import Principal
 
+log = logging.getLogger("hoopgw.approvals")
+
 Clock = Callable[[], int]
+#: ``listener(event, request)``: ``event`` is "opened" or "closed" (called once per request each).
+Listener = Callable[[str, "StoredRequest"], None]
+_ANNOUNCED_MAX = 4096
 #: ``(loop, future)`` of one caller of :meth:`ApprovalService.wait`.
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[StoredRequest]"]
 
@@ -111,6 +117,28 @@ class ApprovalService:
         self._clock = clock
         self._lock = threading.Lock()
         self._waiters: dict[str, list[_Waiter]] = {}
+        self._listeners: list[Listener] = []
+        #: ids of requests whose closing was announced (bounded: oldest dropped first)
+        self._announced: dict[str, None] = {}
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener("opened" | "closed", request)`` when a request opens or closes (webhooks,
+        audit). Called on the thread that made the change; it must not block and should not raise."""
+        self._listeners.append(listener)
+
+    def _announce(self, event: str, request: StoredRequest) -> None:
+        if event == "closed":
+            with self._lock:
+                if request.id in self._announced:
+                    return
+                self._announced[request.id] = None
+                if len(self._announced) > _ANNOUNCED_MAX:
+                    self._announced.pop(next(iter(self._announced)))
+        for listener in self._listeners:
+            try:
+                listener(event, request)
+            except Exception:  # a broken listener must not break a decision
+                log.exception("approval listener failed", extra={"request": request.id, "event": event})
 
     # --- opening ----------------------------------------------------------------------------------------
 
@@ -136,14 +164,17 @@ class ApprovalService:
         covers: Mapping[str, Any] | None = None,
         *,
         params: Sequence[str | bytes | None] | None = None,
+        statement_masked: str | None = None,
         one_of_each_group: bool = False,
         now: int | None = None,
     ) -> dict[str, Any]:
         """Store and return a signed ``approval_request`` record for a held statement.
 
         The statement digest is keyed and covers ``sql`` and ``params`` — the parameters exactly as sent
-        (never stored); ``params_masked`` is what the record shows. ``params`` may be left out only for
-        a statement without parameters. ``covers`` defaults to ``{"kind": "statement"}``.
+        (never stored). ``params_masked`` is what the record shows of them, and ``statement_masked``
+        (default: ``sql`` itself) the statement text it shows: pass the masked text when the
+        connection masks. ``params`` may be left out only for a statement without parameters.
+        ``covers`` defaults to ``{"kind": "statement"}``.
         """
         if params is None:
             if params_masked:
@@ -162,6 +193,7 @@ class ApprovalService:
                 "id": new_session_id(),
                 "requester": _party(requester),
                 "connection": connection,
+                "statement": sql if statement_masked is None else statement_masked,
                 "statement_digest": statement_digest(self._digest_key, sql, params),
                 "params_masked": list(params_masked),
                 "prompt_id": prompt_id,
@@ -173,9 +205,10 @@ class ApprovalService:
                 "covers": dict(covers) if covers is not None else {"kind": "statement"},
             },
         )
-        self.store.add_request(
+        stored = self.store.add_request(
             record, requester_owner=self._key_owner(requester), one_of_each_group=one_of_each_group
         )
+        self._announce("opened", stored)
         return record
 
     def _key_owner(self, principal: Principal) -> str | None:
@@ -309,6 +342,7 @@ class ApprovalService:
             self._resolve(request)
 
     def _resolve(self, request: StoredRequest) -> None:
+        self._announce("closed", request)
         with self._lock:
             waiters = self._waiters.pop(request.id, [])
         for loop, future in waiters:

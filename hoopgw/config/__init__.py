@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hoopgw.config._approvals import ApprovalsConfig, WebhookConfig
 from hoopgw.config._duration import parse_duration
 from hoopgw.config._listen import Listen
 from hoopgw.config._load import (
@@ -45,6 +46,7 @@ __all__ = [
     "MIN_MASKING_KEY_BYTES",
     "STYLES",
     "WEEKDAYS",
+    "ApprovalsConfig",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
@@ -65,6 +67,7 @@ __all__ = [
     "SshConnection",
     "SshUpstream",
     "TimeWindow",
+    "WebhookConfig",
     "check_config",
     "default_config_path",
     "load_config",

@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from hoopgw.config._approvals import ApprovalsConfig
 from hoopgw.config._listen import Listen
 from hoopgw.config._masking import MaskingConfig, MaskRules, merge_rules, named_patterns
 from hoopgw.config._policy import PolicyRules, SqlConfig, TimeWindow
@@ -222,6 +223,7 @@ class Config(BaseModel):
     masking: tuple[MaskingConfig, ...] = ()
     policies: tuple[PolicyConfig, ...] = Field(default=(), alias="policy")
     sql: SqlConfig = Field(default_factory=lambda: SqlConfig())
+    approvals: ApprovalsConfig = Field(default_factory=lambda: ApprovalsConfig())
 
     def connection(
         self, name: str

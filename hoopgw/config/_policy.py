@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from hoopgw.config._types import MODEL_CONFIG, Subject
+from hoopgw.config._types import MODEL_CONFIG, Seconds, Subject
 from hoopgw.policy._classes import PG_CLASSES
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -117,11 +117,31 @@ class PolicyRules(BaseModel):
     deny: tuple[PolicyClass, ...] = ()
     approvers: tuple[Subject, ...] = ()
     approvals_required: int = Field(default=1, ge=1, le=100)
+    #: each ``approvers`` entry must be covered by a different approver (on top of approvals_required)
+    one_of_each_group: bool = False
+    #: how long a held statement (or an access request) waits for its decision
+    approval_timeout: Seconds = Field(default=900.0, gt=0, le=7 * 86400)
+    #: what an approval lets through: this exact statement once, or the same statement shape for
+    #: ``covers_for`` (this caller, this connection)
+    covers: Literal["statement", "shape"] = "statement"
+    covers_for: Seconds | None = Field(default=None, gt=0, le=86400)
+    #: just in time: the policy counts only for a caller holding an approved access grant of it
+    #: (``hoopgw access request``); ``max_grant`` bounds the duration asked for
+    jit: bool = False
+    max_grant: Seconds = Field(default=8 * 3600.0, gt=0, le=31 * 86400)
 
     @model_validator(mode="after")
     def _approvers(self) -> PolicyRules:
         if self.approve and not self.approvers:
             raise PydanticCustomError("policy", "approve needs approvers (who decides the held commands)")
+        if self.jit and not self.approvers:
+            raise PydanticCustomError("policy", "jit needs approvers (who decides the access requests)")
+        if self.covers == "shape" and self.covers_for is None:
+            raise PydanticCustomError(
+                "policy", 'covers = "shape" needs covers_for, how long an approval lasts (like "30m")'
+            )
+        if self.covers == "statement" and self.covers_for is not None:
+            raise PydanticCustomError("policy", 'covers_for applies only with covers = "shape"')
         return self
 
 

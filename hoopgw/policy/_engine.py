@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -36,9 +36,13 @@ class CountedPolicy:
     name: str
     rules: PolicyRules
     window: TimeWindow | None = None
+    #: end of the caller's access grant of a ``jit`` policy (None: not granted, or not jit)
+    granted_until: dt.datetime | None = None
 
     def open_at(self, now: dt.datetime) -> bool:
         """True when the policy counts at ``now`` (an aware datetime)."""
+        if self.rules.jit and (self.granted_until is None or now >= self.granted_until):
+            return False
         return self.window is None or window_open(self.window, now)
 
 
@@ -51,14 +55,19 @@ class Decision:
     rule: str | None
     #: the classes that produced the verdict
     classes: tuple[str, ...]
-    approvers: tuple[str, ...] = ()
+    #: the rules of the policy that said ``approve`` (approvers, timeout, what an approval covers)
+    rules: PolicyRules | None = None
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        return self.rules.approvers if self.rules is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
 class _ClassVerdict:
     verdict: Verdict
     rule: str | None
-    approvers: tuple[str, ...] = ()
+    rules: PolicyRules | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class Verdicts:
                 named.append(name)
         if worst is None or worst.verdict == "allow":
             return Decision("allow", None if worst is None else worst.rule, tuple(named))
-        return Decision(worst.verdict, worst.rule, tuple(named), worst.approvers)
+        return Decision(worst.verdict, worst.rule, tuple(named), worst.rules)
 
 
 class SessionPolicy:
@@ -99,8 +108,14 @@ class SessionPolicy:
 
     @property
     def windowed(self) -> bool:
-        """Some counted policy has a time window (verdicts change over time)."""
-        return any(p.window is not None for p in self.policies)
+        """Some counted policy has a time window or a grant (verdicts change over time)."""
+        return any(p.window is not None or p.granted_until is not None for p in self.policies)
+
+    @property
+    def grantable(self) -> tuple[str, ...]:
+        """Names of the ``jit`` policies naming this caller that are not granted now."""
+        now = dt.datetime.now(dt.UTC)
+        return tuple(p.name for p in self.policies if p.rules.jit and not p.open_at(now))
 
     @property
     def may_write(self) -> bool:
@@ -135,8 +150,10 @@ class SessionPolicy:
         when = now or dt.datetime.now(dt.UTC)
         best: dt.datetime | None = None
         for p in self.policies:
-            if p.window is not None:
-                nxt = _next_boundary(p.window, when)
+            marks = [_next_boundary(p.window, when)] if p.window is not None else []
+            if p.granted_until is not None and p.granted_until > when:
+                marks.append(p.granted_until)
+            for nxt in marks:
                 if best is None or nxt < best:
                     best = nxt
         return best
@@ -154,21 +171,31 @@ def _verdict(name: str, policies: Sequence[CountedPolicy]) -> _ClassVerdict:
         )
         for verdict, names in lists:
             if verdict not in found and (name in names or "*" in names):
-                found[verdict] = _ClassVerdict(verdict, p.name, r.approvers if verdict == "approve" else ())
+                found[verdict] = _ClassVerdict(verdict, p.name, r if verdict == "approve" else None)
     for order in ("deny", "approve", "allow"):
         if order in found:
             return found[order]
     return _ClassVerdict("deny", None)
 
 
-def policies_for(config: Config, principal: Principal, connection: str) -> SessionPolicy:
-    """The policies (and connection defaults) that name ``principal`` on ``connection``, in config order."""
+def policies_for(
+    config: Config,
+    principal: Principal,
+    connection: str,
+    grants: Mapping[str, dt.datetime] | None = None,
+) -> SessionPolicy:
+    """The policies (and connection defaults) that name ``principal`` on ``connection``, in config order.
+
+    ``grants`` maps the names of ``jit`` policies the caller holds an approved access grant of to the
+    grant's end; a jit policy counts only until then.
+    """
     counted: list[CountedPolicy] = []
     for policy in config.policies:
         if connection not in policy.connections and "*" not in policy.connections:
             continue
         if any(principal.matches(s) for s in policy.subjects):
-            counted.append(CountedPolicy(policy.name, policy, policy.window))
+            until = (grants or {}).get(policy.name) if policy.jit else None
+            counted.append(CountedPolicy(policy.name, policy, policy.window, until))
     try:
         conn = config.connection(connection)
     except KeyError:

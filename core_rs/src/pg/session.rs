@@ -688,6 +688,47 @@ impl Session {
         self.client_held.len()
     }
 
+    /// What the gateway needs to describe a held statement: whether its batch is complete (a
+    /// Query or FunctionCall always is; a Parse or Bind once the Sync that ends its batch is in)
+    /// and the first Bind of the held statement received so far (a held Bind is its own first).
+    /// A Bind that does not decode is skipped: the server will refuse it once released.
+    pub fn held_batch(&self) -> (bool, Option<Bind>) {
+        let Some(held) = self.state.held.as_ref() else { return (false, None) };
+        let mut complete = matches!(held.kind, HeldKind::Query | HeldKind::FunctionCall);
+        let target = held.name.clone().unwrap_or_default();
+        let mut first = None;
+        let mut at = 0usize;
+        while at < self.client_scan {
+            let Some(header) = self
+                .client_held
+                .get(at..at.saturating_add(HEADER_LEN))
+                .and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok())
+            else {
+                break;
+            };
+            let Ok(len) = frame_len(header, self.max_message_size) else { break };
+            let end = at.saturating_add(len);
+            let Some(frame) = self.client_held.get(at..end) else { break };
+            match header[0] {
+                Sync::CODE => {
+                    complete = true;
+                    break;
+                }
+                Bind::CODE if first.is_none() => {
+                    let body = Bytes::copy_from_slice(frame.get(HEADER_LEN..).unwrap_or_default());
+                    if let Ok(bind) = Bind::from_bytes(&body) {
+                        if bind.statement == target {
+                            first = Some(bind);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            at = end;
+        }
+        (complete, first)
+    }
+
     /// Lets the held message go on as if the check had allowed it (a Parse keeps the classes the
     /// check gave; Binds of its statement up to the next Sync are not checked again), then
     /// processes what the client sent after it: returns what to forward upstream and whether the
