@@ -195,7 +195,8 @@ class PgSession:
 
         ``check(sql, cached, name) -> (mask, cacheable, error)``: ``sql`` is the text (None for a
         FunctionCall), ``cached`` the class mask cached for its shape or -1, ``name`` the statement
-        name of a named Parse (else None). ``mask`` (u32) is cached for the shape when ``cacheable``;
+        name of a Parse ("" for the unnamed statement; None for a Query). ``mask`` (u32) is cached
+        for the shape when ``cacheable``;
         ``error`` None forwards, else denies, answering with these bytes (an ErrorResponse from
         :func:`encode_error`). A Query or unnamed Parse whose shape is cached with a mask inside
         ``allow_mask`` is forwarded without calling ``check``; named Parses and FunctionCalls are

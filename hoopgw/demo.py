@@ -34,6 +34,7 @@ from types import FrameType
 from typing import Any, Self
 
 from hoopgw._pgcluster import ClusterError, Role, TempCluster, free_port, port_is_free
+from hoopgw.approvals import ApprovalStore
 
 __all__ = [
     "DemoStack",
@@ -488,6 +489,10 @@ class DemoStack:
         self.gateway: GatewayProcess | None = None
         self.tokens: dict[str, str] = {}
         self.refusal = ""
+        #: the agent's write the demo leaves waiting for the DBA's decision: its psql and request id
+        self.held_psql: subprocess.Popen[bytes] | None = None
+        self.held_request: str | None = None
+        self.held_log = self.workdir / "held-write.log"
 
     # --- the config: extend here as capabilities land (masking, policy, ssh connections, ...)
     @staticmethod
@@ -578,7 +583,33 @@ class DemoStack:
         for user in DEMO_USERS:
             self.tokens[user.subject] = self.gateway.token(user.subject, user.groups)
         self.refusal = self._try_ddl_as_agent()
+        self.held_request = self._hold_a_write_as_agent()
         return self
+
+    #: the write the demo sends as the agent at start; it waits for the DBA's decision
+    HELD_WRITE = "UPDATE accounts SET balance = balance + 10 WHERE id = 1 RETURNING id, balance"
+
+    def _hold_a_write_as_agent(self) -> str | None:
+        """Send :attr:`HELD_WRITE` as the agent from a background psql (output in :attr:`held_log`);
+        return the id of the approval request it waits on (None if it did not appear)."""
+        psql = shutil.which("psql") or "psql"
+        conninfo = self.psql_command(DEMO_USERS[0].subject)[len('psql "') : -1]
+        with open(self.held_log, "wb") as log:
+            self.held_psql = subprocess.Popen(
+                [psql, "-X", "-c", self.HELD_WRITE, conninfo],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        store = ApprovalStore(self.data_dir)
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and self.held_psql.poll() is None:
+                waiting = store.list(status="pending", limit=10)
+                if waiting:
+                    return waiting[0].id
+                time.sleep(0.1)
+        finally:
+            store.close()
+        return None
 
     def _try_ddl_as_agent(self) -> str:
         """Run DDL as the agent through the gateway and return the refusal psql printed."""
@@ -596,6 +627,10 @@ class DemoStack:
 
     def stop(self) -> None:
         """Stop the gateway, then PostgreSQL; remove the work dir unless it is kept."""
+        if self.held_psql is not None and self.held_psql.poll() is None:
+            self.held_psql.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.held_psql.wait(10)
         if self.gateway is not None:
             self.gateway.stop()
         if self.cluster is not None:
@@ -620,6 +655,27 @@ class DemoStack:
         )
 
     # --- what the demo prints: one section per capability
+    def _approval_instructions(self, hoopgw: str, cfg: str) -> list[str]:
+        agent, dba = DEMO_USERS[0].subject, DEMO_USERS[1].subject
+        rid = self.held_request or "REQUEST_ID"
+        token = f"--token {self.tokens[dba]}"
+        return [
+            f"Approvals: a write by {agent} is HELD inside the live session until a DBA decides. Just now",
+            f"the demo sent, as {agent}:  {self.HELD_WRITE};",
+            f"It is waiting as approval request {rid} (psql output goes to {self.held_log}).",
+            f"Decide it as {dba} (the requester can never approve their own request):",
+            f"  {hoopgw} approvals list {cfg} {token}",
+            f"  {hoopgw} approvals show {rid} {cfg} {token}",
+            f'  {hoopgw} approvals approve {rid} --reason "month-end fix" {cfg} {token}',
+            f'  {hoopgw} approvals deny {rid} --reason "not today" {cfg} {token}',
+            f"then  cat {self.held_log}  shows the result (or ERROR 42501 naming the request).",
+            "Every request and decision is a record signed with the gateway's Ed25519 key; check one",
+            f"offline:  {hoopgw} approvals verify {rid} {cfg}",
+            f"Try it yourself: as {agent}, run an UPDATE with a WHERE clause; psql prints a NOTICE with",
+            "the request id and waits for the decision.",
+            "",
+        ]
+
     def instructions(self) -> str:
         script = Path(sys.executable).parent / "hoopgw"
         hoopgw = str(script) if script.exists() else f"{sys.executable} -m hoopgw"
@@ -651,10 +707,10 @@ class DemoStack:
             "decides on the parsed statement. Just now the demo tried DDL as the agent:",
             "  CREATE TABLE agent_notes (note text);",
             *("  " + line for line in self.refusal.splitlines()),
-            "A write such as  UPDATE accounts SET balance = 0 WHERE id = 1;  is refused as needing",
-            f"approval (held statements come next). The DBA ({DEMO_USERS[1].subject}) may do anything.",
-            "A refused statement leaves the session usable.",
+            f"The DBA ({DEMO_USERS[1].subject}) may do anything. A refused statement leaves the session",
+            "usable.",
             "",
+            *self._approval_instructions(hoopgw, cfg),
             "See what was recorded:",
             f"  {hoopgw} sessions list {cfg}",
             f"  {hoopgw} sessions show SESSION_ID {cfg}",

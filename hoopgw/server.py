@@ -11,8 +11,11 @@ from typing import Any
 import uvloop
 
 from hoopgw import _core
-from hoopgw.api import ApiServer, KeyApi, build_app
+from hoopgw.api import ApiServer, ApprovalApi, KeyApi, build_app
+from hoopgw.api._access import AccessApi, access_routes
+from hoopgw.api._callback import CallbackApi, callback_routes
 from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
+from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key
 from hoopgw.audit import AuditWriter
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
@@ -36,6 +39,11 @@ class Gateway:
         self.config = config
         gw = config.gateway
         gw.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        #: webhooks told when requests open and close (signed with the callback secret, when set)
+        secret = callback_key(config.approvals)
+        self.notifier = WebhookNotifier.from_config(
+            config.approvals, base_url=self.approvals_url, secret=secret
+        )
         self.authenticator = Authenticator.from_config(config)
         self.server_tls = server_context(gw)
         self.writer = AuditWriter(gw.data_dir / "audit.db", flush_interval=gw.audit_flush_interval)
@@ -57,8 +65,22 @@ class Gateway:
             load_digest_key(gw.data_dir),
             api_keys=key_store,
         )
+        if self.notifier.active:
+            self.approvals.add_listener(self.notifier.notify)
+        self.callback = CallbackApi.from_config(self.approvals, config.approvals, secret, self.writer.event)
         keys = KeyApi(key_store, self.authenticator, gw.admins, self.writer.event, self.key_revoked)
-        self.api = ApiServer(build_app(self.status, keys=keys), gw.api_listen) if gw.api_listen else None
+        approvals = ApprovalApi(
+            self.approvals,
+            self.authenticator,
+            load_signing_key(gw.data_dir).public_key(),
+            admins=gw.admins,
+            auditors=gw.auditors,
+            audit=self.writer.event,
+        )
+        access = AccessApi(config, self.approvals, self.authenticator, audit=self.writer.event)
+        more = [*access_routes(access), *callback_routes(self.callback)]
+        app = build_app(self.status, keys=keys, approvals=approvals, routes=more)
+        self.api = ApiServer(app, gw.api_listen) if gw.api_listen else None
         self.started_at = time.time()
         self._stop: asyncio.Event | None = None
 
@@ -109,6 +131,7 @@ class Gateway:
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        await self.notifier.start()
         try:
             for listener in self.listeners:
                 await listener.start()
@@ -145,6 +168,7 @@ class Gateway:
             await listener.close()
         if self.api is not None:
             await self.api.stop()
+        await self.notifier.close(DRAIN_S)  # after the sessions and the API: their last closes go out
         await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
 
 

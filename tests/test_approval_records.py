@@ -476,8 +476,3 @@ def test_cli_verify_does_not_create_a_key(tmp_path: Path) -> None:
     result = hoopgw("approvals", "verify", record, "-c", config)
     assert result.returncode == 1 and "no approvals signing key" in result.stderr
     assert not (tmp_path / "fresh" / "approvals_ed25519.pem").exists()
-
-
-def test_other_approvals_commands_are_pending() -> None:
-    result = hoopgw("approvals", "deny", "A1")
-    assert result.returncode == 2 and result.stderr == "hoopgw approvals deny: not supported yet\n"

@@ -170,8 +170,6 @@ def test_sessions_list_and_show(config_file: Path) -> None:
     ("command", "name"),
     [
         (["ssh-keys", "list"], "ssh-keys list"),
-        (["approvals", "approve", "A1"], "approvals approve"),
-        (["access", "request"], "access request"),
         (["replay", "S1"], "replay"),
         (["audit", "verify"], "audit verify"),
         (["prompts", "show", "P1"], "prompts show"),

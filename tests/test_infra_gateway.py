@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -138,6 +139,25 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=30, env=clean_env(),
         )  # fmt: skip
         assert (res.returncode, res.stdout.strip()) == (0, "made"), res.stderr
+        # approvals: the demo left a write by the agent waiting; the printed DBA command approves it
+        waiting = re.search(r"waiting as approval request (\S+) ", text)
+        assert waiting is not None, text
+        rid = waiting.group(1)
+        held_log = tmp_path / "held-write.log"
+        assert "UPDATE" not in held_log.read_text()
+        approve = next(line.strip() for line in text.splitlines() if f"approvals approve {rid}" in line)
+        res = subprocess.run(
+            shlex.split(approve), capture_output=True, text=True, timeout=60, env=clean_env()
+        )
+        assert res.returncode == 0, res.stderr
+        deadline = time.monotonic() + 20
+        while "UPDATE 1" not in held_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "UPDATE 1" in held_log.read_text() and rid in held_log.read_text()
+        verify = next(line.strip() for line in text.splitlines() if f"approvals verify {rid}" in line)
+        verify = verify.removeprefix("offline:").strip()
+        res = subprocess.run(shlex.split(verify), capture_output=True, text=True, timeout=60, env=clean_env())
+        assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
         cfg = tomllib.loads((tmp_path / "hoopgw.toml").read_text())
         upstream_port = int(re.search(r":(\d+)/", cfg["connections"][0]["upstream"]).group(1))  # type: ignore[union-attr]
         assert "password" not in cfg["connections"][0]["upstream"]

@@ -34,6 +34,8 @@ AGENTS = {
     "approve": ["write"],
     "deny": ["ddl", "write-without-where"],
     "approvers": ["group:dba"],
+    # writes are held for approval (tests/test_pg_approvals.py); here nobody decides, so they expire
+    "approval_timeout": "1s",
 }
 READERS = {"name": "readers", "subjects": ["group:readers"], "connections": ["*"], "allow": ["read"]}
 WRITERS = {
@@ -88,12 +90,13 @@ def refused(conn: Conn, sql: str, *params: Any, prepare: bool | None = None) -> 
     return info.value
 
 
-def events(gw: Gateway, kind: str) -> list[dict[str, Any]]:
+def events(gw: Gateway, kind: str, count: int = 1) -> list[dict[str, Any]]:
+    """The recorded events of ``kind`` (waits a while for at least ``count``: the writer batches)."""
     deadline = time.monotonic() + 10
     while True:
         with sqlite3.connect(gw.data_dir / "audit.db") as db:
             rows = db.execute("SELECT data FROM events WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
-        if rows or time.monotonic() > deadline:
+        if len(rows) >= count or time.monotonic() > deadline:
             return [orjson.loads(r[0]) for r in rows]
         time.sleep(0.1)
 
@@ -108,17 +111,18 @@ def test_agent_reads_and_is_refused_ddl_with_the_rule(gw: Gateway, pg: TestPg, t
         assert 'policy "agents" denies write-without-where' in str(err.diag.message_primary)
         assert err.diag.message_detail is not None and "without WHERE" in err.diag.message_detail
         err = refused(conn, f"UPDATE {table} SET balance = 1 WHERE id = 2")
-        assert "requires approval" in str(err.diag.message_primary)
-        assert "group:dba" in str(err.diag.message_hint)
+        assert "approval request" in str(err.diag.message_primary)
+        assert "expired" in str(err.diag.message_primary)
+        assert 'held by policy "agents"' in str(err.diag.message_detail)
         err = refused(conn, "GRANT SELECT ON pg_class TO public")
         assert err.diag.message_primary == 'hoopgw: no policy allows dcl statements for bot on "bankdb"'
     assert state(pg, table) == "1:100,2:100,3:100,4:100,5:100"
     pg.psql(f"SELECT 1 FROM {table}_seq", user="app")  # nothing was dropped or created
-    denied = [e for e in events(gw, "policy_denied") if e["subject"] == "bot"]
+    denied = [e for e in events(gw, "policy_denied", 3) if e["subject"] == "bot"]
     assert {e["rule"] for e in denied} >= {"agents", None}
     ddl = next(e for e in denied if e["classes"] == ["ddl"])
     assert ddl["sql"] == f"CREATE TABLE {table}_x (id int)" and ddl["connection"] == "bankdb"
-    held = [e for e in events(gw, "approval_required") if e["subject"] == "bot"]
+    held = [e for e in events(gw, "approval_requested") if e["subject"] == "bot"]
     assert held and held[0]["rule"] == "agents" and held[0]["classes"] == ["write"]
 
 
@@ -192,7 +196,7 @@ def test_extended_protocol_decides_at_parse(gw: Gateway, pg: TestPg, table: str)
         for i in (1, 2, 3):
             assert conn.execute(f"SELECT balance FROM {table} WHERE id = %s", (i,), prepare=True).fetchone()
         err = refused(conn, f"UPDATE {table} SET balance = %s WHERE id = %s", 0, 1, prepare=True)
-        assert "requires approval" in str(err.diag.message_primary)
+        assert "expired" in str(err.diag.message_primary)
         # a refused Parse inside a transaction: the client sees the error, the session recovers
         with pytest.raises(pgerrors.InsufficientPrivilege), conn.transaction():
             conn.execute(f"SELECT 1 FROM {table}")

@@ -5,31 +5,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from hoopgw.api._approvals import ApprovalApi, approval_routes
+from hoopgw.api._http import json_response
 from hoopgw.api._keys import KeyApi, key_routes
+from hoopgw.api._openapi import openapi_document
 
 if TYPE_CHECKING:
     from hoopgw.config import Listen
 
 
-def build_app(status: Callable[[], dict[str, Any]], *, keys: KeyApi | None = None) -> Starlette:
-    """Build the API app; ``status`` reports live gateway state for /healthz; ``keys`` adds /api/keys."""
+def build_app(
+    status: Callable[[], dict[str, Any]],
+    *,
+    keys: KeyApi | None = None,
+    approvals: ApprovalApi | None = None,
+    routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """Build the API app; ``status`` reports live gateway state for /healthz; ``keys`` adds /api/keys,
+    ``approvals`` /api/approvals and /api/signing-key; ``routes`` are more routes (each described in
+    hoopgw/api/_openapi.py). /api/openapi.json describes the API."""
+    #: set by ApiServer.stop: long polls and event streams answer at once instead of holding shutdown
+    stopping = asyncio.Event()
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", **status()})
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    document = openapi_document()
+
+    async def openapi(_request: Request) -> Response:
+        return json_response(document)
+
+    all_routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+    ]
     if keys is not None:
-        routes += key_routes(keys)
-    return Starlette(routes=routes)
+        all_routes += key_routes(keys)
+    if approvals is not None:
+        all_routes += approval_routes(approvals, stopping)
+    all_routes += routes
+    app = Starlette(routes=all_routes)
+    app.state.stopping = stopping
+    return app
 
 
 class _Server(uvicorn.Server):
@@ -55,6 +81,7 @@ class ApiServer:
             server_header=False,
         )
         self._server = _Server(config)
+        self._app = app
         self._listen = listen
         self._task: asyncio.Task[None] | None = None
 
@@ -78,6 +105,9 @@ class ApiServer:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        stopping: asyncio.Event | None = getattr(self._app.state, "stopping", None)
+        if stopping is not None:
+            stopping.set()  # long polls and event streams answer now: uvicorn waits for them
         self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):

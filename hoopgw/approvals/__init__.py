@@ -1,4 +1,5 @@
-"""Approvals: signed records, the signing key, keyed statement digests, the store and the decision service.
+"""Approvals: signed records, the signing key, keyed statement digests, the store and the decision service,
+and just-in-time access grants.
 
 See docs/APPROVALS.md for the record format.
 """
@@ -6,6 +7,13 @@ See docs/APPROVALS.md for the record format.
 from __future__ import annotations
 
 from hoopgw.approvals._digest import DIGEST_KEY_FILE, digest_key_path, load_digest_key, statement_digest
+from hoopgw.approvals._grants import (
+    AmbiguousPolicy,
+    NoGrantablePolicy,
+    grant_ends,
+    grantable_policy,
+    jit_policies,
+)
 from hoopgw.approvals._records import (
     DECISION,
     GRANT,
@@ -32,7 +40,9 @@ from hoopgw.approvals._signing import (
     signing_key_path,
 )
 from hoopgw.approvals._store import (
+    MAX_GRANT_MS,
     STATUSES,
+    ActiveGrant,
     ApprovalError,
     ApprovalStore,
     RequestNotFound,
@@ -45,14 +55,18 @@ __all__ = [
     "DECISION",
     "DIGEST_KEY_FILE",
     "GRANT",
+    "MAX_GRANT_MS",
     "RECORD_VERSION",
     "REQUEST",
     "SCHEMAS",
     "SIGNING_KEY_FILE",
     "STATUSES",
+    "ActiveGrant",
+    "AmbiguousPolicy",
     "ApprovalError",
     "ApprovalService",
     "ApprovalStore",
+    "NoGrantablePolicy",
     "RecordError",
     "RequestNotFound",
     "Status",
@@ -62,6 +76,9 @@ __all__ = [
     "check_binding",
     "check_schema",
     "digest_key_path",
+    "grant_ends",
+    "grantable_policy",
+    "jit_policies",
     "key_id",
     "load_digest_key",
     "load_public_key",

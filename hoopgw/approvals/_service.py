@@ -1,5 +1,9 @@
 """The approval decision service: open signed requests, decide them by the rules, wait for them to close.
 
+Requests are held statements (:meth:`ApprovalService.open_request`) or just-in-time access requests
+(:meth:`ApprovalService.open_grant`); both are decided the same way, and an approved access request is a
+grant that runs ``duration_ms`` from its approval (:meth:`ApprovalService.active_grants`).
+
 Rules enforced by :meth:`ApprovalService.decide` (docs/APPROVALS.md, "Requests and decisions"):
 
 - the requester never decides their own request: compared by subject whatever the auth kind, and also
@@ -24,8 +28,10 @@ from typing import Any, Literal, cast
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hoopgw.approvals._digest import statement_digest
-from hoopgw.approvals._records import DECISION, RECORD_VERSION, REQUEST, record_digest, sign_record
+from hoopgw.approvals._records import DECISION, GRANT, RECORD_VERSION, REQUEST, record_digest, sign_record
 from hoopgw.approvals._store import (
+    MAX_GRANT_MS,
+    ActiveGrant,
     ApprovalError,
     ApprovalStore,
     RequestNotFound,
@@ -210,6 +216,79 @@ class ApprovalService:
         )
         self._announce("opened", stored)
         return record
+
+    def open_grant(
+        self,
+        requester: Principal,
+        connection: str,
+        rule: str,
+        reason: str,
+        duration_s: float,
+        approvers: Sequence[str],
+        approvals_required: int,
+        timeout_s: float,
+        *,
+        one_of_each_group: bool = False,
+        now: int | None = None,
+    ) -> dict[str, Any]:
+        """Store and return a signed ``access_grant`` record: ``requester`` asks for the ``jit`` policy
+        ``rule`` on ``connection`` for ``duration_s`` from the moment it is approved.
+
+        Decided with :meth:`decide`, like a held statement; undecided, it expires after ``timeout_s``.
+        The caller checks that ``rule`` names the requester and bounds the duration (``max_grant``).
+        """
+        reason = reason.strip()
+        if not reason:
+            raise ValueError("an access request needs a reason")
+        duration_ms = round(duration_s * 1000)
+        if not 1 <= duration_ms <= MAX_GRANT_MS:
+            raise ValueError(
+                f"an access grant must last at least 1 ms and at most {MAX_GRANT_MS // 86_400_000} days"
+            )
+        if not timeout_s > 0:
+            raise ValueError("the approval timeout must be positive")
+        created = self._clock() if now is None else now
+        record = sign_record(
+            self._key,
+            {
+                "version": RECORD_VERSION,
+                "type": GRANT,
+                "id": new_session_id(),
+                "requester": _party(requester),
+                "connection": connection,
+                "reason": reason,
+                "duration_ms": duration_ms,
+                "rule": rule,
+                "approvers": list(approvers),
+                "approvals_required": approvals_required,
+                "created_at": created,
+                "expires_at": created + max(1, round(timeout_s * 1000)),
+            },
+        )
+        stored = self.store.add_request(
+            record, requester_owner=self._key_owner(requester), one_of_each_group=one_of_each_group
+        )
+        self._announce("opened", stored)
+        return record
+
+    def active_grants(
+        self, principal: Principal, connection: str, now_ms: int | None = None
+    ) -> dict[str, int]:
+        """The ``jit`` policies ``principal`` holds a running grant of on ``connection``: name -> end (ms).
+
+        A grant applies to the identity that asked for it: a person's token sessions, or one API key's
+        sessions (never a key with the person's name). One indexed query; cheap at session start.
+        """
+        at = self._clock() if now_ms is None else now_ms
+        ends: dict[str, int] = {}
+        for grant in self.store.active_grants(principal.subject, principal.auth, at, connection):
+            ends[grant.rule] = max(grant.until, ends.get(grant.rule, 0))
+        return ends
+
+    def grants_of(self, principal: Principal, now_ms: int | None = None) -> list[ActiveGrant]:
+        """Every running grant of ``principal``, on any connection, oldest first."""
+        at = self._clock() if now_ms is None else now_ms
+        return self.store.active_grants(principal.subject, principal.auth, at)
 
     def _key_owner(self, principal: Principal) -> str | None:
         """Who created the API key ``principal`` authenticated with, when that is known."""

@@ -19,7 +19,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from hoopgw.approvals._records import DECISION, REQUEST
+from hoopgw.approvals._records import DECISION, GRANT, REQUEST
 from hoopgw.audit._tables import SqliteTables
 from hoopgw.errors import HoopError
 
@@ -31,6 +31,20 @@ _REQUEST_COLUMNS = (
 )
 _DECISION_COLUMNS = "id, request_id, approver, approver_owner, decision, decided_at, record"
 MAX_LIST = 1000
+#: The longest access grant, in ms (``max_grant`` is at most 31 days). :meth:`ApprovalStore.active_grants`
+#: relies on it: a grant still running was approved (before its request expired) less than this long ago.
+MAX_GRANT_MS = 31 * 86_400_000
+_ACTIVE_GRANTS = """
+    SELECT id, connection, json_extract(record, '$.rule'), closed_at,
+           closed_at + json_extract(record, '$.duration_ms')
+    FROM approval_requests
+    WHERE status = 'approved' AND expires_at >= :floor
+      AND requester = :subject AND (:connection IS NULL OR connection = :connection)
+      AND json_extract(record, '$.type') = 'access_grant'
+      AND json_extract(record, '$.requester.auth') = :auth
+      AND closed_at + json_extract(record, '$.duration_ms') > :now
+    ORDER BY closed_at, id
+"""
 
 
 class ApprovalError(HoopError):
@@ -88,11 +102,26 @@ class StoredRequest:
         """True unless the request is still pending."""
         return self.status != "pending"
 
+    @property
+    def type(self) -> str:
+        """The record type: ``approval_request`` (a held statement) or ``access_grant``."""
+        kind: str = self.record["type"]
+        return kind
+
+    @property
+    def granted_until(self) -> int | None:
+        """For an approved access grant, when it ends (ms); None otherwise."""
+        if self.type != GRANT or self.status != "approved" or self.closed_at is None:
+            return None
+        return self.closed_at + int(self.record["duration_ms"])
+
     def public(self) -> dict[str, Any]:
         """What a listing shows (``id`` and ``status`` first, then the life of the request)."""
         return {
             "id": self.id,
             "status": self.status,
+            "type": self.type,
+            "rule": self.record["rule"],
             "connection": self.connection,
             "requester": self.requester,
             "created_at": self.created_at,
@@ -102,6 +131,31 @@ class StoredRequest:
             "approvals": sum(1 for d in self.decisions if d.decision == "approve"),
             "approvals_required": self.record["approvals_required"],
             "approvers": list(self.record["approvers"]),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveGrant:
+    """An approved access grant that is still running."""
+
+    #: the id of the ``access_grant`` request
+    request_id: str
+    connection: str
+    #: the name of the ``jit`` policy granted
+    rule: str
+    #: when it was approved (ms): the grant runs from then
+    granted_at: int
+    #: when it ends (ms)
+    until: int
+
+    def public(self) -> dict[str, Any]:
+        """What ``GET /api/access-grants`` shows (times in ms)."""
+        return {
+            "id": self.request_id,
+            "connection": self.connection,
+            "rule": self.rule,
+            "granted_at": self.granted_at,
+            "until": self.until,
         }
 
 
@@ -160,6 +214,14 @@ class ApprovalStore(SqliteTables):
 
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir, "approval tables")
+        #: a connection of its own for :meth:`active_grants` (session start, on the event loop): it
+        #: never waits for this store's lock while a decision waits for the database's write lock
+        self._grant_reads = SqliteTables(data_dir, "approval tables")
+
+    def close(self) -> None:
+        """Close both connections (each is reopened on next use)."""
+        super().close()
+        self._grant_reads.close()
 
     # --- reads ------------------------------------------------------------------------------------------
 
@@ -200,6 +262,26 @@ class ApprovalStore(SqliteTables):
             out = [self._get(conn, i) for i in ids]
         return [r for r in out if r is not None]
 
+    def active_grants(
+        self, subject: str, auth: str, now: int, connection: str | None = None
+    ) -> builtins.list[ActiveGrant]:
+        """Approved ``access_grant`` requests of ``subject`` authenticated as ``auth`` (``token`` or
+        ``apikey``) that still run at ``now``, oldest first; on ``connection`` only when given.
+
+        One query on the ``(status, expires_at)`` index: a running grant was approved before its
+        request expired and less than :data:`MAX_GRANT_MS` ago, so only recent approvals are read.
+        """
+        args = {
+            "floor": now - MAX_GRANT_MS,
+            "subject": subject,
+            "connection": connection,
+            "auth": auth,
+            "now": now,
+        }
+        with self._grant_reads._peek() as conn:
+            rows = [] if conn is None else conn.execute(_ACTIVE_GRANTS, args).fetchall()
+        return [ActiveGrant(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
     # --- writes -----------------------------------------------------------------------------------------
 
     def add_request(
@@ -209,9 +291,12 @@ class ApprovalStore(SqliteTables):
         requester_owner: str | None = None,
         one_of_each_group: bool = False,
     ) -> StoredRequest:
-        """Store a new signed ``approval_request`` record as pending; KeyError if its id exists."""
-        if record.get("type") != REQUEST or "signature" not in record:
-            raise ValueError("add_request takes a signed approval_request record")
+        """Store a new signed ``approval_request`` or ``access_grant`` record as pending; KeyError if its
+        id exists."""
+        if record.get("type") not in (REQUEST, GRANT) or "signature" not in record:
+            raise ValueError("add_request takes a signed approval_request or access_grant record")
+        if record["type"] == GRANT and not 1 <= record["duration_ms"] <= MAX_GRANT_MS:
+            raise ValueError(f"an access grant lasts at most {MAX_GRANT_MS // 86_400_000} days")
         with self._use() as conn:
             try:
                 conn.execute(

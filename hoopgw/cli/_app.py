@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from hoopgw import __version__
 from hoopgw.cli import (
+    _access,
     _approvals,
     _check,
     _keys,
@@ -30,6 +31,7 @@ _MODULES: tuple[Callable[..., None], ...] = (
     _login.register,
     _signing_key.register,
     _approvals.register,
+    _access.register,
     _pending.register,
 )
 

@@ -1,23 +1,30 @@
-"""``hoopgw approvals``: held commands and their signed records.
+"""``hoopgw approvals list|show|approve|deny|wait|verify``: held commands and their signed records.
 
-Built so far: ``verify FILE`` (offline). ``list``, ``show``, ``approve`` and ``deny`` are placeholders
-that exit 2; each becomes a ``_add_NAME(sub)`` function here when it is built.
+Every command but ``verify FILE`` talks to the running gateway's control API (``gateway.api_listen``)
+with the caller's token (``--token`` or ``$HOOPGW_TOKEN``); ``verify`` checks signed records offline, read
+from a file, or by request id from the store in ``data_dir`` (else from the API).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hoopgw.approvals import (
     DECISION,
     GRANT,
     REQUEST,
+    STATUSES,
+    ApprovalStore,
     RecordError,
     check_binding,
     key_id,
@@ -26,39 +33,139 @@ from hoopgw.approvals import (
     load_signing_key,
     verify_record,
 )
-from hoopgw.cli._common import CliError, Subparsers, add_config_option, load, new_parser, print_json
-from hoopgw.cli._pending import add_pending_subcommands
+from hoopgw.cli._common import (
+    CliError,
+    Subparsers,
+    add_config_option,
+    duration,
+    format_seconds,
+    format_time,
+    load,
+    new_parser,
+    positive_int,
+    print_json,
+)
+from hoopgw.cli._keys import api_base, api_request
+from hoopgw.config import Config
+from hoopgw.errors import StoreError
 
-_TOKEN_OPTION = "--token"  # noqa: S105 - an option name
-_NOT_YET = {
-    "list": ("list approval requests", [], ["--json", _TOKEN_OPTION]),
-    "show": ("show one request", ["ID"], ["--json", _TOKEN_OPTION]),
-    "approve": ("approve a request", ["ID"], [_TOKEN_OPTION]),
-    "deny": ("deny a request", ["ID"], [_TOKEN_OPTION]),
-}
+_TOKEN_ENV = "HOOPGW_TOKEN"  # noqa: S105 - the name of an environment variable
 _REQUEST_TYPES = (REQUEST, GRANT)
+#: seconds of one long poll of ``/api/approvals/{id}/wait`` (below the API client's 15 s read timeout)
+WAIT_POLL_S = 10.0
+DEFAULT_WAIT_S = 300.0
+#: ``approvals wait`` exits with this when the request is still pending at the timeout
+EXIT_PENDING = 3
+_STATEMENT_WIDTH = 60
 
 
 def register(subparsers: Subparsers) -> None:
     """Add ``approvals`` and its subcommands."""
     parser = new_parser(subparsers, "approvals", "held commands waiting for a human decision")
     sub = parser.add_subparsers(dest="approvals_command", metavar="COMMAND", required=True)
-    add_pending_subcommands(sub, "approvals", _NOT_YET)
+    _add_list(sub)
+    _add_show(sub)
+    _add_decide(sub)
+    _add_wait(sub)
     _add_verify(sub)
+
+
+def _api_options(parser: argparse.ArgumentParser, json_help: str) -> None:
+    add_config_option(parser)
+    parser.add_argument("--token", "-t", default=None, help=f"your token or API key (default: ${_TOKEN_ENV})")
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def _add_list(sub: Subparsers) -> None:
+    lst = sub.add_parser(
+        "list",
+        help="list approval requests you may see",
+        description=(
+            "List approval requests, newest first: admins and auditors see all, anyone else the "
+            "requests they made and those they may decide."
+        ),
+    )
+    lst.add_argument("--status", "-s", choices=STATUSES, default=None, help="only requests with this status")
+    lst.add_argument("--limit", "-n", type=positive_int, default=None, help="at most this many (default 100)")
+    _api_options(lst, json_help="print one JSON array of objects, each with an id and a status")
+    lst.set_defaults(func=run_list)
+
+
+def _add_show(sub: Subparsers) -> None:
+    show = sub.add_parser(
+        "show",
+        help="show one request and its decisions",
+        description="Show one approval request: the statement, who asked, who decides, the decisions so far.",
+    )
+    show.add_argument("id", metavar="ID", help="the request id")
+    _api_options(show, json_help="print the request (a JSON array of one object, with decisions and records)")
+    show.set_defaults(func=run_show)
+
+
+def _add_decide(sub: Subparsers) -> None:
+    approve = sub.add_parser(
+        "approve",
+        help="approve a request",
+        description=(
+            "Approve a request you are an approver of (never your own). It is released once enough "
+            "approvers approved; your decision is a signed record."
+        ),
+    )
+    approve.add_argument("id", metavar="ID", help="the request id")
+    approve.add_argument("--reason", "-r", default=None, help="why (optional; kept in the signed decision)")
+    _api_options(approve, json_help="print the result (a JSON array of one object: id, status, decision)")
+    approve.set_defaults(func=run_decide, decision="approve")
+
+    deny = sub.add_parser(
+        "deny",
+        help="deny a request (with a reason)",
+        description=(
+            "Deny a request you are an approver of: it is closed at once; the reason is shown to the "
+            "requester and kept in the signed decision."
+        ),
+    )
+    deny.add_argument("id", metavar="ID", help="the request id")
+    deny.add_argument("--reason", "-r", required=True, help="why (required; kept in the signed decision)")
+    _api_options(deny, json_help="print the result (a JSON array of one object: id, status, decision)")
+    deny.set_defaults(func=run_decide, decision="deny")
+
+
+def _add_wait(sub: Subparsers) -> None:
+    wait = sub.add_parser(
+        "wait",
+        help="wait until a request is decided",
+        description=(
+            "Wait until a request closes. Exit 0 when approved, 1 when denied, expired or void, "
+            f"{EXIT_PENDING} when it is still pending at the timeout."
+        ),
+    )
+    wait.add_argument("id", metavar="ID", help="the request id")
+    wait.add_argument(
+        "--timeout",
+        type=duration,
+        default=DEFAULT_WAIT_S,
+        help="how long to wait, like 90s or 10m (default 5m)",
+    )
+    _api_options(wait, json_help="print the request as it is at the end (a JSON array of one object)")
+    wait.set_defaults(func=run_wait)
 
 
 def _add_verify(sub: Subparsers) -> None:
     verify = sub.add_parser(
         "verify",
-        help="verify signed approval records offline",
+        help="verify signed approval records (a file, or a request by id)",
         description=(
-            "Verify a signed record, or a JSON array of records (a request and its decisions), offline "
-            "with the gateway's public key: from data_dir (-c) or --public-key. Decisions are also checked "
-            "against the request in the same file. Exit 0 when every record verifies, 1 otherwise."
+            "Verify signed approval records with the gateway's public key, from data_dir (-c) or "
+            "--public-key: a JSON file of records (a request and its decisions; - for standard input), or "
+            "the records of request ID, read from the store in data_dir when it is readable, else from "
+            "the gateway API (--token). Decisions are also checked against their request. Exit 0 when "
+            "every record verifies, 1 otherwise."
         ),
     )
     add_config_option(verify)
-    verify.add_argument("file", metavar="FILE", help="a JSON file of records (- for standard input)")
+    verify.add_argument(
+        "file", metavar="ID|FILE", help="a request id, or a JSON file of records (- for standard input)"
+    )
     verify.add_argument(
         "--public-key",
         metavar="PEMFILE",
@@ -67,9 +174,191 @@ def _add_verify(sub: Subparsers) -> None:
         help="the public key (PEM, e.g. saved from `hoopgw signing-key`, or base64url) instead of data_dir's",
     )
     verify.add_argument(
+        "--token",
+        "-t",
+        default=None,
+        help=f"your token, to fetch a request's records from the API (default: ${_TOKEN_ENV})",
+    )
+    verify.add_argument(
         "--json", action="store_true", help="print one JSON array: per record its id, type and status"
     )
     verify.set_defaults(func=run_verify)
+
+
+# --- talking to the API -----------------------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace) -> str:
+    token: str | None = args.token if args.token is not None else os.environ.get(_TOKEN_ENV)
+    if not token or not token.strip():
+        raise CliError(
+            f"no token: pass --token or set {_TOKEN_ENV} (e.g. from `hoopgw login` or `hoopgw token issue`)"
+        )
+    return token.strip()
+
+
+def _path(request_id: str, *rest: str) -> str:
+    return "/".join(["/api/approvals", urllib.parse.quote(request_id, safe=""), *rest])
+
+
+def _ms(value: int | None) -> str:
+    return format_time(value / 1000) if value is not None else "-"
+
+
+def _one_line(text: str, width: int = _STATEMENT_WIDTH) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _what(a: dict[str, Any]) -> str:
+    """The statement, or for an access request what is asked and why."""
+    if a.get("statement") is not None:
+        return str(a["statement"])
+    if a.get("type") == GRANT:
+        return f"access for {format_seconds(a['duration_ms'] / 1000)}: {a.get('reason') or '-'}"
+    return "-"
+
+
+def _progress(a: dict[str, Any]) -> str:
+    return f"{a['approvals']}/{a['approvals_required']}"
+
+
+def _expiry(a: dict[str, Any]) -> str:
+    at = _ms(a["expires_at"]) + " UTC"
+    if a["status"] != "pending":
+        return at
+    left = a["expires_at"] / 1000 - time.time()
+    return f"{at} (in {format_seconds(left)})" if left > 0 else f"{at} (due now)"
+
+
+def _params(values: list[str | None] | None) -> str:
+    if not values:
+        return "-"
+    return ", ".join(f"${i}=" + ("NULL" if v is None else repr(v)) for i, v in enumerate(values, 1))
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the requests the caller may see as a table or one JSON array."""
+    config = load(args)
+    query = {k: v for k, v in (("status", args.status), ("limit", args.limit)) if v is not None}
+    path = "/api/approvals" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    found: list[dict[str, Any]] = api_request(config, _token(args), "GET", path)
+    if args.json:
+        print_json(found)
+        return 0
+    if not found:
+        print("no approval requests" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    rows = [("ID", "STATUS", "CONNECTION", "REQUESTER", "APPROVALS", "APPROVERS", "EXPIRES (UTC)", "WHAT")]
+    for a in found:
+        rows.append(
+            (
+                a["id"],
+                a["status"],
+                a["connection"],
+                a["requester"],
+                _progress(a),
+                ",".join(a["approvers"]),
+                _ms(a["expires_at"]),
+                _one_line(_what(a)),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _print_request(a: dict[str, Any]) -> None:
+    kind = "access request" if a["type"] == GRANT else "approval request"
+    lines = [
+        f"{kind} {a['id']}: {a['status']}",
+        f"  connection:  {a['connection']}",
+        f"  requester:   {a['requester']}",
+        f"  rule:        {a['rule']}",
+    ]
+    if a["type"] == GRANT:
+        lines.append(f"  access for:  {format_seconds(a['duration_ms'] / 1000)}")
+        lines.append(f"  reason:      {a.get('reason') or '-'}")
+    else:
+        statement = str(a.get("statement") or "-").splitlines() or ["-"]
+        lines.append(f"  statement:   {statement[0]}")
+        lines += [f"               {line}" for line in statement[1:]]
+        lines.append(f"  parameters:  {_params(a.get('params_masked'))}")
+        if a.get("prompt_id"):
+            lines.append(f"  prompt:      {a['prompt_id']}")
+    every = " (one of each)" if a.get("one_of_each_group") else ""
+    lines += [
+        f"  approvers:   {', '.join(a['approvers'])}{every}",
+        f"  approvals:   {_progress(a)}",
+        f"  created:     {_ms(a['created_at'])} UTC",
+        f"  expires:     {_expiry(a)}",
+    ]
+    if a.get("closed_at") is not None:
+        why = f" ({a['close_reason']})" if a.get("close_reason") else ""
+        lines.append(f"  closed:      {_ms(a['closed_at'])} UTC{why}")
+    decisions = a.get("decisions") or []
+    if decisions:
+        lines.append("decisions:")
+        for d in decisions:
+            reason = f": {d['reason']}" if d.get("reason") else ""
+            lines.append(f"  {_ms(d['decided_at'])} UTC  {d['approver']} {d['decision']}s{reason}")
+    print("\n".join(lines))
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print one request as a block, or a JSON array of one object."""
+    config = load(args)
+    found: dict[str, Any] = api_request(config, _token(args), "GET", _path(args.id))
+    if args.json:
+        print_json([found])
+        return 0
+    _print_request(found)
+    return 0
+
+
+def run_decide(args: argparse.Namespace) -> int:
+    """Approve or deny one request; print what it did and the request's status now."""
+    config = load(args)
+    token = _token(args)
+    body = {"reason": args.reason} if args.reason is not None else {}
+    result: dict[str, Any] = api_request(config, token, "POST", _path(args.id, args.decision), body)
+    if args.json:
+        print_json([result])
+        return 0
+    verb = "approved" if args.decision == "approve" else "denied"
+    status = result["status"]
+    then = {
+        "approved": "it is approved and released",
+        "denied": "it is denied",
+        "pending": "it waits for more approvals",
+    }.get(status, f"it is {status}")
+    print(f"{verb} request {result['id']}; {then}")
+    return 0
+
+
+def run_wait(args: argparse.Namespace) -> int:
+    """Long-poll until the request closes or ``--timeout`` passes; exit by how it ended."""
+    config = load(args)
+    token = _token(args)
+    deadline = time.monotonic() + args.timeout
+    current: dict[str, Any] = api_request(config, token, "GET", _path(args.id))
+    while current["status"] == "pending" and (left := deadline - time.monotonic()) > 0:
+        poll = min(left, WAIT_POLL_S)
+        current = api_request(config, token, "GET", _path(args.id, "wait") + f"?timeout={poll:.3f}")
+    current.pop("records", None)
+    if args.json:
+        print_json([current])
+    status = current["status"]
+    if status == "pending":
+        if not args.json:
+            progress = _progress(current)
+            print(f"request {current['id']} is still pending ({progress} approvals)", file=sys.stderr)
+        return EXIT_PENDING
+    if not args.json:
+        why = f": {current['close_reason']}" if current.get("close_reason") else ""
+        print(f"request {current['id']} is {status}{why}")
+    return 0 if status == "approved" else 1
 
 
 @dataclass
@@ -91,13 +380,21 @@ class _Result:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Verify every record of FILE; print OK or the reason per record."""
-    public_key = _public_key(args)
-    name = "standard input" if args.file == "-" else args.file
-    try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
+    """Verify every record of FILE, or of request ID; print OK or the reason per record."""
+    if _names_a_file(args.file):
+        public_key = _public_key(args)
+        name = "standard input" if args.file == "-" else args.file
+        try:
+            data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read {name}: {exc.strerror or exc}") from None
+    else:
+        config = load(args)
+        public_key = _public_key(args, config)
+        name = f"request {args.file}"
+        fetched, source = _records_of(args, config, args.file)
+        print(f"hoopgw: verifying the {len(fetched)} record(s) of {name} from {source}", file=sys.stderr)
+        data = orjson.dumps(fetched)  # then read as strictly as a file
     try:
         records = load_records(data)
     except RecordError as exc:
@@ -115,6 +412,37 @@ def run_verify(args: argparse.Namespace) -> int:
             else:
                 print(f"hoopgw: {name}: {label}: {r.error}", file=sys.stderr)
     return 1 if any(r.error is not None for r in results) else 0
+
+
+def _names_a_file(arg: str) -> bool:
+    """``-``, an existing path, or anything shaped like a path (request ids have no ``/`` nor ``.``)."""
+    return arg == "-" or Path(arg).exists() or any(c in arg for c in ("/", os.sep, "."))
+
+
+def _records_of(args: argparse.Namespace, config: Config, request_id: str) -> tuple[list[Any], str]:
+    """The signed records of a request, and where they came from: data_dir's store, else the API."""
+    data_dir = config.gateway.data_dir
+    store = ApprovalStore(data_dir)
+    why = f"the store in {data_dir} cannot be read"
+    try:
+        if store.path.is_file() and os.access(store.path, os.R_OK):
+            found = store.get(request_id)
+            if found is not None:
+                return [found.record, *(d.record for d in found.decisions)], f"the store in {data_dir}"
+            why = f"the store in {data_dir} has no request {request_id}"
+        else:
+            why = f"there is no readable store in {data_dir}"
+    except StoreError:
+        pass
+    finally:
+        store.close()
+    token = args.token if args.token is not None else os.environ.get(_TOKEN_ENV)
+    if not token or not token.strip():
+        raise CliError(f"{why}; to ask the gateway API instead, pass --token or set {_TOKEN_ENV}")
+    records = api_request(config, token.strip(), "GET", _path(request_id, "records"))
+    if not isinstance(records, list):
+        raise CliError(f"the gateway API at {api_base(config)} did not answer with a list of records")
+    return records, f"the gateway API at {api_base(config)} ({why})"
 
 
 def verify_all(public_key: Ed25519PublicKey, records: list[dict[str, Any]]) -> list[_Result]:
@@ -177,7 +505,7 @@ def _as_json(r: _Result, public_key: Ed25519PublicKey) -> dict[str, Any]:
     return out
 
 
-def _public_key(args: argparse.Namespace) -> Ed25519PublicKey:
+def _public_key(args: argparse.Namespace, config: Config | None = None) -> Ed25519PublicKey:
     path: Path | None = args.public_key
     if path is not None:
         try:
@@ -186,5 +514,5 @@ def _public_key(args: argparse.Namespace) -> Ed25519PublicKey:
             raise CliError(f"cannot read the public key {path}: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise CliError(f"{path}: {exc}") from None
-    config = load(args)
+    config = config if config is not None else load(args)
     return load_signing_key(config.gateway.data_dir, create=False).public_key()

@@ -20,16 +20,6 @@ PENDING: dict[str, _Spec] = {
             "remove": ("remove a key", ["ID"], [_TOKEN_OPTION]),
         },
     ),
-    "access": (
-        "just-in-time access grants",
-        {
-            "request": (
-                "request access to a connection",
-                [],
-                ["--connection", "--for", "--reason", _TOKEN_OPTION],
-            )
-        },
-    ),
     "replay": ("replay a recorded session", {}),
     "audit": ("the tamper-evident audit chain", {"verify": ("verify the hash chain", [], [])}),
     "prompts": ("AI prompt provenance", {"show": ("show a prompt and what it caused", ["ID"], ["--json"])}),

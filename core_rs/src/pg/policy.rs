@@ -103,8 +103,9 @@ impl Policy {
         Self { cache, check }
     }
 
-    /// A Query, or a Parse (`name`: the statement name of a named one); with the statement's
-    /// classes when they are known.
+    /// A Query (`name` None), or a Parse (`name`: its statement name, empty for the unnamed
+    /// statement); with the statement's classes when they are known. Named Parses are always
+    /// checked (the caller tracks what each name holds).
     pub(crate) fn statement(
         &mut self,
         sql: &[u8],
@@ -116,7 +117,7 @@ impl Policy {
             (Some(cache), Some(key)) => cache.get(key),
             _ => None,
         };
-        if name.is_none() && cached.is_some_and(|mask| mask & !allow_mask == 0) {
+        if name.is_none_or(<[u8]>::is_empty) && cached.is_some_and(|mask| mask & !allow_mask == 0) {
             return (Decision::Forward, cached);
         }
         let verdict = self.check.check(Some(sql), cached, name);

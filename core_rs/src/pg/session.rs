@@ -1056,11 +1056,10 @@ impl State {
             }
             Parse::CODE => {
                 let p = Parse::from_bytes(&retain(f.body(), f.chunk.len()))?;
-                let name = (!p.name.is_empty()).then_some(&p.name[..]);
                 let is_resumed = resumed.is_some();
                 let (decision, mask) = match resumed {
                     Some(resumed) => resumed,
-                    None => self.check_statement(&p.sql, name),
+                    None => self.check_statement(&p.sql, Some(&p.name[..])),
                 };
                 match decision {
                     Decision::Forward => {}

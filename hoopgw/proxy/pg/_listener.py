@@ -49,6 +49,9 @@ class PgListener:
         self.masker = masker
         self.catalog = SideConnection(cfg)
         self.sessions: set[PgClientSession] = set()
+        #: approvals with ``covers = "shape"``: (subject, auth, connection, normalized statement) ->
+        #: until (epoch seconds); in memory, so a restart ends them early (never late)
+        self.shape_approvals: dict[tuple[str, str, str, bytes], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
 

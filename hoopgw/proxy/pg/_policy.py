@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hoopgw import _core
@@ -25,11 +26,35 @@ if TYPE_CHECKING:
     from hoopgw.identity import Principal
     from hoopgw.policy._classify import Classification
     from hoopgw.proxy.pg._session import PgClientSession
+    from hoopgw.server import Gateway
 
 log = logging.getLogger("hoopgw.pg")
 
 #: most SQL text kept in a denial record
 _RECORD_SQL_MAX = 64 * 1024
+
+
+#: what the core's check callback returns (the 4-tuple holds the statement)
+Answer = tuple[int, bool, bytes | None] | tuple[int, bool, bytes | None, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class HoldReason:
+    """Why a statement is held: the ``approve`` decision, the statement text (None for a
+    FunctionCall, or a Bind of a statement from a SQL PREPARE) and the statement name of a Bind."""
+
+    decision: Decision
+    sql: str | None
+    name: str | None
+
+
+def _grants(gw: Gateway, principal: Principal, connection: str) -> dict[str, dt.datetime]:
+    """The caller's approved, running access grants of ``jit`` policies on ``connection``."""
+    active = getattr(gw.approvals, "active_grants", None)
+    if active is None:
+        return {}
+    ends: dict[str, int] = active(principal, connection)
+    return {rule: dt.datetime.fromtimestamp(ms / 1000, dt.UTC) for rule, ms in ends.items()}
 
 
 class StatementGuard:
@@ -40,8 +65,14 @@ class StatementGuard:
         self.principal = principal
         gw = session.listener.gateway
         self.connection = session.listener.cfg.name
-        self.policy = policies_for(gw.config, principal, self.connection)
+        self.policy = policies_for(
+            gw.config, principal, self.connection, _grants(gw, principal, self.connection)
+        )
         self.verdicts = self.policy.at()
+        #: what the last hold was for (set when check() holds a statement; taken by the session)
+        self.hold: HoldReason | None = None
+        #: text of each protocol statement whose Parse needs approval (its Binds are held)
+        self._held_texts: dict[str, str] = {}
         #: classes of every statement name prepared in this session (SQL PREPARE and protocol Parse);
         #: names only ever gain classes: a failed DEALLOCATE or PREPARE must not launder a statement
         self.prepared: dict[str, frozenset[str]] = {}
@@ -55,6 +86,13 @@ class StatementGuard:
         if self.policy.empty:
             return f'hoopgw: no policy gives {who} access to connection "{self.connection}"'
         if not self.verdicts.any_access:
+            grantable = self.policy.grantable
+            if grantable:
+                return (
+                    f'hoopgw: {who} has no access to connection "{self.connection}" now; policy '
+                    f'"{grantable[0]}" opens it for a time once approved: hoopgw access request '
+                    f"--connection {self.connection} --for 30m --reason ..."
+                )
             return f'hoopgw: no policy gives {who} access to connection "{self.connection}" at this time'
         return None
 
@@ -166,12 +204,15 @@ class StatementGuard:
         self.session.terminate("28000", f"the {kind} of {who} has expired: reconnect with a fresh one")
 
     # -- the check ---------------------------------------------------------------------------------
-    def check(self, sql: str | None, cached: int, name: str | None) -> tuple[int, bool, bytes | None]:
-        """Called by the core: ``(class mask, cacheable, ErrorResponse or None to forward)``.
+    def check(self, sql: str | None, cached: int, name: str | None) -> Answer:
+        """Called by the core: ``(class mask, cacheable, ErrorResponse or None to forward[, hold])``.
 
-        ``sql`` is a Query's or Parse's text; None with a ``name`` is a Bind of that statement whose
+        ``sql`` is a Query's or Parse's text (``name`` None for a Query, the statement name — empty
+        for the unnamed one — for a Parse); None with a ``name`` is a Bind of that statement whose
         classes (``cached``, or -1 for a statement from a SQL PREPARE) are not all allowed now; None
-        without a name is a FunctionCall.
+        without a name is a FunctionCall. A statement whose verdict is ``approve`` is held (unless a
+        ``covers = "shape"`` approval of its shape is still running): :attr:`hold` says why, and the
+        session opens the approval request.
         """
         if sql is None and name is not None:
             return self._bind(cached, name)
@@ -195,22 +236,65 @@ class StatementGuard:
             if name:
                 self._remember(name, classes)
             return mask, cacheable, None
+        if decision.verdict == "approve":
+            if found is not None:
+                for pname, pclasses in found.prepares:
+                    self._remember(pname, pclasses)
+            if name:
+                self._remember(name, classes)
+            if name is not None and sql is not None:
+                # a Parse only prepares: its Bind, which carries the parameters, is held instead
+                self._held_texts[name] = sql
+                return mask, cacheable, None
+            if self._shape_approved(sql):
+                return mask, cacheable, None
+            self.hold = HoldReason(decision, sql, name)
+            return mask, cacheable, None, True
         if found is None and sql is not None:
             found = classifier.classify(sql, self.prepared)  # for the reasons in the error detail
         return mask, cacheable, self._refuse(sql, decision, found)
 
-    def _bind(self, cached: int, name: str) -> tuple[int, bool, bytes | None]:
+    def _bind(self, cached: int, name: str) -> Answer:
         classes = classes_of(cached) if cached >= 0 else self.prepared.get(name)
         if classes is None:
             return 0, False, None  # never prepared through the gateway: the server refuses the Bind
         decision = self.verdicts.decide(classes)
         if decision.verdict == "allow":
             return mask_of(classes), False, None
+        if decision.verdict == "approve":
+            sql = self._held_texts.get(name)
+            if self._shape_approved(sql):
+                return mask_of(classes), False, None
+            self.hold = HoldReason(decision, sql, name)
+            return mask_of(classes), False, None, True
         return (
             mask_of(classes),
             False,
             self._refuse(None, decision, None, what=f"<bind of statement {name!r}>"),
         )
+
+    # -- approvals covering a statement shape -------------------------------------------------------
+    def shape_key(self, sql: str) -> tuple[str, str, str, bytes] | None:
+        """The key of ``sql``'s shape in the listener's shape approvals (None: it has no shape)."""
+        shape = _core.normalize_sql(sql.encode())
+        if shape is None:
+            return None
+        return (self.principal.subject, self.principal.auth, self.connection, shape)
+
+    def _shape_approved(self, sql: str | None) -> bool:
+        if sql is None:
+            return False
+        key = self.shape_key(sql)
+        if key is None:
+            return False
+        approvals = self.session.listener.shape_approvals
+        until = approvals.get(key)
+        if until is None:
+            return False
+        if until <= time.time():
+            del approvals[key]
+            return False
+        return True
 
     def _remember(self, name: str, classes: frozenset[str]) -> None:
         self.prepared[name] = self.prepared.get(name, frozenset()) | classes

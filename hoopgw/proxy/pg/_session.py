@@ -19,6 +19,7 @@ from hoopgw.audit import SessionInfo
 from hoopgw.errors import AuthError, PgProtocolError, UpstreamError
 from hoopgw.proxy._conn import Conn, ConnectionClosed
 from hoopgw.proxy.pg._catalog import CatalogError
+from hoopgw.proxy.pg._hold import HeldStatements
 from hoopgw.proxy.pg._policy import StatementGuard
 from hoopgw.proxy.pg._startup import StartupRefused, StartupRequest, validate_startup
 from hoopgw.proxy.pg._upstream import CancelTarget, Upstream, UpstreamRefused, connect_upstream, send_cancel
@@ -26,6 +27,7 @@ from hoopgw.proxy.pg._upstream import CancelTarget, Upstream, UpstreamRefused, c
 if TYPE_CHECKING:
     from hoopgw.identity import Principal
     from hoopgw.proxy.pg._listener import PgListener
+    from hoopgw.server import Gateway
 
 log = logging.getLogger("hoopgw.pg")
 
@@ -63,6 +65,8 @@ class PgClientSession:
         self._catalog_task: asyncio.Task[None] | None = None
         #: statement policy of this session (None until authenticated)
         self.guard: StatementGuard | None = None
+        #: statements held for approval
+        self.holds = HeldStatements(self)
         peer = conn.transport.get_extra_info("peername") if conn.transport else None
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -114,11 +118,26 @@ class PgClientSession:
             self.listener.gateway.writer.session_close(self.session_id, self._close_reason, masked)
             self.session_id = None
 
+    @property
+    def gateway(self) -> Gateway:
+        return self.listener.gateway
+
+    @property
+    def draining(self) -> bool:
+        """True once the gateway asked this session to close at its next idle point."""
+        return self._draining
+
+    @property
+    def closed(self) -> bool:
+        """True once the session is ending (the client is or will be closed)."""
+        return self._done.done()
+
     def _finish(self, reason: str | None) -> None:
         if self._close_reason is None:
             self._close_reason = reason
         if not self._done.done():
             self._done.set_result(None)
+            self.holds.session_ended(reason or "the session ended")
 
     def _refuse(
         self, sqlstate: str, message: str, detail: str | None = None, hint: str | None = None
@@ -232,6 +251,10 @@ class PgClientSession:
         if target is None:
             log.info("cancel request with unknown key ignored", extra={"client": self.client_addr})
             return
+        key = (packet.process_id, packet.secret_key)
+        for other in list(self.listener.sessions):
+            if other._cancel_key == key and other.holds.cancel():
+                return  # the statement was held here, never sent: nothing runs upstream
         await send_cancel(target)
         self.listener.gateway.writer.event(
             None, "cancel", {"connection": self.listener.cfg.name, "backend_pid": target.process_id}
@@ -306,6 +329,11 @@ class PgClientSession:
         except PgProtocolError as exc:
             self._protocol_error("client", exc)
             return
+        self.apply(forward, terminate, reply)
+
+    def apply(self, forward: bytes, terminate: bool, reply: bytes | None) -> None:
+        """Act on what the core made of client bytes (a read, or held bytes released or rejected)."""
+        assert self.upstream is not None
         if forward:
             self.upstream.conn.write(forward)
         if reply:
@@ -314,6 +342,12 @@ class PgClientSession:
             self.upstream.conn.close()
             self.client.close()
             self._finish("client terminated")
+            return
+        state = self.state
+        if state is not None and state.holding:
+            self.holds.poke()
+        elif self._draining:
+            self._maybe_drain()
 
     def _on_server_data(self, data: bytes) -> None:
         state = self.state
@@ -429,11 +463,13 @@ class PgClientSession:
 
     def _on_server_lost(self, exc: Exception | None) -> None:
         if not self.client.closed:
+            rid = self.holds.request_id
+            held = f"; the statement held for approval request {rid} was not run" if rid else ""
             self.client.write(
                 _core.encode_error(
                     "FATAL",
                     "08006",
-                    f"connection to upstream {self.listener.cfg.name!r} was lost",
+                    f"connection to upstream {self.listener.cfg.name!r} was lost{held}",
                     detail=None if exc is None else str(exc),
                 )
             )
@@ -444,12 +480,25 @@ class PgClientSession:
     def drain(self) -> None:
         """Close this session at its next idle point (graceful shutdown)."""
         self._draining = True
+        self.holds.keep_request = True  # a held statement's request stays decidable across the restart
         if self.state is not None:
             self._maybe_drain()
 
     def _maybe_drain(self) -> None:
         state = self.state
-        if state is not None and state.pending == 0 and state.tx_status == "I" and not state.in_copy:
+        if state is None or state.pending > 0 or state.in_copy:
+            return
+        rid = self.holds.request_id
+        if state.holding and rid is not None:
+            # the gateway will not be there to release it: tell the client, keep the request
+            self.holds.keep_request = True
+            self.terminate(
+                "57P01",
+                "terminating connection because the gateway is shutting down: the statement held for "
+                f"approval request {rid} was not run; the request stays open on record and can still be "
+                "decided, but the statement must be sent again",
+            )
+        elif state.tx_status == "I" and not state.holding:
             self.terminate("57P01", "terminating connection because the gateway is shutting down")
 
     def terminate(self, sqlstate: str, message: str) -> None:
@@ -465,7 +514,7 @@ class PgClientSession:
         if idle is None or state is None or self._done.done():
             return
         quiet = time.monotonic() - self._last_activity
-        if quiet >= idle and state.pending == 0 and not state.in_copy:
+        if quiet >= idle and state.pending == 0 and not state.in_copy and not state.holding:
             self.terminate("57P05", "terminating connection due to idle timeout of the gateway")
             return
         self._idle_handle = asyncio.get_running_loop().call_later(max(idle - quiet, 1.0), self._check_idle)
