@@ -39,6 +39,7 @@ from hoopgw.approvals import (
     ApprovalService,
     NoGrantablePolicy,
     StoredRequest,
+    TooManyPending,
     grantable_policy,
 )
 from hoopgw.config import Config, parse_duration
@@ -161,6 +162,8 @@ def access_routes(api: AccessApi) -> list[BaseRoute]:
             )
         except ValueError as exc:
             raise HttpError(400, str(exc)) from None
+        except TooManyPending as exc:
+            raise HttpError(429, str(exc)) from None
         stored = await asyncio.to_thread(api.approvals.store.get, record["id"])
         assert stored is not None
         by = principal_ref(principal)

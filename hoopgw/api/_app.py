@@ -8,11 +8,13 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import h11
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hoopgw.api._approvals import ApprovalApi, approval_routes
 from hoopgw.api._http import json_response
@@ -58,6 +60,54 @@ def build_app(
     return app
 
 
+#: a connection must send a whole request head (request line and headers) within this many seconds of
+#: connecting, or of starting its next request: uvicorn alone keeps a silent connection open for ever
+HEAD_TIMEOUT_S = 10.0
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request head.
+
+    Without it, anyone who reaches ``api_listen`` — no credential needed — holds a file descriptor of the
+    gateway per silent or trickling connection for as long as they like; enough of them and the gateway
+    can accept neither API calls nor database sessions. Idle keep-alive connections between requests
+    are closed by uvicorn's own keep-alive timeout; request bodies have their own deadline
+    (``hoopgw.api._http.BODY_TIMEOUT_S``).
+    """
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._clear_head_deadline()
+        super().connection_lost(exc)
+
+    def _watch_head(self) -> None:
+        """Arm the deadline while a request head is awaited (h11 stays IDLE until it is whole)."""
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self._head_deadline is None:
+                self._head_deadline = self.loop.call_later(HEAD_TIMEOUT_S, self._head_late)
+        else:
+            self._clear_head_deadline()
+
+    def _clear_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_late(self) -> None:
+        self._head_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the gateway owns SIGTERM/SIGINT."""
 
@@ -74,6 +124,7 @@ class ApiServer:
             app,
             host=listen.host,
             port=listen.port,
+            http=_Protocol,
             loop="none",
             lifespan="off",
             log_level="warning",

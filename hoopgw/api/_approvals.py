@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,9 @@ MAX_WAIT_S = 300.0
 #: an SSE comment this often keeps proxies from closing a quiet stream
 KEEPALIVE_S = 15.0
 _MAX_ID = 64
+#: long polls and event streams one caller (subject and auth kind) may hold open at once: each holds a
+#: connection, and so a file descriptor of the gateway, for up to MAX_WAIT_S
+MAX_WAITS_PER_CALLER = 32
 _DECIDE_FIELDS = frozenset({"reason"})
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -124,6 +128,21 @@ class ApprovalApi:
     admins: Sequence[str] = ()
     auditors: Sequence[str] = ()
     audit: AuditFn | None = None
+    #: open long polls and streams per caller (used on the event loop only)
+    waits: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def wait_slot(self, principal: Principal) -> _WaitSlot:
+        """Take one of the caller's :data:`MAX_WAITS_PER_CALLER` waits; 429 when all are taken."""
+        who = (principal.subject, principal.auth)
+        held = self.waits.get(who, 0)
+        if held >= MAX_WAITS_PER_CALLER:
+            raise HttpError(
+                429,
+                f"{principal.subject} already waits on {held} requests at once"
+                f" (at most {MAX_WAITS_PER_CALLER})",
+            )
+        self.waits[who] = held + 1
+        return _WaitSlot(self.waits, who)
 
     async def caller(self, request: Request) -> Principal:
         return await authenticate(request, self.authenticator, self.audit)
@@ -152,6 +171,24 @@ class ApprovalApi:
     def record(self, kind: str, payload: dict[str, Any]) -> None:
         if self.audit is not None:
             self.audit(None, kind, payload)
+
+
+class _WaitSlot:
+    """One open wait of a caller, given back once (by the wait, or when its stream is dropped unread)."""
+
+    def __init__(self, waits: dict[tuple[str, str], int], who: tuple[str, str]) -> None:
+        self._waits = waits
+        self._who = who
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            left = self._waits.get(self._who, 1) - 1
+            if left > 0:
+                self._waits[self._who] = left
+            else:
+                self._waits.pop(self._who, None)
 
 
 def _list_args(request: Request) -> tuple[Status | None, int]:
@@ -218,16 +255,26 @@ def _refusal_status(
 
 
 async def _closed_within(
-    wait: asyncio.Future[StoredRequest], stopping: asyncio.Event, seconds: float
+    wait: asyncio.Future[StoredRequest],
+    stopping: asyncio.Event,
+    seconds: float,
+    gone: asyncio.Future[Any] | None = None,
 ) -> StoredRequest | None:
-    """``wait``'s request if it closes within ``seconds`` (and the API is not stopping), else None."""
+    """``wait``'s request if it closes within ``seconds`` (and the API is not stopping, and ``gone`` —
+    the client went away — is not done first), else None."""
     stop = asyncio.ensure_future(stopping.wait())
     try:
-        both: list[asyncio.Future[Any]] = [wait, stop]
+        both: list[asyncio.Future[Any]] = [wait, stop, *([gone] if gone is not None else [])]
         await asyncio.wait(both, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.cancel()
     return wait.result() if wait.done() else None
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client of ``request`` (a GET: no body) disconnects."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _drop(task: asyncio.Future[Any]) -> None:
@@ -315,27 +362,33 @@ def approval_routes(api: ApprovalApi, stopping: asyncio.Event | None = None) -> 
         timeout = _wait_timeout(request)
         found = await api.visible(principal, request.path_params["id"])
         if "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(
-                _stream(found, timeout), media_type="text/event-stream", headers=_SSE_HEADERS
-            )
+            slot = api.wait_slot(principal)
+            events = _stream(found, timeout, slot)
+            weakref.finalize(events, slot.release)  # a stream dropped before it started
+            return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
         if not found.closed and timeout > 0:
+            slot = api.wait_slot(principal)
             waiting = asyncio.ensure_future(api.service.wait(found.id))
+            gone = asyncio.ensure_future(_client_gone(request))  # its slot is given back at once
             try:
-                found = await _closed_within(waiting, stopping, timeout) or found
+                found = await _closed_within(waiting, stopping, timeout, gone) or found
             finally:
                 _drop(waiting)
+                _drop(gone)
+                slot.release()
             if not found.closed:  # re-read: another process may have decided it meanwhile
                 fresh = await asyncio.to_thread(store.get, found.id)
                 found = fresh or found
         return json_response(approval_json(found))
 
-    async def _stream(found: StoredRequest, seconds: float) -> AsyncIterator[bytes]:
-        yield _sse(found)
-        if found.closed:
-            return
-        deadline = asyncio.get_running_loop().time() + seconds
-        waiting = asyncio.ensure_future(api.service.wait(found.id))
+    async def _stream(found: StoredRequest, seconds: float, slot: _WaitSlot) -> AsyncIterator[bytes]:
+        waiting: asyncio.Future[StoredRequest] | None = None
         try:
+            yield _sse(found)
+            if found.closed:
+                return
+            deadline = asyncio.get_running_loop().time() + seconds
+            waiting = asyncio.ensure_future(api.service.wait(found.id))
             while not stopping.is_set():
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
@@ -347,7 +400,9 @@ def approval_routes(api: ApprovalApi, stopping: asyncio.Event | None = None) -> 
                 if not stopping.is_set() and left > KEEPALIVE_S:
                     yield b": keep-alive\n\n"
         finally:
-            _drop(waiting)
+            if waiting is not None:
+                _drop(waiting)
+            slot.release()
 
     async def signing_key(_request: Request) -> Response:
         public = api.public_key

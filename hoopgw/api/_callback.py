@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from hoopgw.api._http import AuditFn, HttpError, endpoint, json_response
+from hoopgw.api._http import AuditFn, HttpError, endpoint, json_response, read_body
 from hoopgw.approvals import ApprovalError, ApprovalService, RequestNotFound, StoredRequest
 from hoopgw.approvals._webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_valid
 from hoopgw.config import ApprovalsConfig
@@ -92,19 +92,6 @@ class CallbackApi:
     def record(self, kind: str, payload: dict[str, Any]) -> None:
         if self.audit is not None:
             self.audit(None, kind, payload)
-
-
-async def _read_body(request: Request) -> bytes:
-    too_big = HttpError(413, f"the request body is larger than {MAX_CALLBACK_BODY} bytes")
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_CALLBACK_BODY):
-        raise too_big
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_CALLBACK_BODY:
-            raise too_big
-    return bytes(body)
 
 
 def _verify(api: CallbackApi, request: Request, body: bytes) -> str:
@@ -225,7 +212,7 @@ def callback_routes(api: CallbackApi) -> list[BaseRoute]:
     async def callback(request: Request) -> Response:
         if api.secret is None:
             raise HttpError(404, "the approval callback is off ([approvals] callback_secret is not set)")
-        body = await _read_body(request)
+        body = await read_body(request, MAX_CALLBACK_BODY)
         try:
             platform = _verify(api, request, body)
         except HttpError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,8 @@ from hoopgw.identity import Authenticator, Principal
 log = logging.getLogger("hoopgw.api")
 
 MAX_BODY = 16 * 1024
+#: a request body must arrive whole within this many seconds (a trickling client holds a connection)
+BODY_TIMEOUT_S = 10.0
 #: Bearer credentials longer than this are refused unread (OIDC JWTs are a few KB).
 MAX_CREDENTIAL = 16 * 1024
 _CHALLENGE = 'Bearer realm="hoopgw"'
@@ -57,17 +60,31 @@ def endpoint(handler: Handler) -> Handler:
     return wrapped
 
 
-async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
-    """The request body as JSON; 413 beyond ``limit`` bytes (read no further), 400 if not JSON."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw request body: 413 beyond ``limit`` bytes (read no further), 408 unless it has all arrived
+    within :data:`BODY_TIMEOUT_S`."""
     too_big = HttpError(413, f"the request body is larger than {limit} bytes")
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         raise too_big
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_big
+    except TimeoutError:
+        raise HttpError(
+            408, f"the request body did not arrive within {BODY_TIMEOUT_S:g} s", {"Connection": "close"}
+        ) from None
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
+    """The request body as JSON; 413 beyond ``limit`` bytes (read no further), 408 when it trickles in
+    slower than :data:`BODY_TIMEOUT_S`, 400 if not JSON."""
+    body = await read_body(request, limit)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -352,6 +352,7 @@ _PATHS: dict[str, Any] = {
                 "400": _error("a bad timeout"),
                 **_UNAUTHORIZED,
                 "404": _NOT_FOUND,
+                "429": _error("the caller already holds 32 long polls or streams open"),
             },
             parameters=[
                 _ID,
@@ -401,6 +402,7 @@ _PATHS: dict[str, Any] = {
                 **_UNAUTHORIZED,
                 "403": _error("no jit policy names the caller on this connection"),
                 "404": _error("no such connection"),
+                "429": _error("the caller already has as many access requests pending as one may (10)"),
             },
             requestBody=_body(
                 {

@@ -29,7 +29,7 @@ from hoopgw.approvals._records import (
     sign_record,
     verify_record,
 )
-from hoopgw.approvals._service import ApprovalService, now_ms, tally
+from hoopgw.approvals._service import MAX_PENDING_GRANTS, ApprovalService, now_ms, tally
 from hoopgw.approvals._signing import (
     SIGNING_KEY_FILE,
     key_id,
@@ -49,6 +49,7 @@ from hoopgw.approvals._store import (
     Status,
     StoredDecision,
     StoredRequest,
+    TooManyPending,
 )
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "DIGEST_KEY_FILE",
     "GRANT",
     "MAX_GRANT_MS",
+    "MAX_PENDING_GRANTS",
     "RECORD_VERSION",
     "REQUEST",
     "SCHEMAS",
@@ -72,6 +74,7 @@ __all__ = [
     "Status",
     "StoredDecision",
     "StoredRequest",
+    "TooManyPending",
     "canonical",
     "check_binding",
     "check_schema",

@@ -348,7 +348,8 @@ def check_binding(request: Mapping[str, Any], decision: Mapping[str, Any]) -> No
             code="unbound",
             field="request_digest",
         )
-    if not request["created_at"] <= decision["decided_at"] <= request["expires_at"]:
+    # the request's life is [created_at, expires_at): a decision at its expiry expires it instead
+    if not request["created_at"] <= decision["decided_at"] < request["expires_at"]:
         raise RecordError(
             f"decision {decision['id']}: decided_at lies outside the life of request {request['id']}",
             code="unbound",

@@ -39,6 +39,7 @@ from hoopgw.approvals._store import (
     StoredDecision,
     StoredRequest,
     closed_error,
+    owner_subject,
 )
 from hoopgw.audit._ids import new_session_id
 from hoopgw.identity._keystore import ApiKeyStore
@@ -50,6 +51,10 @@ Clock = Callable[[], int]
 #: ``listener(event, request)``: ``event`` is "opened" or "closed" (called once per request each).
 Listener = Callable[[str, "StoredRequest"], None]
 _ANNOUNCED_MAX = 4096
+#: how many access requests one requester may have pending at once (:meth:`ApprovalService.open_grant`)
+MAX_PENDING_GRANTS = 10
+#: a time no request was created at (ms): "no grants" for :meth:`ApprovalService.active_grants`
+_NEVER = 2**53 - 1
 #: ``(loop, future)`` of one caller of :meth:`ApprovalService.wait`.
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[StoredRequest]"]
 
@@ -120,6 +125,9 @@ class ApprovalService:
         self._key = signing_key
         self._digest_key = digest_key
         self._api_keys = api_keys
+        #: a connection of its own for the key look-ups of :meth:`active_grants` (session start, on the
+        #: event loop): never waits behind a key being created or revoked on ``api_keys``
+        self._grant_keys = ApiKeyStore(api_keys.path.parent) if api_keys is not None else None
         self._clock = clock
         self._lock = threading.Lock()
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -229,6 +237,7 @@ class ApprovalService:
         timeout_s: float,
         *,
         one_of_each_group: bool = False,
+        max_pending: int | None = MAX_PENDING_GRANTS,
         now: int | None = None,
     ) -> dict[str, Any]:
         """Store and return a signed ``access_grant`` record: ``requester`` asks for the ``jit`` policy
@@ -236,6 +245,9 @@ class ApprovalService:
 
         Decided with :meth:`decide`, like a held statement; undecided, it expires after ``timeout_s``.
         The caller checks that ``rule`` names the requester and bounds the duration (``max_grant``).
+        A requester (subject) has at most ``max_pending`` access requests pending at once
+        (:class:`TooManyPending` beyond): thousands of requests would bury the approvers' channel and
+        overflow the webhook queues, so that real requests are no longer announced.
         """
         reason = reason.strip()
         if not reason:
@@ -266,7 +278,10 @@ class ApprovalService:
             },
         )
         stored = self.store.add_request(
-            record, requester_owner=self._key_owner(requester), one_of_each_group=one_of_each_group
+            record,
+            requester_owner=self._key_owner(requester),
+            one_of_each_group=one_of_each_group,
+            max_pending=max_pending,
         )
         self._announce("opened", stored)
         return record
@@ -281,21 +296,35 @@ class ApprovalService:
         """
         at = self._clock() if now_ms is None else now_ms
         ends: dict[str, int] = {}
-        for grant in self.store.active_grants(principal.subject, principal.auth, at, connection):
+        for grant in self.store.active_grants(
+            principal.subject, principal.auth, at, connection, since=self._key_since(principal)
+        ):
             ends[grant.rule] = max(grant.until, ends.get(grant.rule, 0))
         return ends
 
     def grants_of(self, principal: Principal, now_ms: int | None = None) -> list[ActiveGrant]:
         """Every running grant of ``principal``, on any connection, oldest first."""
         at = self._clock() if now_ms is None else now_ms
-        return self.store.active_grants(principal.subject, principal.auth, at)
+        return self.store.active_grants(
+            principal.subject, principal.auth, at, since=self._key_since(principal)
+        )
+
+    def _key_since(self, principal: Principal) -> int | None:
+        """For an API key: when it was created (ms, floored, less 1 ms of float rounding); its grants
+        were asked for since. A key named like a revoked one must not inherit that key's grants."""
+        if principal.auth != "apikey" or principal.token_id is None or self._grant_keys is None:
+            return None
+        key = self._grant_keys.lookup(principal.token_id)
+        if key is None:  # not a key of this gateway (deleted): it holds no grant
+            return _NEVER
+        return int(key.created_at * 1000) - 1
 
     def _key_owner(self, principal: Principal) -> str | None:
         """Who created the API key ``principal`` authenticated with, when that is known."""
         if principal.auth != "apikey" or principal.token_id is None or self._api_keys is None:
             return None
         key = self._api_keys.lookup(principal.token_id)
-        return key.created_by if key is not None else None
+        return owner_subject(key.created_by) if key is not None else None
 
     # --- deciding ---------------------------------------------------------------------------------------
 

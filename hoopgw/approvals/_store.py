@@ -36,7 +36,7 @@ MAX_LIST = 1000
 MAX_GRANT_MS = 31 * 86_400_000
 _ACTIVE_GRANTS = """
     SELECT id, connection, json_extract(record, '$.rule'), closed_at,
-           closed_at + json_extract(record, '$.duration_ms')
+           closed_at + json_extract(record, '$.duration_ms'), created_at
     FROM approval_requests
     WHERE status = 'approved' AND expires_at >= :floor
       AND requester = :subject AND (:connection IS NULL OR connection = :connection)
@@ -47,6 +47,21 @@ _ACTIVE_GRANTS = """
 """
 
 
+def owner_subject(created_by: str | None) -> str | None:
+    """The subject an API key's ``created_by`` names: ``user:alice`` (how the keys API records its
+    creator) and ``key:bot`` are ``alice`` and ``bot``, the form subjects are compared in.
+
+    Without this, a key alice made would not count as alice: she could approve her own request with it,
+    or approve once as herself and once through it.
+    """
+    if not created_by:
+        return None
+    kind, sep, name = created_by.partition(":")
+    if sep and kind in ("user", "key") and name:
+        return name
+    return created_by
+
+
 class ApprovalError(HoopError):
     """A request cannot be opened or decided: the message says why, for the person who asked."""
 
@@ -55,6 +70,10 @@ class ApprovalError(HoopError):
 
 class RequestNotFound(ApprovalError):
     """No approval request has this id."""
+
+
+class TooManyPending(ApprovalError):
+    """The requester already has as many pending requests of this type as one caller may."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +91,7 @@ class StoredDecision:
     @property
     def identities(self) -> frozenset[str]:
         """The subjects this decision stands for: the approver and the owner of their API key."""
-        return frozenset(s for s in (self.approver, self.approver_owner) if s)
+        return frozenset(s for s in (self.approver, owner_subject(self.approver_owner)) if s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +114,7 @@ class StoredRequest:
     @property
     def identities(self) -> frozenset[str]:
         """The subjects this request stands for: the requester and the owner of their API key."""
-        return frozenset(s for s in (self.requester, self.requester_owner) if s)
+        return frozenset(s for s in (self.requester, owner_subject(self.requester_owner)) if s)
 
     @property
     def closed(self) -> bool:
@@ -263,10 +282,18 @@ class ApprovalStore(SqliteTables):
         return [r for r in out if r is not None]
 
     def active_grants(
-        self, subject: str, auth: str, now: int, connection: str | None = None
+        self,
+        subject: str,
+        auth: str,
+        now: int,
+        connection: str | None = None,
+        *,
+        since: int | None = None,
     ) -> builtins.list[ActiveGrant]:
         """Approved ``access_grant`` requests of ``subject`` authenticated as ``auth`` (``token`` or
-        ``apikey``) that still run at ``now``, oldest first; on ``connection`` only when given.
+        ``apikey``) that still run at ``now``, oldest first; on ``connection`` only when given; only
+        those requested at or after ``since`` (ms) when given (an API key's creation: a key that reuses
+        a revoked key's name does not inherit its grants).
 
         One query on the ``(status, expires_at)`` index: a running grant was approved before its
         request expired and less than :data:`MAX_GRANT_MS` ago, so only recent approvals are read.
@@ -280,7 +307,7 @@ class ApprovalStore(SqliteTables):
         }
         with self._grant_reads._peek() as conn:
             rows = [] if conn is None else conn.execute(_ACTIVE_GRANTS, args).fetchall()
-        return [ActiveGrant(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [ActiveGrant(r[0], r[1], r[2], r[3], r[4]) for r in rows if since is None or r[5] >= since]
 
     # --- writes -----------------------------------------------------------------------------------------
 
@@ -290,14 +317,28 @@ class ApprovalStore(SqliteTables):
         *,
         requester_owner: str | None = None,
         one_of_each_group: bool = False,
+        max_pending: int | None = None,
     ) -> StoredRequest:
         """Store a new signed ``approval_request`` or ``access_grant`` record as pending; KeyError if its
-        id exists."""
+        id exists. With ``max_pending``, TooManyPending when its requester (subject) already has that
+        many requests of its type pending (checked and inserted in one write transaction)."""
         if record.get("type") not in (REQUEST, GRANT) or "signature" not in record:
             raise ValueError("add_request takes a signed approval_request or access_grant record")
         if record["type"] == GRANT and not 1 <= record["duration_ms"] <= MAX_GRANT_MS:
             raise ValueError(f"an access grant lasts at most {MAX_GRANT_MS // 86_400_000} days")
-        with self._use() as conn:
+        subject = record["requester"]["subject"]
+        with self._use() as conn, self._immediate(conn):
+            if max_pending is not None:
+                (pending,) = conn.execute(
+                    "SELECT count(*) FROM approval_requests WHERE status = 'pending' AND expires_at > ?"
+                    " AND requester = ? AND json_extract(record, '$.type') = ?",
+                    (record["created_at"], subject, record["type"]),
+                ).fetchone()
+                if pending >= max_pending:
+                    raise TooManyPending(
+                        f"{subject} already has {pending} pending requests of this kind (at most"
+                        f" {max_pending}): wait for them to be decided or to expire"
+                    )
             try:
                 conn.execute(
                     f"INSERT INTO approval_requests ({_REQUEST_COLUMNS})"  # noqa: S608
@@ -305,7 +346,7 @@ class ApprovalStore(SqliteTables):
                     (
                         record["id"],
                         record["connection"],
-                        record["requester"]["subject"],
+                        subject,
                         requester_owner,
                         int(one_of_each_group),
                         record["created_at"],

@@ -17,6 +17,7 @@ from hoopgw.cli._common import (
     format_time,
     load,
     print_json,
+    printable,
 )
 from hoopgw.cli._keys import api_request
 from hoopgw.config import Config
@@ -115,11 +116,14 @@ def run_request(args: argparse.Namespace) -> int:
     if not args.json:
         needed = created["approvals_required"]
         print(
-            f'access request {rid} is pending: policy "{created["rule"]}" on {created["connection"]}'
-            f" for {args.duration}\n"
-            f"  approvers: {', '.join(created['approvers'])} ({needed} approval{'s' if needed > 1 else ''}"
-            f" needed); it expires at {_ms(created['expires_at'])} UTC\n"
-            f"  an approver runs: hoopgw approvals approve {rid}"
+            printable(
+                f'access request {rid} is pending: policy "{created["rule"]}" on {created["connection"]}'
+                f" for {args.duration}\n"
+                f"  approvers: {', '.join(created['approvers'])}"
+                f" ({needed} approval{'s' if needed > 1 else ''} needed);"
+                f" it expires at {_ms(created['expires_at'])} UTC\n"
+                f"  an approver runs: hoopgw approvals approve {rid}"
+            )
         )
         sys.stdout.flush()
     if not args.wait:
@@ -134,13 +138,16 @@ def run_request(args: argparse.Namespace) -> int:
     if status == "approved":
         if not args.json:
             print(
-                f"approved: {final['close_reason']}; access to {final['connection']} until"
-                f" {_ms(final['granted_until'])} UTC (new sessions)"
+                printable(
+                    f"approved: {final['close_reason']}; access to {final['connection']} until"
+                    f" {_ms(final['granted_until'])} UTC (new sessions)",
+                    newlines=False,
+                )
             )
         return 0
     if not args.json:
         why = final.get("close_reason") or "no decision before it expired"
-        print(f"hoopgw: access request {rid} is {status}: {why}", file=sys.stderr)
+        print(printable(f"hoopgw: access request {rid} is {status}: {why}", newlines=False), file=sys.stderr)
     return 1
 
 
@@ -171,5 +178,6 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append((g["id"], g["connection"], g["rule"], _ms(g["granted_at"]), _ms(g["until"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+        line = "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        print(printable(line, newlines=False))
     return 0

@@ -19,7 +19,7 @@ from hoopgw.cli import (
     _signing_key,
     _token,
 )
-from hoopgw.cli._common import CliError, add_config_option, format_problem
+from hoopgw.cli._common import CliError, add_config_option, format_problem, printable
 from hoopgw.errors import ConfigError, HoopError
 
 _MODULES: tuple[Callable[..., None], ...] = (
@@ -62,10 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_problem(problem), file=sys.stderr)
         return 1
     except CliError as exc:
-        print(f"hoopgw: {exc}", file=sys.stderr)
+        print(printable(f"hoopgw: {exc}"), file=sys.stderr)  # may quote what others wrote
         return exc.code
     except HoopError as exc:
-        print(f"hoopgw: error: {exc}", file=sys.stderr)
+        print(printable(f"hoopgw: error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -44,6 +44,7 @@ from hoopgw.cli._common import (
     new_parser,
     positive_int,
     print_json,
+    printable,
 )
 from hoopgw.cli._keys import api_base, api_request
 from hoopgw.config import Config
@@ -205,8 +206,13 @@ def _ms(value: int | None) -> str:
     return format_time(value / 1000) if value is not None else "-"
 
 
+def _line(value: object) -> str:
+    """One field of a request as one terminal-safe line (others wrote it: see ``printable``)."""
+    return printable(value, newlines=False)
+
+
 def _one_line(text: str, width: int = _STATEMENT_WIDTH) -> str:
-    flat = " ".join(text.split())
+    flat = _line(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
@@ -253,57 +259,60 @@ def run_list(args: argparse.Namespace) -> int:
     for a in found:
         rows.append(
             (
-                a["id"],
-                a["status"],
-                a["connection"],
-                a["requester"],
+                _line(a["id"]),
+                _line(a["status"]),
+                _line(a["connection"]),
+                _line(a["requester"]),
                 _progress(a),
-                ",".join(a["approvers"]),
+                _line(",".join(a["approvers"])),
                 _ms(a["expires_at"]),
                 _one_line(_what(a)),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+        print(_line("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()))
     return 0
 
 
 def _print_request(a: dict[str, Any]) -> None:
     kind = "access request" if a["type"] == GRANT else "approval request"
     lines = [
-        f"{kind} {a['id']}: {a['status']}",
-        f"  connection:  {a['connection']}",
-        f"  requester:   {a['requester']}",
-        f"  rule:        {a['rule']}",
+        f"{kind} {_line(a['id'])}: {_line(a['status'])}",
+        f"  connection:  {_line(a['connection'])}",
+        f"  requester:   {_line(a['requester'])}",
+        f"  rule:        {_line(a['rule'])}",
     ]
     if a["type"] == GRANT:
         lines.append(f"  access for:  {format_seconds(a['duration_ms'] / 1000)}")
-        lines.append(f"  reason:      {a.get('reason') or '-'}")
+        lines.append(f"  reason:      {_line(a.get('reason') or '-')}")
     else:
-        statement = str(a.get("statement") or "-").splitlines() or ["-"]
+        # split on newlines only: a carriage return or another line break of Unicode is shown escaped
+        statement = [_line(line) for line in str(a.get("statement") or "-").split("\n")]
         lines.append(f"  statement:   {statement[0]}")
         lines += [f"               {line}" for line in statement[1:]]
-        lines.append(f"  parameters:  {_params(a.get('params_masked'))}")
+        lines.append(f"  parameters:  {_line(_params(a.get('params_masked')))}")
         if a.get("prompt_id"):
-            lines.append(f"  prompt:      {a['prompt_id']}")
+            lines.append(f"  prompt:      {_line(a['prompt_id'])}")
     every = " (one of each)" if a.get("one_of_each_group") else ""
     lines += [
-        f"  approvers:   {', '.join(a['approvers'])}{every}",
+        f"  approvers:   {_line(', '.join(a['approvers']))}{every}",
         f"  approvals:   {_progress(a)}",
         f"  created:     {_ms(a['created_at'])} UTC",
         f"  expires:     {_expiry(a)}",
     ]
     if a.get("closed_at") is not None:
-        why = f" ({a['close_reason']})" if a.get("close_reason") else ""
+        why = f" ({_line(a['close_reason'])})" if a.get("close_reason") else ""
         lines.append(f"  closed:      {_ms(a['closed_at'])} UTC{why}")
     decisions = a.get("decisions") or []
     if decisions:
         lines.append("decisions:")
         for d in decisions:
-            reason = f": {d['reason']}" if d.get("reason") else ""
-            lines.append(f"  {_ms(d['decided_at'])} UTC  {d['approver']} {d['decision']}s{reason}")
-    print("\n".join(lines))
+            reason = f": {_line(d['reason'])}" if d.get("reason") else ""
+            lines.append(
+                f"  {_ms(d['decided_at'])} UTC  {_line(d['approver'])} {_line(d['decision'])}s{reason}"
+            )
+    print(printable("\n".join(lines)))
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -333,7 +342,7 @@ def run_decide(args: argparse.Namespace) -> int:
         "denied": "it is denied",
         "pending": "it waits for more approvals",
     }.get(status, f"it is {status}")
-    print(f"{verb} request {result['id']}; {then}")
+    print(_line(f"{verb} request {result['id']}; {then}"))
     return 0
 
 
@@ -353,11 +362,11 @@ def run_wait(args: argparse.Namespace) -> int:
     if status == "pending":
         if not args.json:
             progress = _progress(current)
-            print(f"request {current['id']} is still pending ({progress} approvals)", file=sys.stderr)
+            print(_line(f"request {current['id']} is still pending ({progress} approvals)"), file=sys.stderr)
         return EXIT_PENDING
     if not args.json:
         why = f": {current['close_reason']}" if current.get("close_reason") else ""
-        print(f"request {current['id']} is {status}{why}")
+        print(_line(f"request {current['id']} is {status}{why}"))
     return 0 if status == "approved" else 1
 
 
@@ -381,6 +390,7 @@ class _Result:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify every record of FILE, or of request ID; print OK or the reason per record."""
+    request_id: str | None = None
     if _names_a_file(args.file):
         public_key = _public_key(args)
         name = "standard input" if args.file == "-" else args.file
@@ -391,15 +401,19 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         config = load(args)
         public_key = _public_key(args, config)
-        name = f"request {args.file}"
-        fetched, source = _records_of(args, config, args.file)
-        print(f"hoopgw: verifying the {len(fetched)} record(s) of {name} from {source}", file=sys.stderr)
+        request_id = args.file
+        name = f"request {request_id}"
+        fetched, source = _records_of(args, config, request_id)
+        print(
+            _line(f"hoopgw: verifying the {len(fetched)} record(s) of {name} from {source}"), file=sys.stderr
+        )
         data = orjson.dumps(fetched)  # then read as strictly as a file
     try:
         records = load_records(data)
     except RecordError as exc:
         raise CliError(f"{name}: {exc}") from None
     results = verify_all(public_key, records)
+    missing = _only_of(results, request_id) if request_id is not None else None
     if args.json:
         print_json([_as_json(r, public_key) for r in results])
     else:
@@ -408,10 +422,36 @@ def run_verify(args: argparse.Namespace) -> int:
             if len(results) > 1:
                 label = f"record {r.index + 1} ({label})"
             if r.error is None:
-                print(f"OK: {label}{_summary(r.record)}" + "".join(f"; {n}" for n in r.notes))
+                print(_line(f"OK: {label}{_summary(r.record)}" + "".join(f"; {n}" for n in r.notes)))
             else:
-                print(f"hoopgw: {name}: {label}: {r.error}", file=sys.stderr)
+                print(_line(f"hoopgw: {name}: {label}: {r.error}"), file=sys.stderr)
+    if missing is not None:
+        print(_line(f"hoopgw: {name}: {missing}"), file=sys.stderr)
+        return 1
     return 1 if any(r.error is not None for r in results) else 0
+
+
+def _only_of(results: list[_Result], request_id: str) -> str | None:
+    """``verify ID``: every record must be request ``ID`` or a decision on it (whoever sent them — an API
+    may lie). Marks the others unbound; returns why it fails when request ``ID`` itself is missing."""
+    found = False
+    for r in results:
+        if r.type in _REQUEST_TYPES:
+            if r.id == request_id:
+                found = True
+            elif r.error is None:
+                r.error = RecordError(
+                    f"request {r.id} is not request {request_id}", code="unbound", field="id"
+                )
+        elif r.type == DECISION and r.error is None and r.record.get("request_id") != request_id:
+            r.error = RecordError(
+                f"a decision on request {r.record.get('request_id')}, not on {request_id}",
+                code="unbound",
+                field="request_id",
+            )
+    if found:
+        return None
+    return f"the records sent hold no request record {request_id}: nothing about it was verified"
 
 
 def _names_a_file(arg: str) -> bool:
@@ -454,11 +494,17 @@ def verify_all(public_key: Ed25519PublicKey, records: list[dict[str, Any]]) -> l
         except RecordError as exc:
             r.error = exc
     requests: dict[str, _Result] = {}
+    decisions: set[str] = set()
     for r in results:
         if r.type in _REQUEST_TYPES and r.id is not None:
             if r.id in requests and r.error is None:
                 r.error = RecordError(f"a second request with id {r.id} in this file", code="malformed")
             requests.setdefault(r.id, r)
+        elif r.type == DECISION and r.id is not None:
+            # the same decision twice would read as two approvals
+            if r.id in decisions and r.error is None:
+                r.error = RecordError(f"a second decision with id {r.id} in this file", code="malformed")
+            decisions.add(r.id)
     for r in results:
         if r.error is not None or r.type != DECISION:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,30 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def printable(text: object, *, newlines: bool = True) -> str:
+    """``text`` safe to write to a terminal: control and format characters as visible escapes.
+
+    What the CLI shows comes partly from others — an agent's statement, a requester's or an approver's
+    reason, a record file anyone may hand over. An escape sequence (erase the line, move the cursor,
+    hide text), a carriage return or a right-to-left override could make a person read something else
+    than what is there, e.g. approve a ``DELETE`` that looks like a ``SELECT``. Newlines (when
+    ``newlines``) and tabs are kept; every other character of Unicode categories Cc, Cf, Zl and Zp is
+    written as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``.
+    """
+    out: list[str] = []
+    for ch in str(text):
+        if (ch == "\n" and newlines) or ch == "\t":
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def format_problem(problem: Problem) -> str:
