@@ -15,7 +15,7 @@ from hoopgw.api import ApiServer, ApprovalApi, KeyApi, build_app
 from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
 from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
-from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key
+from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
@@ -39,10 +39,13 @@ class Gateway:
         self.config = config
         gw = config.gateway
         gw.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        #: webhooks told when requests open and close (signed with the callback secret, when set)
+        #: webhooks told when requests open and close (signed with the webhook secret, when set)
         secret = callback_key(config.approvals)
         self.notifier = WebhookNotifier.from_config(
-            config.approvals, base_url=self.approvals_url, secret=secret
+            config.approvals,
+            base_url=self.approvals_url,
+            secret=webhook_key(config.approvals),
+            buttons=secret is not None,
         )
         self.authenticator = Authenticator.from_config(config)
         self.server_tls = server_context(gw)

@@ -59,6 +59,9 @@ from ._support.procs import wait_until
 GatewayFactory = Any
 SECRET = "s3cr3t-callback-signing-key-0123456789"
 KEY = SECRET.encode()
+#: signs the gateway's outgoing webhooks: never the callback secret
+WEBHOOK_SECRET = "webhook-signing-secret-0123456789"
+WEBHOOK_KEY = WEBHOOK_SECRET.encode()
 SQL = "UPDATE accounts SET balance = $1 WHERE id = $2"
 ALICE = Principal(subject="alice", groups=frozenset({"dev", "dba"}), auth="token")
 #: writes by ai-agents are held for an approver of group dba
@@ -182,7 +185,14 @@ def notifier_for(receiver: Receiver, *hooks: Hook, secret: bytes | None = KEY, *
     webhooks = [
         Webhook(receiver.url + path, fmt, 2.0, f"webhooks[{i}]") for i, (path, fmt) in enumerate(hooks)
     ]
-    return WebhookNotifier(webhooks, base_url="https://gw.example/", secret=secret, backoff_s=0.05, **kw)
+    return WebhookNotifier(
+        webhooks,
+        base_url="https://gw.example/",
+        secret=secret,
+        buttons=secret is not None,
+        backoff_s=0.05,
+        **kw,
+    )
 
 
 def test_opened_and_closed_json_and_slack_with_signatures(tmp_path: Path, receiver: Receiver) -> None:
@@ -481,6 +491,7 @@ def site(module_gateway_factory: GatewayFactory, receiver: Receiver) -> Iterator
             ],
             "approvals": {
                 "callback_secret": "env:TEST_CALLBACK_SECRET",
+                "webhook_secret": "env:TEST_WEBHOOK_SECRET",
                 "callback_max_age": "60s",
                 "webhooks": [
                     {"url": dead, "timeout": 1},  # first, and never answers: the others still go out
@@ -495,7 +506,11 @@ def site(module_gateway_factory: GatewayFactory, receiver: Receiver) -> Iterator
                 ],
             },
         },
-        env={"TEST_CALLBACK_SECRET": SECRET, "TEST_SLACK_WEBHOOK": receiver.url + "/gw/slack"},
+        env={
+            "TEST_CALLBACK_SECRET": SECRET,
+            "TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "TEST_SLACK_WEBHOOK": receiver.url + "/gw/slack",
+        },
     )
     with httpx.Client(trust_env=False, timeout=10) as client:
         yield Site(gw, service(gw.data_dir), receiver, client)
@@ -528,9 +543,15 @@ def test_slack_button_approves_and_closed_webhooks_go_out(site: Site) -> None:
         "/gw/json", about(rid, "opened")
     )  # opened by this process, not the gateway
     hit = site.receiver.wait("/gw/json", about(rid, "closed"))
-    assert signature_valid(KEY, hit.headers[TIMESTAMP_HEADER], hit.body, hit.headers[SIGNATURE_HEADER])
+    # signed with the webhook secret; the callback secret is not what a receiver learns
+    assert signature_valid(
+        WEBHOOK_KEY, hit.headers[TIMESTAMP_HEADER], hit.body, hit.headers[SIGNATURE_HEADER]
+    )
+    assert not signature_valid(KEY, hit.headers[TIMESTAMP_HEADER], hit.body, hit.headers[SIGNATURE_HEADER])
     slack = site.receiver.wait("/gw/slack", mentions(rid))
-    assert signature_valid(KEY, slack.headers[TIMESTAMP_HEADER], slack.body, slack.headers[SIGNATURE_HEADER])
+    assert signature_valid(
+        WEBHOOK_KEY, slack.headers[TIMESTAMP_HEADER], slack.body, slack.headers[SIGNATURE_HEADER]
+    )
     blocks = slack.json()["blocks"]
     assert [b["type"] for b in blocks] == ["section", "context"]
     assert "Approved" in blocks[0]["text"]["text"] and "approved by bob" in blocks[0]["text"]["text"]

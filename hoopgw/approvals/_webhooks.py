@@ -2,8 +2,8 @@
 
 Each webhook gets JSON (``format = "json"``) or a Slack-compatible message with ``blocks``
 (``format = "slack"``; Approve / Deny buttons when the interactive callback is on). With
-``[approvals] callback_secret`` set, each POST is signed like a Slack request, so a receiver can tell
-the gateway sent it::
+``[approvals] webhook_secret`` set, each POST is signed like a Slack request, so a receiver can tell
+the gateway sent it (a secret of its own: a receiver never learns the callback secret)::
 
     X-Hoopgw-Request-Timestamp: <unix seconds>
     X-Hoopgw-Signature: v0=<hex HMAC-SHA256(secret, "v0:" + timestamp + ":" + body)>
@@ -36,7 +36,7 @@ import orjson
 
 from hoopgw import __version__
 from hoopgw.approvals._store import StoredRequest
-from hoopgw.config import ApprovalsConfig
+from hoopgw.config import ApprovalsConfig, SecretRef
 from hoopgw.errors import SecretError
 
 log = logging.getLogger("hoopgw.approvals")
@@ -88,12 +88,20 @@ def signature_valid(secret: bytes, timestamp: str, body: bytes, signature: str) 
 
 def callback_key(config: ApprovalsConfig) -> bytes | None:
     """The ``callback_secret`` (read now), or None when it is not set; SecretError if unusable."""
-    ref = config.callback_secret
+    return _secret(config.callback_secret, "callback")
+
+
+def webhook_key(config: ApprovalsConfig) -> bytes | None:
+    """The ``webhook_secret`` (read now), or None when it is not set; SecretError if unusable."""
+    return _secret(config.webhook_secret, "webhook")
+
+
+def _secret(ref: SecretRef | None, what: str) -> bytes | None:
     if ref is None:
         return None
     key = ref.resolve().encode("utf-8")
     if len(key) < MIN_SECRET_BYTES:
-        raise SecretError(f"{ref.reference}: the callback secret must be at least {MIN_SECRET_BYTES} bytes")
+        raise SecretError(f"{ref.reference}: the {what} secret must be at least {MIN_SECRET_BYTES} bytes")
     return key
 
 
@@ -289,7 +297,8 @@ class WebhookNotifier:
     """Posts approval requests to webhooks when they open and close (see the module docstring).
 
     Register :meth:`notify` with ``ApprovalService.add_listener``; call :meth:`start` on the event loop
-    that sends and :meth:`close` at shutdown. ``secret`` signs the bodies and turns the Slack buttons on.
+    that sends and :meth:`close` at shutdown. ``secret`` (``webhook_secret``) signs the bodies;
+    ``buttons`` (the callback is on) adds Approve / Deny buttons to Slack messages.
     """
 
     def __init__(
@@ -298,6 +307,7 @@ class WebhookNotifier:
         *,
         base_url: str | None = None,
         secret: bytes | None = None,
+        buttons: bool = False,
         queue_max: int = QUEUE_MAX,
         retries: int = RETRIES,
         backoff_s: float = BACKOFF_S,
@@ -306,6 +316,7 @@ class WebhookNotifier:
         self._targets = [_Target(h) for h in webhooks]
         self._base_url = base_url
         self._secret = secret
+        self._buttons = buttons
         self._queue_max = queue_max
         self._retries = retries
         self._backoff_s = backoff_s
@@ -317,14 +328,14 @@ class WebhookNotifier:
 
     @classmethod
     def from_config(
-        cls, config: ApprovalsConfig, *, base_url: str | None, secret: bytes | None
+        cls, config: ApprovalsConfig, *, base_url: str | None, secret: bytes | None, buttons: bool
     ) -> WebhookNotifier:
         """A notifier for ``[approvals] webhooks`` (URL references are read now: SecretError if unset)."""
         hooks = []
         for i, hook in enumerate(config.webhooks):
             url = hook.resolve_url()
             hooks.append(Webhook(url, hook.format, hook.timeout, f"webhooks[{i}] ({urlsplit(url).hostname})"))
-        return cls(hooks, base_url=base_url, secret=secret)
+        return cls(hooks, base_url=base_url, secret=secret, buttons=buttons)
 
     @property
     def active(self) -> bool:
@@ -452,7 +463,7 @@ class WebhookNotifier:
     def body(self, hook: Webhook, event: Event, request: StoredRequest) -> bytes:
         """The JSON body ``hook`` is sent for ``event`` of ``request``."""
         if hook.format == "slack":
-            message = slack_message(event, request, self._base_url, buttons=self._secret is not None)
+            message = slack_message(event, request, self._base_url, buttons=self._buttons)
         else:
             message = json_message(event, request, self._base_url)
         return orjson.dumps(message)

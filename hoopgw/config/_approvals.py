@@ -80,9 +80,12 @@ class ApprovalsConfig(BaseModel):
     #: base URL of the console / API shown in notices (default: http://<gateway.api_listen>)
     url: HttpUrl | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
-    #: shared secret of ``POST /api/approvals/callback`` (Slack-style signed interactive callbacks)
-    #: and of the signature on outgoing webhooks; without it the endpoint is off
+    #: shared secret of ``POST /api/approvals/callback`` (Slack-style signed interactive callbacks);
+    #: without it the endpoint is off and Slack messages carry no buttons
     callback_secret: SecretRef | None = None
+    #: signs outgoing webhooks (``X-Hoopgw-Signature``); a different secret from ``callback_secret``,
+    #: so a receiver that checks signatures cannot also forge approvals
+    webhook_secret: SecretRef | None = None
     #: callbacks signed longer ago than this are refused (replay protection)
     callback_max_age: Seconds = Field(default=300.0, gt=0, le=3600)
     #: who the chat-platform users allowed to decide through the callback are
