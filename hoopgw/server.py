@@ -55,6 +55,7 @@ class Gateway:
         self.classifier = Classifier(config.sql)
         self.sql_cache = _core.SqlCache(config.sql.cache_size)
         maskers = build_maskers(config, masking_key(config)) if config.masking else {}
+        self._maskers = maskers
         self.listeners = [
             PgListener(self, c, self.cancels, maskers.get(c.name))
             for c in config.connections
@@ -67,6 +68,7 @@ class Gateway:
             load_signing_key(gw.data_dir),
             load_digest_key(gw.data_dir),
             api_keys=key_store,
+            mask_text=self._mask_text,
         )
         if self.notifier.active:
             self.approvals.add_listener(self.notifier.notify)
@@ -94,6 +96,11 @@ class Gateway:
             "sessions": sum(len(listener.sessions) for listener in self.listeners),
             "connections": [listener.cfg.name for listener in self.listeners],
         }
+
+    def _mask_text(self, connection: str, text: str) -> str:
+        """``text`` masked with ``connection``'s rules (approval reasons are masked like statements)."""
+        masker = self._maskers.get(connection)
+        return masker.mask_text(text) if masker is not None else text
 
     @property
     def approvals_url(self) -> str | None:

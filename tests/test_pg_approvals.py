@@ -229,11 +229,16 @@ def test_denied_write_gets_42501_naming_the_request(gw: Gateway, pg: TestPg, tab
         (record,) = pending(gw, "bot2")
         no_reason = decide(gw, record["id"], "dora", ("dba",), "deny")
         assert no_reason.status_code == 400, no_reason.text
-        assert decide(gw, record["id"], "dora", ("dba",), "deny", "not during close").status_code == 200
+        # a reason is free text: it is masked like statements before it is signed and shown
+        reason = f"not during close, card {CARD}"
+        denied = decide(gw, record["id"], "dora", ("dba",), "deny", reason)
+        assert denied.status_code == 200 and CARD not in denied.text
+        assert denied.json()["decision"]["reason"] == "not during close, card ************1111"
         with pytest.raises(pgerrors.InsufficientPrivilege) as info:
             result.result(timeout=15)
         message = str(info.value.diag.message_primary)
         assert record["id"] in message and "denied" in message and "not during close" in message
+        assert CARD not in message
         assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
     assert state(pg, table) == "1:100,2:100,3:100,4:100,5:100"
 

@@ -120,8 +120,12 @@ class ApprovalService:
         *,
         api_keys: ApiKeyStore | None = None,
         clock: Clock = now_ms,
+        mask_text: Callable[[str, str], str] | None = None,
     ) -> None:
         self.store = store
+        #: ``mask_text(connection, text)``: free text people type (reasons) is masked with the
+        #: connection's rules before it is signed and stored, like statements
+        self._mask_text = mask_text
         self._key = signing_key
         self._digest_key = digest_key
         self._api_keys = api_keys
@@ -134,6 +138,9 @@ class ApprovalService:
         self._listeners: list[Listener] = []
         #: ids of requests whose closing was announced (bounded: oldest dropped first)
         self._announced: dict[str, None] = {}
+
+    def _masked(self, connection: str, text: str) -> str:
+        return self._mask_text(connection, text) if self._mask_text is not None else text
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener("opened" | "closed", request)`` when a request opens or closes (webhooks,
@@ -252,6 +259,7 @@ class ApprovalService:
         reason = reason.strip()
         if not reason:
             raise ValueError("an access request needs a reason")
+        reason = self._masked(connection, reason)
         duration_ms = round(duration_s * 1000)
         if not 1 <= duration_ms <= MAX_GRANT_MS:
             raise ValueError(
@@ -355,6 +363,8 @@ class ApprovalService:
         reason = reason.strip() if reason is not None else None
         if decision == "deny" and not reason:
             raise ApprovalError("a denial needs a reason (it is shown to the requester and kept on record)")
+        if reason:
+            reason = self._masked(request.connection, reason)
         owner = self._key_owner(approver)
         mine = {approver.subject, *([owner] if owner else [])}
         if mine & request.identities:
