@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hoopgw_core::pg::messages::complete::{BindComplete, ParseComplete};
 use hoopgw_core::pg::messages::function_call::FunctionCall;
 use hoopgw_core::pg::messages::parameter_status::ParameterStatus;
-use hoopgw_core::pg::messages::sync_flush_terminate::{Sync, Terminate};
+use hoopgw_core::pg::messages::sync_flush_terminate::{Flush, Sync, Terminate};
 use hoopgw_core::pg::messages::ToBytes;
 use hoopgw_core::pg::policy::{error_response, CHECK_FAILED_MESSAGE};
 use hoopgw_core::pg::{HeldKind, Policy, ProtocolError, Session, Verdict};
@@ -398,6 +398,25 @@ fn a_held_bind_is_released_for_its_batch_only() {
     // the next batch is checked again
     assert_eq!(client(&mut s, &batch), (Bytes::new(), None));
     assert_eq!(approver.calls().len(), 3);
+    assert_eq!(reject(&mut s), (cat(&[&Sync]), None));
+}
+
+#[test]
+fn a_bind_sent_after_the_release_is_checked_even_before_the_sync() {
+    // psycopg's pipeline mode: Flush to fetch a result, its Sync only at the end of the pipeline
+    let (mut s, approver) = session();
+    let p = cat(&[&parse("w", "update t set a = $1 where id = 1"), &Sync]);
+    client(&mut s, &p);
+    assert_eq!(release(&mut s), (p, None));
+    server(&mut s, &cat(&[&ParseComplete, &ready(b'I')]));
+    let first = cat(&[&bind("", "w"), &execute(""), &Flush]);
+    assert_eq!(client(&mut s, &first), (Bytes::new(), None));
+    assert_eq!(release(&mut s), (first, None));
+    // the same statement, the same batch, after the decision: held again
+    let later = cat(&[&bind("", "w"), &execute(""), &Sync]);
+    assert_eq!(client(&mut s, &later), (Bytes::new(), None));
+    assert_eq!(s.held().map(|h| h.kind), Some(HeldKind::Bind));
+    assert_eq!(approver.calls(), ["update t set a = $1 where id = 1", "bind w", "bind w"]);
     assert_eq!(reject(&mut s), (cat(&[&Sync]), None));
 }
 

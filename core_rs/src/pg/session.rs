@@ -38,8 +38,9 @@
 //! either way what followed it is fed through the client path again, checked as usual (it may be
 //! denied, or held in turn). For Parse and Bind the unit held is the rest of the batch from that
 //! message on: the messages of the batch before it were already forwarded (the server waits for
-//! the Sync). After a release, Binds of the released statement up to the next Sync are not
-//! checked again. A Terminate while holding drops the held bytes and is forwarded.
+//! the Sync). After a release, Binds of the released statement kept with it up to the next Sync
+//! are not checked again; one the client sends after the release is. A Terminate while holding
+//! drops the held bytes and is forwarded.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -465,7 +466,8 @@ struct State {
     /// The decision on the held message, for the first frame fed again (and its classes).
     resume: Option<(Decision, Option<u32>)>,
     /// A released Parse or Bind: Binds of this statement (name, and the prepared statement when
-    /// this session parsed it) are not checked again up to the client's next Sync.
+    /// this session parsed it) kept with it are not checked again up to the client's next Sync
+    /// (set while the held bytes are fed again, cleared after).
     released: Option<(Bytes, Option<Arc<PreparedStatement>>)>,
 }
 
@@ -756,6 +758,9 @@ impl Session {
             .client
             .feed(&input, self.max_message_size, check_frontend_type, |f| state.on_client(&f, now_ns));
         state.resume = None;
+        // Only the Binds kept with the held message ride on its decision: once its bytes are fed,
+        // a Bind the client sends later (its Sync may still be to come) is checked again.
+        state.released = None;
         let (forward, rest) = result?;
         let mut out = forward.to_bytes(&input);
         if let Some(rest) = rest {

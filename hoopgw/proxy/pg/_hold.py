@@ -4,14 +4,20 @@ When the policy says ``approve``, the Rust core holds the statement and everythi
 after it (the rest of an extended-protocol batch, pipelined statements). :class:`HeldStatements`
 then, per held statement:
 
-1. waits until the held batch is complete (its Sync is in; at most :data:`BATCH_WAIT_S`), so the
+1. lets a Bind through at once when a running ``covers = "shape"`` approval covers its statement —
+   the statement text is always the core's, which follows the server's prepared statements (Close,
+   failed Parses, names as bytes), never a text the client sent under the name earlier;
+2. waits until the held batch is complete (its Sync is in; at most :data:`BATCH_WAIT_S`), so the
    request can show the parameters of the statement's first Bind;
-2. opens a signed approval request (the statement text masked as results are, the parameters masked,
-   a keyed digest of what is sent) and tells the client in a NoticeResponse;
-3. waits for the decision; on approval the core releases the held bytes (the client gets its normal
+3. opens a signed approval request (the statement text masked as results are, the parameters masked,
+   a keyed digest of what is sent) and tells the client in a NoticeResponse — unless the statement or
+   a parameter is too long to show in full (:data:`STATEMENT_MAX`): an approver must see all of it;
+4. waits for the decision; on approval the core releases the held bytes (the client gets its normal
    result), on denial, expiry or a void request it answers the held statement with 42501 naming the
    request — the session stays usable either way — then goes on with what followed, which may be held
-   in turn.
+   in turn. An approval does not release the statement when the policy denies its classes by then
+   (a time window closed), nor when the client added to an incomplete batch after the request was
+   opened (Binds the approver never saw would run under it).
 
 The request is voided when the session ends under it (the client leaves or cancels, the upstream ends
 the session) — but not when the gateway shuts down: then the request stays decidable on record and
@@ -39,7 +45,7 @@ log = logging.getLogger("hoopgw.pg")
 
 #: longest wait for the rest of a held Parse/Bind batch (up to its Sync) before opening the request
 BATCH_WAIT_S = 0.5
-#: most statement text kept in a request record (the digest covers all of it)
+#: longest statement text (and parameter) put to an approver: a longer one is refused, not truncated
 STATEMENT_MAX = 64 * 1024
 _FORMAT_BINARY = 1
 
@@ -63,6 +69,8 @@ class HeldStatements:
         self._ended: str | None = None
         #: the client sent a CancelRequest for the held statement
         self._cancelled = False
+        #: (batch complete, client bytes received) when the open request's parameters were read
+        self._shown: tuple[bool, int] = (True, 0)
 
     @property
     def active(self) -> bool:
@@ -89,20 +97,39 @@ class HeldStatements:
                 if reason is None:  # cannot happen: the guard sets it whenever it holds
                     session.apply(*state.reject(b"", time.monotonic_ns()))
                     continue
+                sql = self._text(reason)
+                coverable = reason.cacheable if reason.sql is not None else self._coverable(sql)
+                if reason.sql is None and sql is not None and coverable and guard.shape_approved(sql):
+                    session.apply(*state.release(time.monotonic_ns()))  # a Bind of an approved shape
+                    continue
                 await self._await_batch()
                 if self._gone():
                     return
-                request = await self._open(reason)
+                request = await self._open(reason, sql, coverable)
                 if request is None:
-                    return
+                    if self._gone():
+                        return
+                    continue  # answered with an error: on with what followed
                 closed = await session.gateway.approvals.wait(request["id"])
                 self.request_id = None
                 if self._gone():
                     return
-                self._decided(reason, request, closed)
+                self._decided(reason, sql, request, closed)
         except Exception:
             log.exception("approval flow failed", extra={"session": session.session_id})
             session.terminate("XX000", "hoopgw could not complete the approval of a held statement")
+
+    def _text(self, reason: HoldReason) -> str | None:
+        """The held statement's text: the Query's, or the core's for a Bind (None: not known)."""
+        if reason.sql is not None:
+            return reason.sql
+        state = self.session.state
+        held = state.held if state is not None else None
+        return held[1] if held is not None and held[0] == "bind" else None
+
+    def _coverable(self, sql: str | None) -> bool:
+        guard = self.session.guard
+        return sql is not None and guard is not None and guard.shape_coverable(sql)
 
     def _gone(self) -> bool:
         """True when there is nothing to decide any more (the session ended, or the hold went)."""
@@ -123,28 +150,43 @@ class HeldStatements:
                 return
 
     # -- opening --------------------------------------------------------------------------------
-    async def _open(self, reason: HoldReason) -> dict[str, Any] | None:
+    async def _open(self, reason: HoldReason, sql: str | None, coverable: bool) -> dict[str, Any] | None:
+        """Open the request (None: the flow answered the statement with an error instead, or the
+        session ended meanwhile)."""
         session = self.session
         state, guard = session.state, session.guard
         assert state is not None and guard is not None
         held = state.held
-        kind, held_sql = (held[0], held[1]) if held is not None else ("query", None)
-        sql = reason.sql if reason.sql is not None else held_sql
+        kind = held[0] if held is not None else "query"
         if sql is None:
             sql = (
                 "<fast-path function call>" if kind == "function" else f"<bind of statement {reason.name!r}>"
             )
-        params, shown = self._params(state.held_batch[1])
+            coverable = False
+        complete, bind = state.held_batch
+        self._shown = (complete, session.client_bytes)
+        params, shown = self._params(bind)
+        longest = max([len(sql), *(len(p) for p in shown if p is not None)])
+        if longest > STATEMENT_MAX:
+            self._answer(
+                _core.encode_error(
+                    "ERROR",
+                    "42501",
+                    "hoopgw cannot put this statement to an approver: it is too long to be shown in full; "
+                    "it was not run",
+                    f"{longest} characters in the statement or a parameter; at most {STATEMENT_MAX}",
+                    None,
+                )
+            )
+            return None
         masker = session.listener.masker
-        text = sql[:STATEMENT_MAX] + (" …(truncated)" if len(sql) > STATEMENT_MAX else "")
-        if masker is not None:
-            text = masker.mask_text(text)
+        text = masker.mask_text(sql) if masker is not None else sql
         decision = reason.decision
         rules = decision.rules
         assert rules is not None and decision.rule is not None
         service = session.gateway.approvals
         covers = None
-        if rules.covers == "shape" and rules.covers_for is not None:
+        if rules.covers == "shape" and rules.covers_for is not None and coverable:
             shape = _core.normalize_sql(sql.encode())
             if shape is not None:
                 covers = service.shape_covers(
@@ -248,10 +290,12 @@ class HeldStatements:
         )
 
     # -- deciding -------------------------------------------------------------------------------
-    def _decided(self, reason: HoldReason, record: dict[str, Any], closed: StoredRequest) -> None:
+    def _decided(
+        self, reason: HoldReason, sql: str | None, record: dict[str, Any], closed: StoredRequest
+    ) -> None:
         session = self.session
-        state = session.state
-        assert state is not None
+        state, guard = session.state, session.guard
+        assert state is not None and guard is not None
         rid = record["id"]
         session.gateway.writer.event(
             session.session_id,
@@ -259,7 +303,26 @@ class HeldStatements:
             {"request_id": rid, "status": closed.status, "reason": closed.close_reason},
         )
         if closed.status == "approved":
-            self._remember_shape(reason, record, closed)
+            refused = guard.still_allows(reason.classes, sql)
+            if refused is not None:  # the policy changed while it waited: deny wins over the approval
+                log.info("approved statement refused", extra={"session": session.session_id, "request": rid})
+                self._answer(refused)
+                return
+            complete, received = self._shown
+            if not complete and session.client_bytes != received:
+                log.info("held batch grew", extra={"session": session.session_id, "request": rid})
+                self._answer(
+                    _core.encode_error(
+                        "ERROR",
+                        "42501",
+                        f"hoopgw approval request {rid} was approved, but the client added to the held "
+                        "batch after the request was opened; the statement was not run",
+                        "the approver saw the batch only up to the request",
+                        "send the whole batch, up to its Sync, before the request is opened",
+                    )
+                )
+                return
+            self._remember_shape(sql, record, closed)
             log.info("held statement released", extra={"session": session.session_id, "request": rid})
             session.apply(*state.release(time.monotonic_ns()))
             return
@@ -294,11 +357,10 @@ class HeldStatements:
             )
         )
 
-    def _remember_shape(self, reason: HoldReason, record: dict[str, Any], closed: StoredRequest) -> None:
+    def _remember_shape(self, sql: str | None, record: dict[str, Any], closed: StoredRequest) -> None:
         covers = record["covers"]
         if covers.get("kind") != "shape" or self.session.guard is None:
             return
-        sql = reason.sql
         key = self.session.guard.shape_key(sql) if sql is not None else None
         if key is not None:
             start = (closed.closed_at or closed.created_at) / 1000
@@ -311,7 +373,8 @@ class HeldStatements:
 
     def cancel(self) -> bool:
         """The client cancelled: void the pending request (the flow answers 57014). False when no
-        statement is held for a pending request."""
+        statement is held for a pending request (or it was decided meanwhile): the cancel then goes
+        to the server."""
         rid = self.request_id
         if rid is None:
             return False
@@ -321,7 +384,7 @@ class HeldStatements:
         except HoopError as exc:  # decided at the same moment: that decision stands
             self._cancelled = False
             log.info("approval request not voided", extra={"request": rid, "error": str(exc)})
-            return True
+            return False  # an approved statement may be running by now: the server gets the cancel
         self.session.gateway.writer.event(
             self.session.session_id, "approval_void", {"request_id": rid, "reason": "cancelled by the client"}
         )

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,39 @@ log = logging.getLogger("hoopgw.pg")
 
 #: most SQL text kept in a denial record
 _RECORD_SQL_MAX = 64 * 1024
+#: a SQL statement name this long may have been cut (at 63 bytes) by the gateway's parser where the
+#: server did not cut it, or the other way round (4 bytes: the widest UTF-8 character)
+_NAME_CUT = 63 - 3
+
+
+class _Names(Mapping[str, frozenset[str]]):
+    """The session's prepared statement names as the classifier sees them, noting each name it
+    looks up (every ``EXECUTE``)."""
+
+    def __init__(self, names: Mapping[str, frozenset[str]]) -> None:
+        self._names = names
+        self.asked: list[str] = []
+
+    def __getitem__(self, key: str) -> frozenset[str]:  # Mapping.get comes here too
+        self.asked.append(key)
+        return self._names[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __bool__(self) -> bool:
+        return True  # never replaced by an empty dict: the look-ups must be seen
+
+
+def _unsure_name(name: str, sql: str) -> bool:
+    """Whether the server may read SQL statement name ``name`` (as the gateway parsed it from
+    ``sql``) as another name. The gateway parses the text decoded as UTF-8 (undecodable bytes as
+    U+FFFD); the server decodes it in the client encoding, which may be LATIN1 or EUC_JP: non-ASCII
+    characters differ, and so does where an identifier is cut at 63 bytes. Pure ASCII is read alike."""
+    return not name.isascii() or (len(name) >= _NAME_CUT and not sql.isascii())
 
 
 #: what the core's check callback returns (the 4-tuple holds the statement)
@@ -40,12 +73,16 @@ Answer = tuple[int, bool, bytes | None] | tuple[int, bool, bytes | None, bool]
 
 @dataclass(frozen=True, slots=True)
 class HoldReason:
-    """Why a statement is held: the ``approve`` decision, the statement text (None for a
-    FunctionCall, or a Bind of a statement from a SQL PREPARE) and the statement name of a Bind."""
+    """Why a statement is held: the ``approve`` decision, every class of the statement, the text of a
+    Query (None for a FunctionCall and for a Bind, whose statement text is the core's: see
+    :meth:`HeldStatements._text`), the statement name of a Bind, and whether the Query's
+    classification is independent of session state (only then may a shape approval cover it)."""
 
     decision: Decision
+    classes: frozenset[str]
     sql: str | None
     name: str | None
+    cacheable: bool = False
 
 
 def _grants(gw: Gateway, principal: Principal, connection: str) -> dict[str, dt.datetime]:
@@ -71,8 +108,9 @@ class StatementGuard:
         self.verdicts = self.policy.at()
         #: what the last hold was for (set when check() holds a statement; taken by the session)
         self.hold: HoldReason | None = None
-        #: text of each protocol statement whose Parse needs approval (its Binds are held)
-        self._held_texts: dict[str, str] = {}
+        #: names prepared with a protocol Parse: a SQL PREPARE may not redefine them (the core keeps
+        #: the classes and text of the Parse for its Binds and would not see the change)
+        self._protocol_names: set[str] = set()
         #: classes of every statement name prepared in this session (SQL PREPARE and protocol Parse);
         #: names only ever gain classes: a failed DEALLOCATE or PREPARE must not launder a statement
         self.prepared: dict[str, frozenset[str]] = {}
@@ -224,31 +262,36 @@ class StatementGuard:
         elif cached >= 0:
             classes, cacheable = classes_of(cached), True
         else:
-            found = classifier.classify(sql, self.prepared)
+            names = _Names(self.prepared)
+            found = classifier.classify(sql, names)
             # a PREPARE must reach Python every time: it defines a name this guard tracks
             classes, cacheable = found.classes, found.cacheable and not found.prepares
+            unsure = [n for n in (*names.asked, *(p for p, _ in found.prepares)) if _unsure_name(n, sql)]
+            if unsure:
+                return mask_of(classes), False, self._refuse_name(sql, unsure[0])
         mask = mask_of(classes)
         decision = self.verdicts.decide(classes)
-        if decision.verdict == "allow":
+        if decision.verdict != "deny" and found is not None and found.prepares:
+            clash = next((p for p, _ in found.prepares if p in self._protocol_names), None)
+            if clash is not None:
+                return mask, False, self._refuse_redefinition(sql, clash)
+        if decision.verdict in ("allow", "approve"):
             if found is not None:
                 for pname, pclasses in found.prepares:
                     self._remember(pname, pclasses)
             if name:
                 self._remember(name, classes)
+                if sql is not None:
+                    self._protocol_names.add(name)
+        if decision.verdict == "allow":
             return mask, cacheable, None
         if decision.verdict == "approve":
-            if found is not None:
-                for pname, pclasses in found.prepares:
-                    self._remember(pname, pclasses)
-            if name:
-                self._remember(name, classes)
             if name is not None and sql is not None:
                 # a Parse only prepares: its Bind, which carries the parameters, is held instead
-                self._held_texts[name] = sql
                 return mask, cacheable, None
-            if self._shape_approved(sql):
+            if sql is not None and cacheable and self.shape_approved(sql):
                 return mask, cacheable, None
-            self.hold = HoldReason(decision, sql, name)
+            self.hold = HoldReason(decision, classes, sql, name, cacheable=sql is not None and cacheable)
             return mask, cacheable, None, True
         if found is None and sql is not None:
             found = classifier.classify(sql, self.prepared)  # for the reasons in the error detail
@@ -262,10 +305,9 @@ class StatementGuard:
         if decision.verdict == "allow":
             return mask_of(classes), False, None
         if decision.verdict == "approve":
-            sql = self._held_texts.get(name)
-            if self._shape_approved(sql):
-                return mask_of(classes), False, None
-            self.hold = HoldReason(decision, sql, name)
+            # The statement's text is the core's (it follows Close and failed Parses, and names as
+            # bytes); a shape approval is looked up against it once held (HeldStatements).
+            self.hold = HoldReason(decision, frozenset(classes), None, name)
             return mask_of(classes), False, None, True
         return (
             mask_of(classes),
@@ -281,9 +323,14 @@ class StatementGuard:
             return None
         return (self.principal.subject, self.principal.auth, self.connection, shape)
 
-    def _shape_approved(self, sql: str | None) -> bool:
-        if sql is None:
-            return False
+    def shape_coverable(self, sql: str) -> bool:
+        """Whether a shape approval may cover ``sql``: its classes do not depend on session state
+        (an ``EXECUTE name`` has the same shape whatever the name was prepared as)."""
+        found = self.session.listener.gateway.classifier.classify(sql, self.prepared)
+        return found.cacheable and not found.prepares
+
+    def shape_approved(self, sql: str) -> bool:
+        """Whether a running ``covers = "shape"`` approval of this caller covers ``sql``."""
         key = self.shape_key(sql)
         if key is None:
             return False
@@ -299,33 +346,80 @@ class StatementGuard:
     def _remember(self, name: str, classes: frozenset[str]) -> None:
         self.prepared[name] = self.prepared.get(name, frozenset()) | classes
 
+    def still_allows(self, classes: frozenset[str], sql: str | None) -> bytes | None:
+        """The 42501 error for a held statement whose classes the policy denies now (a time window
+        closed, a grant ended while it waited), or None when it may still run once approved."""
+        decision = self.verdicts.decide(classes)
+        if decision.verdict != "deny":
+            return None
+        return self._refuse(sql, decision, None, what="<statement held for approval>")
+
+    def _refuse_redefinition(self, sql: str | None, name: str) -> bytes:
+        message = (
+            f'hoopgw: prepared statement "{name}" was prepared with the extended protocol in this session; '
+            "a SQL PREPARE may not redefine it"
+        )
+        self._record_refusal(sql, None, "policy_denied", [f"PREPARE {name} over a protocol statement"])
+        return _core.encode_error(
+            "ERROR", "42501", message, None, "use another name, or Close and Parse it again with the protocol"
+        )
+
+    def _refuse_name(self, sql: str, name: str) -> bytes:
+        self._record_refusal(sql, None, "policy_denied", [f"statement name {name!r} is not plain ASCII"])
+        return _core.encode_error(
+            "ERROR",
+            "42501",
+            "hoopgw: a SQL PREPARE or EXECUTE statement name must be ASCII (and, when the statement holds "
+            f"other characters, shorter than {_NAME_CUT} characters)",
+            "the gateway and the server could read the name differently in this client encoding",
+            None,
+        )
+
     def _refuse(
         self, sql: str | None, decision: Decision, found: Classification | None, what: str | None = None
     ) -> bytes:
-        who, session = self.principal.subject, self.session
+        who = self.principal.subject
         message, hint = refusal(decision, who, self.connection)
-        reasons = found.reasons if found is not None else ()
+        reasons = [self._masked(r) for r in found.reasons] if found is not None else []
         detail = "; ".join(reasons) if reasons else None
-        masker = session.listener.masker
+        kind = "policy_denied" if decision.verdict == "deny" else "approval_required"
+        self._record_refusal(sql, decision, kind, reasons, what)
+        return _core.encode_error("ERROR", "42501", message, detail, hint)
+
+    def _masked(self, text: str) -> str:
+        masker = self.session.listener.masker
+        return masker.mask_text(text) if masker is not None else text
+
+    def _record_refusal(
+        self,
+        sql: str | None,
+        decision: Decision | None,
+        kind: str,
+        reasons: list[str],
+        what: str | None = None,
+    ) -> None:
+        """The audit event and log line of a refusal; every text in them masked like results."""
+        session = self.session
         text = (what or "<fast-path function call>") if sql is None else sql[:_RECORD_SQL_MAX]
-        if masker is not None and sql is not None:
-            text = masker.mask_text(text)
         session.listener.gateway.writer.event(
             session.session_id,
-            "policy_denied" if decision.verdict == "deny" else "approval_required",
+            kind,
             {
-                "subject": who,
+                "subject": self.principal.subject,
                 "auth": self.principal.auth,
                 "connection": self.connection,
-                "rule": decision.rule,
-                "verdict": decision.verdict,
-                "classes": list(decision.classes),
-                "reasons": list(reasons),
-                "sql": text,
+                "rule": decision.rule if decision is not None else None,
+                "verdict": decision.verdict if decision is not None else "deny",
+                "classes": list(decision.classes) if decision is not None else [],
+                "reasons": reasons,
+                "sql": self._masked(text),
             },
         )
         log.info(
             "statement refused",
-            extra={"session": session.session_id, "rule": decision.rule, "classes": list(decision.classes)},
+            extra={
+                "session": session.session_id,
+                "rule": decision.rule if decision is not None else None,
+                "classes": list(decision.classes) if decision is not None else [],
+            },
         )
-        return _core.encode_error("ERROR", "42501", message, detail, hint)

@@ -59,6 +59,8 @@ class PgClientSession:
         self._draining = False
         self._close_reason: str | None = None
         self._last_activity = time.monotonic()
+        #: client bytes received in the relay (while a statement is held, all of them are kept)
+        self.client_bytes = 0
         self._idle_handle: asyncio.TimerHandle | None = None
         #: set when the client vanished while the upstream was still working on its requests
         self._orphan_cancel: CancelTarget | None = None
@@ -324,6 +326,7 @@ class PgClientSession:
         state = self.state
         assert state is not None and self.upstream is not None
         self._last_activity = time.monotonic()
+        self.client_bytes += len(data)
         try:
             forward, terminate, reply = state.feed_client(data, time.monotonic_ns())
         except PgProtocolError as exc:
