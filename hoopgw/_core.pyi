@@ -161,12 +161,13 @@ class PgSession:
         (for a Bind: of its statement when this session parsed it), None for a FunctionCall.
         """
     @property
-    def held_batch(self) -> tuple[bool, list[tuple[int, bytes | None]] | None]:
-        """``(complete, params)`` of the held statement's batch.
+    def held_batch(self) -> tuple[bool, list[list[tuple[int, bytes | None]]]]:
+        """``(complete, binds)`` of the held statement's batch.
 
         ``complete``: a Query or FunctionCall always; a Parse or Bind once the Sync ending its batch
-        has arrived. ``params``: ``[(format code, value or None for NULL)]`` of the first Bind of the
-        held statement received so far (a held Bind is its own), or None.
+        has arrived. ``binds``: per Bind of the held statement received so far in the batch, in order
+        (a held Bind is the first), ``[(format code, value or None for NULL)]``: once released, all
+        of them run.
         """
     def release(self, now_ns: int) -> tuple[bytes, bool, bytes | None]:
         """Let the held statement go on as if the check had allowed it, then process what the

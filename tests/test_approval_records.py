@@ -51,6 +51,7 @@ def request_body(**changes: Any) -> dict[str, Any]:
         ),
         "statement": "update accounts set x = $1 where id = $2",
         "params_masked": ["****1111", None],
+        "more_params_masked": [],
         "prompt_id": "prm_7",
         "rule": "agents",
         "approvers": ["group:dba"],

@@ -75,7 +75,8 @@ AGENTS = {
     "approval_timeout": "60s",
 }
 REQUEST_FIELDS = {
-    "id", "type", "status", "connection", "requester", "rule", "statement", "params_masked", "reason",
+    "id", "type", "status", "connection", "requester", "rule", "statement", "params_masked",
+    "more_params_masked", "reason",
     "duration_ms", "approvers", "approvals_required", "approvals", "created_at", "expires_at",
     "closed_at", "close_reason", "prompt_id",
 }  # fmt: skip

@@ -184,6 +184,7 @@ def test_list_shows_each_caller_what_they_may_see(gw: Gateway, service: Approval
         "rule": "writes-need-approval",
         "statement": SQL,
         "params_masked": ["'0'", "7"],
+        "more_params_masked": [],
         "prompt_id": "prompt-1",
         "covers": {"kind": "statement"},
         "reason": None,

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from hoopgw.approvals import load_digest_key, statement_digest
+
 from ._support.gateway import Gateway
 from ._support.pg import TestPg
 from .test_pg_approvals import AGENTS, CARD, DBA, MASKING, SHAPES, decide, events, pending, state
@@ -323,18 +325,23 @@ def test_binds_sent_after_the_request_opened_do_not_ride_on_it(gw: Gateway, pg: 
     assert state(pg, table) in (UNTOUCHED, "1:99,2:100,3:100,4:100,5:100")
 
 
-@pytest.mark.xfail(strict=True, reason="core: a request shows only the first Bind of a pipelined batch")
 def test_every_bind_of_a_pipelined_batch_is_shown(gw: Gateway, pg: TestPg, table: str) -> None:
+    """Every execution an approval releases is in the request (shown, and covered by the digest)."""
     sql = f"UPDATE {table} SET balance = $2::int WHERE id = $1::int"
     w = Wire(gw, "mallory8", ("ai-agents",))
     try:
         w.send(parse("s", sql) + bind("s", "1", "99") + execute() + bind("s", "2", "0") + execute() + SYNC)
         (record,) = pending(gw, "mallory8")
-        approve_only(gw, record, sql)  # shown: ["1", "99"] only
+        assert record["params_masked"] == ["1", "99"]
+        assert record["more_params_masked"] == [["2", "0"]]
+        key = load_digest_key(gw.data_dir)
+        assert record["statement_digest"] == statement_digest(key, sql, [b"1", b"99"], [[b"2", b"0"]])
+        assert record["statement_digest"] != statement_digest(key, sql, [b"1", b"99"])
+        assert decide(gw, record["id"], "dora", ("dba",), "approve").status_code == 200
         w.until_ready()
     finally:
         w.close()
-    assert state(pg, table) in (UNTOUCHED, "1:99,2:100,3:100,4:100,5:100")
+    assert state(pg, table) == "1:99,2:0,3:100,4:100,5:100"
 
 
 def test_a_statement_too_long_to_show_is_not_put_to_an_approver(gw: Gateway, pg: TestPg, table: str) -> None:

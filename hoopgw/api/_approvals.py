@@ -76,6 +76,7 @@ def approval_json(request: StoredRequest) -> dict[str, Any]:
         "rule": record["rule"],
         "statement": record.get("statement"),
         "params_masked": record.get("params_masked"),
+        "more_params_masked": record.get("more_params_masked"),
         "prompt_id": record.get("prompt_id"),
         "covers": record.get("covers"),
         "reason": record.get("reason"),

@@ -57,6 +57,11 @@ _APPROVAL: dict[str, Any] = {
         "rule": {"type": "string", "description": "the policy that asked for approval"},
         "statement": {"type": ["string", "null"], "description": "the statement as masked (null for grants)"},
         "params_masked": {"type": ["array", "null"], "items": {"type": ["string", "null"]}},
+        "more_params_masked": {
+            "type": ["array", "null"],
+            "description": "parameters of the further executions it releases (other Binds of a batch)",
+            "items": {"type": "array", "items": {"type": ["string", "null"]}},
+        },
         "prompt_id": {"type": ["string", "null"]},
         "covers": {"type": ["object", "null"]},
         "reason": {"type": ["string", "null"], "description": "why access is asked for (grants)"},

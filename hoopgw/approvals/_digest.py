@@ -26,18 +26,34 @@ DIGEST_PREFIX = "hmac-sha256:"
 _DOMAIN = b"hoopgw statement v1\x00"
 
 
-def statement_digest(key: bytes, sql: str, params: Sequence[str | bytes | None] = ()) -> str:
-    """``hmac-sha256:<hex>`` of ``sql`` and ``params`` (text, raw bytes as sent, or None for NULL).
+def statement_digest(
+    key: bytes,
+    sql: str,
+    params: Sequence[str | bytes | None] = (),
+    more: Sequence[Sequence[str | bytes | None]] = (),
+) -> str:
+    """``hmac-sha256:<hex>`` of ``sql`` and ``params`` (text, raw bytes as sent, or None for NULL),
+    and of ``more``: the parameter lists of further executions (the other Binds of a batch).
 
-    The message is length-prefixed throughout, so no two (sql, params) pairs share an encoding:
+    The message is length-prefixed throughout, so no two (sql, params, more) share an encoding:
     domain tag, u64 length + UTF-8 sql, u32 count, then per param a tag byte (0 NULL, 1 value) and,
-    for values, u64 length + bytes (text as UTF-8). All integers are big-endian.
+    for values, u64 length + bytes (text as UTF-8); then, only when ``more`` is not empty, u32 its
+    length and each list as ``params`` was. All integers are big-endian.
     """
     if len(key) < DIGEST_KEY_SIZE:
         raise ValueError(f"the digest key must be at least {DIGEST_KEY_SIZE} bytes, not {len(key)}")
     mac = hmac.new(key, _DOMAIN, hashlib.sha256)
     text = sql.encode("utf-8")
     mac.update(struct.pack(">Q", len(text)) + text)
+    _params(mac, params)
+    if more:
+        mac.update(struct.pack(">I", len(more)))
+        for each in more:
+            _params(mac, each)
+    return DIGEST_PREFIX + mac.hexdigest()
+
+
+def _params(mac: hmac.HMAC, params: Sequence[str | bytes | None]) -> None:
     mac.update(struct.pack(">I", len(params)))
     for param in params:
         if param is None:
@@ -45,7 +61,6 @@ def statement_digest(key: bytes, sql: str, params: Sequence[str | bytes | None] 
             continue
         value = param.encode("utf-8") if isinstance(param, str) else bytes(param)
         mac.update(b"\x01" + struct.pack(">Q", len(value)) + value)
-    return DIGEST_PREFIX + mac.hexdigest()
 
 
 def digest_key_path(data_dir: Path) -> Path:

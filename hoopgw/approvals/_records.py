@@ -214,6 +214,7 @@ SCHEMAS: dict[str, dict[str, Check]] = {
         "statement": _any_text,
         "statement_digest": _STATEMENT,
         "params_masked": _list_of(_param),
+        "more_params_masked": _list_of(_list_of(_param)),
         "prompt_id": _optional_text,
         "rule": _text,
         "approvers": _APPROVERS,

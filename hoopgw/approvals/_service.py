@@ -186,6 +186,8 @@ class ApprovalService:
         *,
         params: Sequence[str | bytes | None] | None = None,
         statement_masked: str | None = None,
+        more_params: Sequence[Sequence[str | bytes | None]] = (),
+        more_params_masked: Sequence[Sequence[str | None]] = (),
         one_of_each_group: bool = False,
         now: int | None = None,
     ) -> dict[str, Any]:
@@ -195,8 +197,14 @@ class ApprovalService:
         (never stored). ``params_masked`` is what the record shows of them, and ``statement_masked``
         (default: ``sql`` itself) the statement text it shows: pass the masked text when the
         connection masks. ``params`` may be left out only for a statement without parameters.
-        ``covers`` defaults to ``{"kind": "statement"}``.
+        ``covers`` defaults to ``{"kind": "statement"}``. ``more_params`` / ``more_params_masked``
+        are the parameters of the further executions of the statement the approval releases (the
+        other Binds of a pipelined batch), as sent and as shown; the digest covers them too.
         """
+        if len(more_params) != len(more_params_masked) or any(
+            len(a) != len(b) for a, b in zip(more_params, more_params_masked, strict=True)
+        ):
+            raise ValueError("more_params and more_params_masked differ in shape")
         if params is None:
             if params_masked:
                 raise ValueError("pass the parameters as sent (params=) so the statement digest covers them")
@@ -215,8 +223,9 @@ class ApprovalService:
                 "requester": _party(requester),
                 "connection": connection,
                 "statement": sql if statement_masked is None else statement_masked,
-                "statement_digest": statement_digest(self._digest_key, sql, params),
+                "statement_digest": statement_digest(self._digest_key, sql, params, more_params),
                 "params_masked": list(params_masked),
+                "more_params_masked": [list(p) for p in more_params_masked],
                 "prompt_id": prompt_id,
                 "rule": rule,
                 "approvers": list(approvers),

@@ -125,6 +125,7 @@ def request_view(request: StoredRequest) -> dict[str, Any]:
         "rule": record["rule"],
         "statement": record.get("statement"),
         "params_masked": record.get("params_masked"),
+        "more_params_masked": record.get("more_params_masked"),
         "reason": record.get("reason"),
         "duration_ms": record.get("duration_ms"),
         "approvers": list(record["approvers"]),
@@ -196,10 +197,10 @@ def _detail(request: StoredRequest, room: int) -> str:
     if record["type"] == "access_grant":
         return "> " + _escape(record.get("reason") or "")[: max(0, room - 2)]
     text = record.get("statement") or ""
-    params = record.get("params_masked") or []
-    if params:
-        shown = ", ".join(f"${i} = {'NULL' if p is None else p}" for i, p in enumerate(params, 1))
-        text = f"{text}\n-- {shown}"
+    for params in [record.get("params_masked") or [], *(record.get("more_params_masked") or [])]:
+        if params:
+            shown = ", ".join(f"${i} = {'NULL' if p is None else p}" for i, p in enumerate(params, 1))
+            text = f"{text}\n-- {shown}"
     return _code(text, min(SLACK_STATEMENT_MAX, room))
 
 

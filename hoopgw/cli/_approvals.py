@@ -292,6 +292,10 @@ def _print_request(a: dict[str, Any]) -> None:
         lines.append(f"  statement:   {statement[0]}")
         lines += [f"               {line}" for line in statement[1:]]
         lines.append(f"  parameters:  {_line(_params(a.get('params_masked')))}")
+        more = a.get("more_params_masked") or []
+        if more:
+            lines.append(f"  runs:        {len(more) + 1} times in one batch; the other parameters:")
+            lines += [f"               {_line(_params(p))}" for p in more]
         if a.get("prompt_id"):
             lines.append(f"  prompt:      {_line(a['prompt_id'])}")
     every = " (one of each)" if a.get("one_of_each_group") else ""

@@ -692,13 +692,14 @@ impl Session {
 
     /// What the gateway needs to describe a held statement: whether its batch is complete (a
     /// Query or FunctionCall always is; a Parse or Bind once the Sync that ends its batch is in)
-    /// and the first Bind of the held statement received so far (a held Bind is its own first).
-    /// A Bind that does not decode is skipped: the server will refuse it once released.
-    pub fn held_batch(&self) -> (bool, Option<Bind>) {
-        let Some(held) = self.state.held.as_ref() else { return (false, None) };
+    /// and every Bind of the held statement received so far in that batch, in order (a held Bind
+    /// is its own first): once released, they all run. A Bind that does not decode is skipped: the
+    /// server will refuse it once released.
+    pub fn held_batch(&self) -> (bool, Vec<Bind>) {
+        let Some(held) = self.state.held.as_ref() else { return (false, Vec::new()) };
         let mut complete = matches!(held.kind, HeldKind::Query | HeldKind::FunctionCall);
         let target = held.name.clone().unwrap_or_default();
-        let mut first = None;
+        let mut binds = Vec::new();
         let mut at = 0usize;
         while at < self.client_scan {
             let Some(header) = self
@@ -716,11 +717,11 @@ impl Session {
                     complete = true;
                     break;
                 }
-                Bind::CODE if first.is_none() => {
+                Bind::CODE => {
                     let body = Bytes::copy_from_slice(frame.get(HEADER_LEN..).unwrap_or_default());
                     if let Ok(bind) = Bind::from_bytes(&body) {
                         if bind.statement == target {
-                            first = Some(bind);
+                            binds.push(bind);
                         }
                     }
                 }
@@ -728,7 +729,7 @@ impl Session {
             }
             at = end;
         }
-        (complete, first)
+        (complete, binds)
     }
 
     /// Lets the held message go on as if the check had allowed it (a Parse keeps the classes the

@@ -217,19 +217,23 @@ impl PgSession {
         self.inner.held().map(|h| (h.kind.as_str(), h.sql.as_ref().map(text), h.name.as_ref().map(text)))
     }
 
-    /// `(complete, params)` of the held statement's batch: whether its Sync is in (always for a
-    /// Query or FunctionCall), and `[(format, value or None)]` of its first Bind, or None.
+    /// `(complete, binds)` of the held statement's batch: whether its Sync is in (always for a
+    /// Query or FunctionCall), and `[(format, value or None)]` of each Bind of the held statement
+    /// in it so far, in order.
     #[getter]
     #[allow(clippy::type_complexity)]
-    fn held_batch<'py>(&self, py: Python<'py>) -> (bool, Option<Vec<(i16, Option<Bound<'py, PyBytes>>)>>) {
-        let (complete, bind) = self.inner.held_batch();
-        let params = bind.map(|b| {
-            b.params
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (b.param_format(i), v.as_ref().map(|v| PyBytes::new(py, v))))
-                .collect()
-        });
+    fn held_batch<'py>(&self, py: Python<'py>) -> (bool, Vec<Vec<(i16, Option<Bound<'py, PyBytes>>)>>) {
+        let (complete, binds) = self.inner.held_batch();
+        let params = binds
+            .iter()
+            .map(|b| {
+                b.params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (b.param_format(i), v.as_ref().map(|v| PyBytes::new(py, v))))
+                    .collect()
+            })
+            .collect();
         (complete, params)
     }
 

@@ -47,6 +47,8 @@ log = logging.getLogger("hoopgw.pg")
 BATCH_WAIT_S = 0.5
 #: longest statement text (and parameter) put to an approver: a longer one is refused, not truncated
 STATEMENT_MAX = 64 * 1024
+#: most executions (Binds of the held statement in its batch) one request may put to an approver
+EXECUTIONS_MAX = 1000
 _FORMAT_BINARY = 1
 
 
@@ -163,10 +165,23 @@ class HeldStatements:
                 "<fast-path function call>" if kind == "function" else f"<bind of statement {reason.name!r}>"
             )
             coverable = False
-        complete, bind = state.held_batch
+        complete, binds = state.held_batch
         self._shown = (complete, session.client_bytes)
-        params, shown = self._params(bind)
-        longest = max([len(sql), *(len(p) for p in shown if p is not None)])
+        if len(binds) > EXECUTIONS_MAX:
+            self._answer(
+                _core.encode_error(
+                    "ERROR",
+                    "42501",
+                    f"hoopgw cannot put this batch to an approver: it runs the held statement {len(binds)} "
+                    "times; it was not run",
+                    f"at most {EXECUTIONS_MAX} executions of a held statement per batch (up to its Sync)",
+                    "send smaller batches",
+                )
+            )
+            return None
+        every = [self._params(b) for b in binds] or [([], [])]
+        (params, shown), more = every[0], every[1:]
+        longest = max([len(sql), *(len(p) for _, each in every for p in each if p is not None)])
         if longest > STATEMENT_MAX:
             self._answer(
                 _core.encode_error(
@@ -206,6 +221,8 @@ class HeldStatements:
             covers,
             params=params,
             statement_masked=text,
+            more_params=[p for p, _ in more],
+            more_params_masked=[s for _, s in more],
             one_of_each_group=rules.one_of_each_group,
         )
         self._opening = True
@@ -242,6 +259,7 @@ class HeldStatements:
                 "classes": list(decision.classes),
                 "sql": text,
                 "params": list(shown),
+                "more_params": [s for _, s in more],
                 "expires_at": record["expires_at"],
             },
         )
@@ -254,11 +272,9 @@ class HeldStatements:
         return record
 
     def _params(
-        self, bind: list[tuple[int, bytes | None]] | None
+        self, bind: list[tuple[int, bytes | None]]
     ) -> tuple[list[str | bytes | None], list[str | None]]:
-        """The first Bind's parameters as sent (for the digest) and as the record shows them."""
-        if not bind:
-            return [], []
+        """A Bind's parameters as sent (for the digest) and as the record shows them."""
         masker = self.session.listener.masker
         sent: list[str | bytes | None] = []
         shown: list[str | None] = []
@@ -279,12 +295,15 @@ class HeldStatements:
         n = record["approvals_required"]
         url = self.session.gateway.approvals_url
         where = f" or POST {url}/api/approvals/{rid}/approve" if url else ""
+        runs = len(record["more_params_masked"]) + 1
+        times = f" (it runs {runs} times in this batch)" if runs > 1 else ""
         return _core.encode_error(
             "NOTICE",
             "00000",
             f"hoopgw: statement held for approval: request {rid}",
             f'policy "{record["rule"]}" needs {n} approval{"s" if n != 1 else ""} from {approvers} for '
-            f"{'/'.join(classes) or 'these'} statements; the request expires at {_iso(record['expires_at'])}",
+            f"{'/'.join(classes) or 'these'} statements{times}; the request expires at "
+            f"{_iso(record['expires_at'])}",
             f"an approver runs: hoopgw approvals approve {rid}{where}; this session waits for the decision",
             notice=True,
         )
