@@ -16,6 +16,7 @@ from hoopgw.approvals import (
     ApprovalService,
     ApprovalStore,
     RecordError,
+    TooManyPending,
     check_binding,
     load_digest_key,
     load_signing_key,
@@ -424,3 +425,13 @@ def test_wait_resolves_on_expiry_and_on_void(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert now_ms() >= soon["expires_at"]
+
+
+def test_a_requester_has_a_bounded_number_of_held_statements_pending(tmp_path: Path) -> None:
+    svc = service(tmp_path)
+    first = [open_request(svc, max_pending=3) for _ in range(3)]
+    with pytest.raises(TooManyPending, match="already has 3 pending"):
+        open_request(svc, max_pending=3)
+    open_request(svc, requester=person("bob", "dev"), max_pending=3)  # per requester
+    svc.decide(first[0]["id"], person("dora", "dba"), "deny", "no", now=T0 + 1)
+    open_request(svc, max_pending=3)  # a decided one frees its place

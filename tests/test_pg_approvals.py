@@ -526,3 +526,24 @@ def test_restart_while_waiting(gateway_factory: Any, pg: TestPg) -> None:
         assert pg.psql(f"SELECT balance FROM {name}", user="app") == "100"
     finally:
         pg.psql(f"DROP TABLE {name}", user="app")
+
+
+def test_the_request_carries_the_prompt_tag(gw: Gateway, pg: TestPg, table: str) -> None:
+    conninfo = gw.conninfo(user="bot13", groups=("ai-agents",))
+    with psycopg.connect(conninfo, autocommit=True, application_name="agent hoop:prompt=p_session") as conn:
+        tagged = in_thread(
+            lambda: conn.execute(f"/* hoop:prompt=p_stmt */ UPDATE {table} SET balance = 1 WHERE id = 1")
+        )
+        (first,) = pending(gw, "bot13")
+        assert first["prompt_id"] == "p_stmt"  # the statement's own tag wins
+        assert decide(gw, first["id"], "dora", ("dba",), "approve").status_code == 200
+        tagged.result(timeout=15)
+        untagged = in_thread(lambda: conn.execute(f"UPDATE {table} SET balance = 2 WHERE id = 2"))
+        (second,) = pending(gw, "bot13")
+        assert second["prompt_id"] == "p_session"  # else the session's application_name
+        assert decide(gw, second["id"], "dora", ("dba",), "deny", "no").status_code == 200
+        with pytest.raises(pgerrors.InsufficientPrivilege):
+            untagged.result(timeout=15)
+    requested = [e for e in events(gw, "approval_requested") if e["request_id"] == first["id"]]
+    assert requested and requested[0]["prompt_id"] == "p_stmt"
+    assert state(pg, table) == "1:1,2:100,3:100,4:100,5:100"

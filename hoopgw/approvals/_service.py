@@ -53,6 +53,8 @@ Listener = Callable[[str, "StoredRequest"], None]
 _ANNOUNCED_MAX = 4096
 #: how many access requests one requester may have pending at once (:meth:`ApprovalService.open_grant`)
 MAX_PENDING_GRANTS = 10
+#: held statements one requester may have waiting at once (one per session; sessions are many)
+MAX_PENDING_STATEMENTS = 25
 #: a time no request was created at (ms): "no grants" for :meth:`ApprovalService.active_grants`
 _NEVER = 2**53 - 1
 #: ``(loop, future)`` of one caller of :meth:`ApprovalService.wait`.
@@ -189,6 +191,7 @@ class ApprovalService:
         more_params: Sequence[Sequence[str | bytes | None]] = (),
         more_params_masked: Sequence[Sequence[str | None]] = (),
         one_of_each_group: bool = False,
+        max_pending: int | None = MAX_PENDING_STATEMENTS,
         now: int | None = None,
     ) -> dict[str, Any]:
         """Store and return a signed ``approval_request`` record for a held statement.
@@ -199,7 +202,8 @@ class ApprovalService:
         connection masks. ``params`` may be left out only for a statement without parameters.
         ``covers`` defaults to ``{"kind": "statement"}``. ``more_params`` / ``more_params_masked``
         are the parameters of the further executions of the statement the approval releases (the
-        other Binds of a pipelined batch), as sent and as shown; the digest covers them too.
+        other Binds of a pipelined batch), as sent and as shown; the digest covers them too. A
+        requester has at most ``max_pending`` held statements pending (:class:`TooManyPending`).
         """
         if len(more_params) != len(more_params_masked) or any(
             len(a) != len(b) for a, b in zip(more_params, more_params_masked, strict=True)
@@ -236,7 +240,10 @@ class ApprovalService:
             },
         )
         stored = self.store.add_request(
-            record, requester_owner=self._key_owner(requester), one_of_each_group=one_of_each_group
+            record,
+            requester_owner=self._key_owner(requester),
+            one_of_each_group=one_of_each_group,
+            max_pending=max_pending,
         )
         self._announce("opened", stored)
         return record

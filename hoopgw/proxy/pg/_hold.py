@@ -34,6 +34,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hoopgw import _core
+from hoopgw.audit._prompt import prompt_of
 from hoopgw.errors import HoopError
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ class HeldStatements:
             guard.connection,
             sql,
             shown,
-            None,
+            prompt_of(sql, session.application_name),
             decision.rule,
             rules.approvers,
             rules.approvals_required,
@@ -259,6 +260,7 @@ class HeldStatements:
                 "classes": list(decision.classes),
                 "sql": text,
                 "params": list(shown),
+                "prompt_id": record["prompt_id"],
                 "more_params": [s for _, s in more],
                 "expires_at": record["expires_at"],
             },

@@ -69,6 +69,8 @@ class PgClientSession:
         self.guard: StatementGuard | None = None
         #: statements held for approval
         self.holds = HeldStatements(self)
+        #: the client's application_name at startup (may carry a prompt tag: hoop:prompt=<id>)
+        self.application_name: str | None = None
         peer = conn.transport.get_extra_info("peername") if conn.transport else None
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -170,6 +172,7 @@ class PgClientSession:
         self._check_database(request)
         principal = await self._authenticate(request, leftover)
         self.principal = principal
+        self.application_name = request.get("application_name")
         conn_cfg = self.listener.cfg
         guard = StatementGuard(self, principal)
         refused = guard.access_refusal()
