@@ -115,11 +115,13 @@ class Gateway:
         return f"http://{host}:{listen.port}"
 
     async def _expire_approvals(self) -> None:
-        """Close requests whose time ran out (waiters in this process also have their own timers)."""
+        """Close requests whose time ran out (waiters in this process also have their own timers),
+        and wake waiters whose request another process decided."""
         while True:
             await asyncio.sleep(_EXPIRY_SWEEP_S)
             try:
                 self.approvals.expire_due()
+                self.approvals.poll_waiters()
             except HoopError as exc:
                 log.warning("cannot expire approval requests", extra={"error": str(exc)})
 

@@ -435,3 +435,19 @@ def test_a_requester_has_a_bounded_number_of_held_statements_pending(tmp_path: P
     open_request(svc, requester=person("bob", "dev"), max_pending=3)  # per requester
     svc.decide(first[0]["id"], person("dora", "dba"), "deny", "no", now=T0 + 1)
     open_request(svc, max_pending=3)  # a decided one frees its place
+
+
+def test_a_decision_by_another_process_wakes_the_waiter_at_the_next_poll(tmp_path: Path) -> None:
+    here, there = service(tmp_path), service(tmp_path)  # two gateways sharing one data_dir
+    request = open_request(here, now=None)
+
+    async def run() -> str:
+        waiting = asyncio.ensure_future(here.wait(request["id"]))
+        await asyncio.sleep(0.1)
+        there.decide(request["id"], person("dora", "dba"), "approve")
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # nothing in this process heard of it
+        assert here.poll_waiters() == 1
+        return (await asyncio.wait_for(waiting, 5)).status
+
+    assert asyncio.run(run()) == "approved"

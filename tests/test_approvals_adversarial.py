@@ -508,10 +508,10 @@ def test_the_cli_shows_untrusted_text_without_terminal_controls(gw: Gateway, svc
     # a reason with the same tricks, shown to the requester by show, deny and wait
     res = gw.run_cli("approvals", "deny", rid, "--reason", "no\x1b[2K\rapproved", "--token", bob)
     assert res.returncode == 0 and _clean(res.stdout), res.stdout
-    for args in (("show", rid), ("wait", rid, "--timeout", "1s")):
-        res = gw.run_cli("approvals", *args, "--token", token(gw, "sam"))
+    for again in (("show", rid), ("wait", rid, "--timeout", "1s")):
+        res = gw.run_cli("approvals", *again, "--token", token(gw, "sam"))
         assert res.returncode in (0, 1) and "denied" in res.stdout + res.stderr, res.stderr
-        assert _clean(res.stdout) and _clean(res.stderr), (args, res.stdout, res.stderr)
+        assert _clean(res.stdout) and _clean(res.stderr), (again, res.stdout, res.stderr)
 
     # a forged record file whose field names and values carry the tricks: the refusal is printed clean
     records = call(gw, "GET", f"/api/approvals/{rid}/records", bearer=bob)[1]

@@ -470,6 +470,19 @@ class ApprovalService:
         self.expire_due(now=expires_at)
         self._notify_if_closed(request_id)
 
+    def poll_waiters(self) -> int:
+        """Wake the waiters of requests another process closed (another gateway node, or a tool on
+        the same ``data_dir``): the in-process wake-ups cannot see those. Returns how many woke."""
+        with self._lock:
+            ids = list(self._waiters)
+        woken = 0
+        for request_id in ids:
+            request = self.store.get(request_id)
+            if request is not None and request.closed:
+                self._resolve(request)
+                woken += 1
+        return woken
+
     def _notify_if_closed(self, request_id: str) -> None:
         request = self.store.get(request_id)
         if request is not None and request.closed:
