@@ -178,13 +178,16 @@ def in_thread(fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
     return fut
 
 
-def events(gw: Gateway, kind: str) -> list[dict[str, Any]]:
+def events(gw: Gateway, kind: str, **match: Any) -> list[dict[str, Any]]:
+    """The recorded events of ``kind`` whose data has the ``match`` items (waits a while for one:
+    the audit writer batches)."""
     deadline = time.monotonic() + 10
     while True:
         with sqlite3.connect(gw.data_dir / "audit.db") as db:
             rows = db.execute("SELECT data FROM events WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
-        if rows or time.monotonic() > deadline:
-            return [orjson.loads(r[0]) for r in rows]
+        found = [e for e in (orjson.loads(r[0]) for r in rows) if match.items() <= e.items()]
+        if found or time.monotonic() > deadline:
+            return found
         time.sleep(0.1)
 
 
@@ -219,7 +222,7 @@ def test_held_write_runs_once_approved(gw: Gateway, pg: TestPg, table: str) -> N
         # the session goes on
         assert conn.execute(f"SELECT balance FROM {table} WHERE id = 1").fetchone() == (7,)
     assert state(pg, table) == "1:7,2:100,3:100,4:100,5:100"
-    requested = [e for e in events(gw, "approval_requested") if e["request_id"] == record["id"]]
+    requested = events(gw, "approval_requested", request_id=record["id"])
     assert requested and CARD not in requested[0]["sql"] and requested[0]["rule"] == "agents"
 
 
@@ -544,6 +547,6 @@ def test_the_request_carries_the_prompt_tag(gw: Gateway, pg: TestPg, table: str)
         assert decide(gw, second["id"], "dora", ("dba",), "deny", "no").status_code == 200
         with pytest.raises(pgerrors.InsufficientPrivilege):
             untagged.result(timeout=15)
-    requested = [e for e in events(gw, "approval_requested") if e["request_id"] == first["id"]]
+    requested = events(gw, "approval_requested", request_id=first["id"])
     assert requested and requested[0]["prompt_id"] == "p_stmt"
     assert state(pg, table) == "1:1,2:100,3:100,4:100,5:100"

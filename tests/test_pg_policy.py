@@ -122,7 +122,7 @@ def test_agent_reads_and_is_refused_ddl_with_the_rule(gw: Gateway, pg: TestPg, t
     assert {e["rule"] for e in denied} >= {"agents", None}
     ddl = next(e for e in denied if e["classes"] == ["ddl"])
     assert ddl["sql"] == f"CREATE TABLE {table}_x (id int)" and ddl["connection"] == "bankdb"
-    held = [e for e in events(gw, "approval_requested") if e["subject"] == "bot"]
+    held = [e for e in events(gw, "approval_requested", 1) if e["subject"] == "bot"]
     assert held and held[0]["rule"] == "agents" and held[0]["classes"] == ["write"]
 
 
