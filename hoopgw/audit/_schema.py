@@ -91,6 +91,35 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX approval_decisions_request ON approval_decisions (request_id, decided_at);
     """,
+    # Prompt provenance (issue 6): registered AI prompts (text masked before storage) and the prompt
+    # id each event carries (a tag as given: ``prompt_known`` says whether it names a registered one).
+    """
+    CREATE TABLE prompts (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        subject TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        assistant TEXT,
+        model TEXT,
+        human TEXT,
+        prompt TEXT NOT NULL,
+        generated_code TEXT
+    );
+    CREATE INDEX prompts_created ON prompts (created_at);
+    ALTER TABLE events ADD COLUMN prompt_id TEXT;
+    CREATE INDEX events_prompt ON events (prompt_id, seq) WHERE prompt_id IS NOT NULL;
+    """,
+    # Tamper evidence (issue 6): signed checkpoints of the event hash chain. ``seq``: the last event
+    # covered; ``hash``: the chain head there; ``record``: the signed canonical checkpoint record.
+    """
+    CREATE TABLE checkpoints (
+        seq INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        hash BLOB NOT NULL,
+        events INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
