@@ -658,16 +658,16 @@ class DemoStack:
     def _approval_instructions(self, hoopgw: str, cfg: str) -> list[str]:
         agent, dba = DEMO_USERS[0].subject, DEMO_USERS[1].subject
         rid = self.held_request or "REQUEST_ID"
-        token = f"--token {self.tokens[dba]}"
         return [
             f"Approvals: a write by {agent} is HELD inside the live session until a DBA decides. Just now",
             f"the demo sent, as {agent}:  {self.HELD_WRITE};",
             f"It is waiting as approval request {rid} (psql output goes to {self.held_log}).",
             f"Decide it as {dba} (the requester can never approve their own request):",
-            f"  {hoopgw} approvals list {cfg} {token}",
-            f"  {hoopgw} approvals show {rid} {cfg} {token}",
-            f'  {hoopgw} approvals approve {rid} --reason "month-end fix" {cfg} {token}',
-            f'  {hoopgw} approvals deny {rid} --reason "not today" {cfg} {token}',
+            f"  export HOOPGW_TOKEN={self.tokens[dba]}",
+            f"  {hoopgw} approvals list {cfg}",
+            f"  {hoopgw} approvals show {rid} {cfg}",
+            f'  {hoopgw} approvals approve {rid} --reason "month-end fix" {cfg}',
+            f'  {hoopgw} approvals deny {rid} --reason "not today" {cfg}',
             f"then  cat {self.held_log}  shows the result (or ERROR 42501 naming the request).",
             "Every request and decision is a record signed with the gateway's Ed25519 key; check one",
             f"offline:  {hoopgw} approvals verify {rid} {cfg}",

@@ -146,9 +146,10 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
         held_log = tmp_path / "held-write.log"
         assert "UPDATE" not in held_log.read_text()
         approve = next(line.strip() for line in text.splitlines() if f"approvals approve {rid}" in line)
-        res = subprocess.run(
-            shlex.split(approve), capture_output=True, text=True, timeout=60, env=clean_env()
-        )
+        export = re.search(r"^\s+export HOOPGW_TOKEN=(\S+)$", text, re.M)
+        assert export is not None, text
+        dba_env = clean_env({"HOOPGW_TOKEN": export.group(1)})
+        res = subprocess.run(shlex.split(approve), capture_output=True, text=True, timeout=60, env=dba_env)
         assert res.returncode == 0, res.stderr
         deadline = time.monotonic() + 20
         while "UPDATE 1" not in held_log.read_text() and time.monotonic() < deadline:
