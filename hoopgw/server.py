@@ -14,9 +14,11 @@ from hoopgw import _core
 from hoopgw.api import ApiServer, ApprovalApi, KeyApi, build_app
 from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
+from hoopgw.api._prompts import PromptApi, prompt_routes
 from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
 from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
+from hoopgw.audit._prompts import PromptStore
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
 from hoopgw.identity import ApiKeyStore, Authenticator
@@ -83,7 +85,16 @@ class Gateway:
             audit=self.writer.event,
         )
         access = AccessApi(config, self.approvals, self.authenticator, audit=self.writer.event)
-        more = [*access_routes(access), *callback_routes(self.callback)]
+        prompts = PromptApi(
+            PromptStore(gw.data_dir),
+            gw.data_dir,
+            self.authenticator,
+            self.mask_prompt,
+            admins=gw.admins,
+            auditors=gw.auditors,
+            audit=self.writer.event,
+        )
+        more = [*access_routes(access), *callback_routes(self.callback), *prompt_routes(prompts)]
         app = build_app(self.status, keys=keys, approvals=approvals, routes=more)
         self.api = ApiServer(app, gw.api_listen) if gw.api_listen else None
         self.started_at = time.time()
@@ -101,6 +112,13 @@ class Gateway:
         """``text`` masked with ``connection``'s rules (approval reasons are masked like statements)."""
         masker = self._maskers.get(connection)
         return masker.mask_text(text) if masker is not None else text
+
+    def mask_prompt(self, text: str) -> str:
+        """``text`` masked with every connection's rules in turn (a registered prompt is not tied to one
+        connection, so whatever any rule masks is masked: docs/PROMPTS.md)."""
+        for masker in self._maskers.values():
+            text = masker.mask_text(text)
+        return text
 
     @property
     def approvals_url(self) -> str | None:

@@ -22,6 +22,7 @@ import pytest
 from hoopgw.api import ApprovalApi, KeyApi, build_app, openapi_document
 from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
+from hoopgw.api._prompts import PromptApi, prompt_routes
 from hoopgw.approvals import (
     ApprovalService,
     ApprovalStore,
@@ -32,6 +33,7 @@ from hoopgw.approvals import (
     verify_record,
 )
 from hoopgw.audit import AuditStore
+from hoopgw.audit._prompts import PromptStore
 from hoopgw.config import load_config
 from hoopgw.demo import toml_dumps
 from hoopgw.identity import ApiKeyStore, Authenticator, LocalIssuer, Principal
@@ -553,6 +555,7 @@ def _in_process_app(tmp_path: Path) -> Any:
     more = [
         *access_routes(AccessApi(config, service, auth)),
         *callback_routes(CallbackApi.from_config(service, config.approvals, None, None)),
+        *prompt_routes(PromptApi(PromptStore(data_dir), data_dir, auth, lambda text: text)),
     ]
     return build_app(lambda: {}, keys=keys, approvals=approvals, routes=more)
 
@@ -568,7 +571,7 @@ def test_openapi_document(gw: Gateway, tmp_path: Path) -> None:
     app = _in_process_app(tmp_path)
     served_routes = {(r.path, m.lower()) for r in app.routes for m in r.methods if m != "HEAD"}
     assert {("/api/access-requests", "post"), ("/api/approvals/callback", "post")} < served_routes
-    assert len(served_routes) == 16
+    assert len(served_routes) == 18
     missing = sorted((p, m) for p, m in served_routes if m not in paths.get(p, {}))
     assert missing == []
     # and nothing is described that is not served

@@ -170,9 +170,6 @@ def test_sessions_list_and_show(config_file: Path) -> None:
     ("command", "name"),
     [
         (["ssh-keys", "list"], "ssh-keys list"),
-        (["replay", "S1"], "replay"),
-        (["audit", "verify"], "audit verify"),
-        (["prompts", "show", "P1"], "prompts show"),
         (["evidence", "export", "--since", "2024-01-01"], "evidence export"),
     ],
 )

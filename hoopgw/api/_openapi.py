@@ -170,6 +170,71 @@ _SCHEMAS: dict[str, Any] = {
             },
         ],
     },
+    "Prompt": {
+        "type": "object",
+        "description": "A registered AI prompt; `prompt` and `generated_code` as stored (masked).",
+        "required": ["id", "created_at", "subject", "auth", "registered_by", "prompt"],
+        "properties": {
+            "id": {"type": "string", "description": "what clients tag their work with: hoop:prompt=<id>"},
+            "created_at": {"type": "number", "description": "seconds since the epoch"},
+            "subject": {"type": "string", "description": "who registered it"},
+            "auth": {"enum": ["token", "apikey"]},
+            "registered_by": {"type": "string", "description": "user:SUBJECT or key:NAME"},
+            "assistant": {"type": ["string", "null"]},
+            "model": {"type": ["string", "null"]},
+            "human": {"type": ["string", "null"]},
+            "prompt": {"type": "string"},
+            "generated_code": {"type": ["string", "null"]},
+        },
+    },
+    "PromptReport": {
+        "allOf": [
+            _ref("Prompt"),
+            {
+                "type": "object",
+                "required": ["registered", "caused"],
+                "properties": {
+                    "registered": {"type": "boolean"},
+                    "caused": {
+                        "type": "array",
+                        "description": (
+                            "what the prompt caused, oldest first: audit events (statements with their "
+                            "result summary, denials, approval events, sessions tagged through "
+                            "application_name) and approval requests (kind approval_request)"
+                        ),
+                        "items": {
+                            "type": "object",
+                            "required": ["kind", "ts", "prompt_known"],
+                            "properties": {
+                                "kind": {"type": "string"},
+                                "ts": {"type": "number", "description": "seconds since the epoch"},
+                                "seq": {"type": "integer", "description": "the event's position (events)"},
+                                "session_id": {"type": ["string", "null"]},
+                                "subject": {"type": ["string", "null"], "description": "who did the work"},
+                                "auth": {"type": ["string", "null"]},
+                                "prompt_id": {
+                                    "type": ["string", "null"],
+                                    "description": "the event's own tag; null: its session's tag",
+                                },
+                                "prompt_known": {
+                                    "enum": [True, False, "foreign"],
+                                    "description": (
+                                        "true: the same identity registered the prompt; foreign: "
+                                        "another identity did; false: no prompt has this id"
+                                    ),
+                                },
+                                "data": {"type": "object", "description": "the event's data (events)"},
+                                "request": {
+                                    "type": "object",
+                                    "description": "the request and its decisions (approval_request)",
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        ]
+    },
     "ApiKey": {
         "type": "object",
         "required": ["id", "name", "status"],
@@ -449,6 +514,65 @@ _PATHS: dict[str, Any] = {
             },
         )
     },
+    "/api/prompts": {
+        "post": _op(
+            "register an AI prompt; tag work with its id (docs/PROMPTS.md)",
+            {
+                "201": _json(
+                    {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+                    "the new prompt's id",
+                ),
+                "400": _error("a bad body: not an object, a missing or bad field, an unknown field"),
+                **_UNAUTHORIZED,
+                "413": _error("the body is larger than 256 KiB"),
+            },
+            description=(
+                "Any authenticated caller. `prompt` and `generated_code` are masked with every configured "
+                "masking rule before they are stored."
+            ),
+            requestBody=_body(
+                {
+                    "type": "object",
+                    "required": ["prompt", "assistant", "model"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "prompt": {"type": "string", "minLength": 1},
+                        "generated_code": {"type": ["string", "null"]},
+                        "assistant": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "model": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "human": {
+                            "type": ["string", "null"],
+                            "maxLength": 200,
+                            "description": "the person the assistant worked for, if known",
+                        },
+                    },
+                }
+            ),
+        )
+    },
+    "/api/prompts/{id}": {
+        "get": _op(
+            "a prompt and what it caused",
+            {
+                "200": _json(_ref("PromptReport"), "the prompt"),
+                **_UNAUTHORIZED,
+                "404": _error("no such prompt, or one the caller may not see (the same answer)"),
+            },
+            description=(
+                "Admins and auditors see every prompt and all it caused; the identity that registered it "
+                "sees it with its own work only."
+            ),
+            parameters=[
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "description": "the prompt id",
+                    "schema": {"type": "string"},
+                }
+            ],
+        )
+    },
     "/api/signing-key": {
         "get": _public(
             "the public key that verifies approval records (no authentication)",
@@ -468,7 +592,10 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "hoopgw control API",
             "version": __version__,
-            "description": "Health, API keys and approvals of an hoopgw gateway (docs/APPROVALS.md).",
+            "description": (
+                "Health, API keys, approvals and AI prompts of an hoopgw gateway (docs/APPROVALS.md, "
+                "docs/PROMPTS.md)."
+            ),
         },
         "paths": _PATHS,
         "components": {

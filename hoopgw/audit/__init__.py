@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hoopgw.audit._chain import Problem, Report, open_readonly, verify_chain
 from hoopgw.audit._ids import is_session_id, new_session_id
 from hoopgw.audit._schema import DB_FILE, SCHEMA_VERSION
 from hoopgw.audit._store import AuditStore
@@ -12,9 +13,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "AuditStore",
     "AuditWriter",
+    "Problem",
+    "Report",
     "SessionInfo",
     "Statement",
     "is_session_id",
     "new_session_id",
+    "open_readonly",
     "statement_data",
+    "verify_chain",
 ]

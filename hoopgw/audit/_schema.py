@@ -92,7 +92,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX approval_decisions_request ON approval_decisions (request_id, decided_at);
     """,
     # Prompt provenance (issue 6): registered AI prompts (text masked before storage) and the prompt
-    # id each event carries (a tag as given: ``prompt_known`` says whether it names a registered one).
+    # id each event carries (a tag as given: ``prompt_known``, judged when read, says whether it names a
+    # registered one). A session's own tag (from application_name) is ``params.prompt_id``; approval
+    # requests carry theirs in the signed record: both indexed for ``hoopgw prompts show``.
     """
     CREATE TABLE prompts (
         id TEXT PRIMARY KEY,
@@ -108,6 +110,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX prompts_created ON prompts (created_at);
     ALTER TABLE events ADD COLUMN prompt_id TEXT;
     CREATE INDEX events_prompt ON events (prompt_id, seq) WHERE prompt_id IS NOT NULL;
+    CREATE INDEX sessions_prompt ON sessions (json_extract(params, '$.prompt_id'))
+        WHERE json_extract(params, '$.prompt_id') IS NOT NULL;
+    CREATE INDEX approval_requests_prompt ON approval_requests (json_extract(record, '$.prompt_id'))
+        WHERE json_extract(record, '$.prompt_id') IS NOT NULL;
     """,
     # Tamper evidence (issue 6): signed checkpoints of the event hash chain. ``seq``: the last event
     # covered; ``hash``: the chain head there; ``record``: the signed canonical checkpoint record.

@@ -15,6 +15,7 @@ _SESSION_COLUMNS = (
     "id, type, connection, subject, groups, client_addr, auth, params, status, started_at, ended_at, "
     "close_reason, statements, errors, masked"
 )
+_EVENT_COLUMNS = "seq, ts, session_id, kind, data, prompt_id"
 
 
 class AuditStore:
@@ -72,7 +73,7 @@ class AuditStore:
     def session_events(self, session_id: str) -> list[dict[str, Any]]:
         """Every event of a session in order."""
         rows = self._query(
-            "SELECT seq, ts, session_id, kind, data FROM events WHERE session_id = ? ORDER BY seq",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? ORDER BY seq",  # noqa: S608
             (session_id,),
         )
         return [_event(row) for row in rows]
@@ -80,8 +81,16 @@ class AuditStore:
     def events(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """Events of all sessions (and gateway-wide ones) after ``after_seq``, in order."""
         rows = self._query(
-            "SELECT seq, ts, session_id, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
             (after_seq, limit),
+        )
+        return [_event(row) for row in rows]
+
+    def prompt_events(self, prompt_id: str) -> list[dict[str, Any]]:
+        """Every event tagged with ``prompt_id`` (statements, approvals, ...), in order."""
+        rows = self._query(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE prompt_id = ? ORDER BY seq",  # noqa: S608
+            (prompt_id,),
         )
         return [_event(row) for row in rows]
 

@@ -1,7 +1,13 @@
-"""AuditWriter: one background thread appends events in order, group-committed within a bounded delay."""
+"""AuditWriter: one background thread appends events in order, group-committed within a bounded delay.
+
+The thread also extends the hash chain as it inserts (each row's ``prev_hash`` and ``hash``, see
+``_chain``) and seals it with a signed checkpoint every ``checkpoint_every`` events or
+``checkpoint_interval`` seconds, and when it closes.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -11,8 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hoopgw import log
+from hoopgw.audit._chain import GENESIS, HASH_HEADER, HASH_TAG, NULL_LENGTH, record_json, sign_checkpoint
 from hoopgw.audit._ids import new_session_id
 from hoopgw.audit._limit import EventBudget
 from hoopgw.audit._schema import DB_FILE, connect
@@ -24,8 +32,12 @@ _EPOCH_NS_FLOOR = 10**18  # now_ns values above this are wall-clock (time.time_n
 #: cuts the writer thread's GIL hand-offs with the event loop; small enough that the thread never holds
 #: the GIL for long between two releases.
 _ROWS_PER_INSERT = 32
-_INSERT_EVENTS = "INSERT INTO events (ts, session_id, kind, data) VALUES "
+_COLUMNS = 8
+_INSERT_EVENTS = "INSERT INTO events (seq, ts, session_id, kind, data, prompt_id, prev_hash, hash) VALUES "
+_ROW_SQL = "(" + ", ".join(["?"] * _COLUMNS) + ")"
 _INSERT_SQL: dict[int, str] = {}
+_pack_header = HASH_HEADER.pack
+_sha256 = hashlib.sha256
 
 
 class Statement(Protocol):
@@ -69,9 +81,9 @@ class SessionInfo:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-# Queue items: (op, session_id, ts, payload); op is "open", "event", "stmt", "close". For "stmt" the
-# payload is the Statement itself and ts the enqueue time (converted in the writer thread).
-_Item = tuple[str, str | None, float, Any]
+# Queue items: (op, session_id, ts, payload, prompt_id); op is "open", "event", "stmt", "close". For
+# "stmt" the payload is the Statement itself and ts the enqueue time (converted in the writer thread).
+_Item = tuple[str, str | None, float, Any, str | None]
 
 
 def statement_data(stmt: Statement) -> dict[str, Any]:
@@ -99,6 +111,10 @@ class AuditWriter:
     ``flush_interval`` seconds (sooner when ``batch_size`` items wait). Statement and event records
     beyond ``max_queue`` are dropped and counted, and an ``audit_overflow`` event records how many.
     Session open/close records are never dropped.
+
+    Every event row is chained (docs/AUDIT.md); a checkpoint signed with ``signing_key`` (default:
+    the gateway's key in the store's directory) seals the chain at least every ``checkpoint_every``
+    events, ``checkpoint_interval`` seconds after the first event it has not sealed, and on close.
     """
 
     def __init__(
@@ -108,6 +124,9 @@ class AuditWriter:
         *,
         max_queue: int = 100_000,
         batch_size: int = 2_000,
+        signing_key: Ed25519PrivateKey | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
     ) -> None:
         path = Path(store_path)
         if path.is_dir() or path.suffix != ".db":
@@ -116,9 +135,29 @@ class AuditWriter:
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.batch_size = batch_size
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
         self._conn = connect(path, create=True)
         # Multi-row INSERTs open a statement journal; keep it in memory, not in a temp file.
         self._conn.execute("PRAGMA temp_store = MEMORY")
+        if signing_key is None:
+            from hoopgw.approvals._signing import load_signing_key  # approvals imports audit: not at the top
+
+            signing_key = load_signing_key(path.parent)
+        self._key = signing_key
+        # The chain, writer thread only: the head (last seq and its hash, re-read in each transaction),
+        # the seq before the chain's first event (counts run from it), the last checkpoint.
+        self._seq = 0
+        self._head = GENESIS
+        self._base = 0
+        self._chained = False
+        self._cp_seq = 0
+        self._cp_time = time.time()
+        self._tx_cp_seq = 0  # the last checkpoint, counting those of the open transaction
+        self._tx_sealed: list[tuple[int, float]] = []  # checkpoints of the open transaction
+        self._load_chain()
+        self._read_head()  # a tail a previous run left unsealed gets its checkpoint in time too
+        self.checkpoints_total = 0
         self._cond = threading.Condition()
         self._items: deque[_Item] = deque()
         self._dropped = 0
@@ -139,18 +178,20 @@ class AuditWriter:
 
     def session_open(self, info: SessionInfo) -> None:
         """Record a new session."""
-        self._put(("open", info.id, time.time(), info), droppable=False)
+        self._put(("open", info.id, time.time(), info, None), droppable=False)
 
-    def statement(self, session_id: str, stmt: Statement) -> None:
-        """Record one completed statement.
+    def statement(self, session_id: str, stmt: Statement, prompt_id: str | None = None) -> None:
+        """Record one completed statement, with the prompt id it is tagged with, if any.
 
         Only enqueues: the attributes are read (``statement_data``) in the writer thread, so
         ``stmt`` must not change afterwards (``_core.Statement`` is immutable).
         """
-        self._put(("stmt", session_id, time.time(), stmt), droppable=True)
+        self._put(("stmt", session_id, time.time(), stmt, prompt_id), droppable=True)
 
-    def event(self, session_id: str | None, kind: str, payload: dict[str, Any]) -> None:
-        """Record any other event (``payload`` must be JSON-serialisable).
+    def event(
+        self, session_id: str | None, kind: str, payload: dict[str, Any], prompt_id: str | None = None
+    ) -> None:
+        """Record any other event (``payload`` must be JSON-serialisable), with its prompt id, if any.
 
         ``auth_failed`` events, which anyone can cause, are budgeted per client host (see
         ``EventBudget``): beyond the budget they are counted, and the next one recorded carries
@@ -164,13 +205,13 @@ class AuditWriter:
                 return
             if suppressed:
                 payload = {**payload, "suppressed": suppressed}
-        self._put(("event", session_id, time.time(), (kind, payload)), droppable=True)
+        self._put(("event", session_id, time.time(), (kind, payload), prompt_id), droppable=True)
 
     def session_close(
         self, session_id: str, reason: str | None, masked: dict[str, int] | None = None
     ) -> None:
         """Record the end of a session, with its counts of masked values per detector."""
-        self._put(("close", session_id, time.time(), (reason, masked or {})), droppable=False)
+        self._put(("close", session_id, time.time(), (reason, masked or {}), None), droppable=False)
 
     def _put(self, item: _Item, *, droppable: bool) -> None:
         with self._cond:
@@ -225,8 +266,12 @@ class AuditWriter:
         while True:
             with self._cond:
                 while not self._items and not self._dropped and not self._closing:
-                    self._cond.wait()
-                while not self._closing and len(self._items) < self.batch_size:
+                    due = self._checkpoint_due_in()
+                    if due is not None and due <= 0:
+                        break
+                    self._cond.wait(due)
+                pending = bool(self._items or self._dropped)
+                while pending and not self._closing and len(self._items) < self.batch_size:
                     remaining = last_commit + self.flush_interval - time.monotonic()
                     if remaining <= 0:
                         break
@@ -238,10 +283,14 @@ class AuditWriter:
             if batch or dropped:
                 self._write(batch, dropped)
                 last_commit = time.monotonic()
+            elif closing or ((due := self._checkpoint_due_in()) is not None and due <= 0):
+                self._seal()
             with self._cond:
                 self._committed += len(batch)
                 self._cond.notify_all()
                 if closing and not self._items and not self._dropped:
+                    if batch or dropped:
+                        self._seal()
                     return
 
     def _write(self, batch: list[_Item], dropped: int) -> None:
@@ -269,21 +318,22 @@ class AuditWriter:
         rows.clear()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op, session_id, ts, payload in batch:
+            self._read_head()
+            for op, session_id, ts, payload, prompt_id in batch:
                 if op == "stmt":
                     data = statement_data(payload)
                     if int(payload.started_ns) >= _EPOCH_NS_FLOOR:
                         ts = int(payload.started_ns) / 1e9
                     else:
                         ts -= data["duration_ms"] / 1000
-                    self._append(ts, session_id, "statement", data)
+                    self._append(ts, session_id, "statement", data, prompt_id)
                     if session_id is not None:
                         c = counts.setdefault(session_id, [0, 0])
                         c[0] += 1
                         c[1] += data["status"] == "error"
                 elif op == "event":
                     kind, data = payload
-                    self._append(ts, session_id, kind, data)
+                    self._append(ts, session_id, kind, data, prompt_id)
                     if kind == "statement" and session_id is not None:
                         c = counts.setdefault(session_id, [0, 0])
                         c[0] += 1
@@ -297,28 +347,144 @@ class AuditWriter:
             if dropped:
                 self._append(time.time(), None, "audit_overflow", {"dropped": dropped})
             self._flush_rows()
+            if self._seq > self._tx_cp_seq and time.time() - self._cp_time >= self.checkpoint_interval:
+                self._checkpoint()
             conn.execute("COMMIT")
         except BaseException:
             rows.clear()
             conn.execute("ROLLBACK")
             raise
+        self._committed_checkpoints()
 
-    def _append(self, ts: float, session_id: str | None, kind: str, data: Any) -> None:
-        """Buffer one event row; rows go to SQLite in multi-row INSERTs, in order."""
+    def _append(
+        self, ts: float, session_id: str | None, kind: str, data: Any, prompt_id: str | None = None
+    ) -> None:
+        """Buffer one event row, chained to the one before; rows go to SQLite in multi-row INSERTs."""
+        body = orjson.dumps(data)
+        seq = self._seq + 1
+        prev = self._head
+        # event_hash, inlined: this runs for every event
+        sid = b"" if session_id is None else session_id.encode()
+        pid = b"" if prompt_id is None else prompt_id.encode()
+        kind_b = kind.encode()
+        header = _pack_header(
+            HASH_TAG,
+            prev,
+            seq,
+            ts,
+            NULL_LENGTH if session_id is None else len(sid),
+            len(kind_b),
+            len(body),
+            NULL_LENGTH if prompt_id is None else len(pid),
+        )
+        digest = _sha256(b"".join((header, sid, kind_b, body, pid))).digest()
         rows = self._rows
-        rows += (ts, session_id, kind, orjson.dumps(data).decode())
-        if len(rows) >= _ROWS_PER_INSERT * 4:
+        rows += (seq, ts, session_id, kind, body.decode(), prompt_id, prev, digest)
+        self._seq = seq
+        self._head = digest
+        if len(rows) >= _ROWS_PER_INSERT * _COLUMNS:
             self._flush_rows()
+        if seq - self._tx_cp_seq >= self.checkpoint_every:
+            self._flush_rows()
+            self._checkpoint()
 
     def _flush_rows(self) -> None:
         rows = self._rows
         if rows:
-            n = len(rows) // 4
+            n = len(rows) // _COLUMNS
             sql = _INSERT_SQL.get(n)
             if sql is None:
-                sql = _INSERT_SQL[n] = _INSERT_EVENTS + ", ".join(["(?, ?, ?, ?)"] * n)
+                sql = _INSERT_SQL[n] = _INSERT_EVENTS + ", ".join([_ROW_SQL] * n)
             self._conn.execute(sql, rows)
             rows.clear()
+            self._chained = True
+
+    # ---- the chain (writer thread) ----------------------------------------------------------------
+
+    def _load_chain(self) -> None:
+        """Find where the chain stands: the last checkpoint, and where counting starts."""
+        conn = self._conn
+        last = conn.execute("SELECT seq, events, ts FROM checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+        if last is not None:
+            self._cp_seq, self._cp_time = last[0], last[2]
+            self._base = last[0] - last[1]
+            self._chained = True
+            return
+        # no checkpoint yet: the chain starts at the first event with a hash (older ones predate it)
+        first = conn.execute("SELECT seq FROM events WHERE hash IS NOT NULL ORDER BY seq LIMIT 1").fetchone()
+        if first is not None:
+            self._base = first[0] - 1
+            self._chained = True
+
+    def _read_head(self) -> None:
+        """Read the chain's head under the write lock (a rolled-back batch leaves nothing to undo)."""
+        conn = self._conn
+        self._tx_cp_seq = self._cp_seq
+        self._tx_sealed.clear()
+        row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            self._seq, self._head = 0, GENESIS
+            if not self._chained:
+                self._base = 0
+            return
+        seq, digest = row
+        if digest is None:  # the newest rows predate the chain (written before it existed)
+            if not self._chained:
+                self._base = seq
+                digest = GENESIS
+            else:  # unchained rows after chained ones: link to the last chained row (verify flags them)
+                last = conn.execute(
+                    "SELECT hash FROM events WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                digest = last[0] if last is not None else GENESIS
+        self._seq, self._head = seq, digest
+
+    def _checkpoint_due_in(self) -> float | None:
+        """Seconds until unsealed events need a checkpoint (None: nothing to seal)."""
+        if self._seq <= self._cp_seq:
+            return None
+        return self._cp_time + self.checkpoint_interval - time.time()
+
+    def _checkpoint(self) -> None:
+        """Insert a signed checkpoint at the head (in the open transaction, rows flushed)."""
+        now_ms = time.time_ns() // 1_000_000
+        seq, events = self._seq, self._seq - self._base
+        record = sign_checkpoint(
+            self._key, seq=seq, digest=self._head, events=events, ts_ms=now_ms, previous=self._tx_cp_seq
+        )
+        self._conn.execute(
+            "INSERT INTO checkpoints (seq, ts, hash, events, record) VALUES (?, ?, ?, ?, ?)",
+            (seq, now_ms / 1000, self._head, events, record_json(record)),
+        )
+        self._tx_cp_seq = seq
+        self._tx_sealed.append((seq, now_ms / 1000))
+
+    def _committed_checkpoints(self) -> None:
+        """The open transaction committed: its checkpoints count."""
+        if self._tx_sealed:
+            self._cp_seq, self._cp_time = self._tx_sealed[-1]
+            self.checkpoints_total += len(self._tx_sealed)
+            self._tx_sealed.clear()
+
+    def _seal(self) -> None:
+        """A transaction of its own that writes a checkpoint if events are unsealed."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._read_head()
+                if self._seq > self._cp_seq and self._chained:
+                    self._checkpoint()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            _logger.exception("audit_checkpoint_failed", error=str(exc), path=str(self.path))
+            self._cp_time = time.time()  # retry after another interval, not in a busy loop
+            return
+        self._committed_checkpoints()
 
     def _open(self, ts: float, info: SessionInfo) -> None:
         groups = sorted(info.groups)

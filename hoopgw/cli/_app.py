@@ -10,10 +10,13 @@ from hoopgw import __version__
 from hoopgw.cli import (
     _access,
     _approvals,
+    _audit,
     _check,
     _keys,
     _login,
     _pending,
+    _prompts,
+    _replay,
     _run,
     _sessions,
     _signing_key,
@@ -27,11 +30,14 @@ _MODULES: tuple[Callable[..., None], ...] = (
     _check.register,
     _token.register,
     _sessions.register,
+    _replay.register,
+    _audit.register,
     _keys.register,
     _login.register,
     _signing_key.register,
     _approvals.register,
     _access.register,
+    _prompts.register,
     _pending.register,
 )
 

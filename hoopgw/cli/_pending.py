@@ -20,9 +20,6 @@ PENDING: dict[str, _Spec] = {
             "remove": ("remove a key", ["ID"], [_TOKEN_OPTION]),
         },
     ),
-    "replay": ("replay a recorded session", {}),
-    "audit": ("the tamper-evident audit chain", {"verify": ("verify the hash chain", [], [])}),
-    "prompts": ("AI prompt provenance", {"show": ("show a prompt and what it caused", ["ID"], ["--json"])}),
     "evidence": (
         "evidence packs for examiners",
         {
@@ -39,8 +36,6 @@ def register(subparsers: Subparsers) -> None:
     for name, (help_text, subs) in PENDING.items():
         parser = new_parser(subparsers, name, f"{help_text} (not supported yet)")
         parser.set_defaults(func=_not_yet, command_name=name)
-        if name == "replay":
-            parser.add_argument("id", metavar="ID", help="session id")
         if subs:
             sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
             add_pending_subcommands(sub, name, subs)

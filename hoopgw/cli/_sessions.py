@@ -1,11 +1,18 @@
-"""``hoopgw sessions list|show``: read recorded sessions offline from data_dir's audit store."""
+"""``hoopgw sessions list|show``: read recorded sessions offline from data_dir's audit store.
+
+``show`` names the prompt behind each statement (its ``hoop:prompt`` tag) and whether the tag can be
+trusted: ``known`` (the session's identity registered that prompt), ``FOREIGN`` (another identity did)
+or ``UNKNOWN`` (no prompt has that id) — see docs/PROMPTS.md.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from hoopgw.audit import DB_FILE, AuditStore
+from hoopgw.audit._prompts import PromptStore, identity_ref, prompt_known
 from hoopgw.cli._common import (
     CliError,
     Subparsers,
@@ -15,6 +22,7 @@ from hoopgw.cli._common import (
     load,
     positive_int,
     print_json,
+    printable,
 )
 
 
@@ -117,12 +125,39 @@ def run_show(args: argparse.Namespace) -> int:
         if session is None:
             raise CliError(f"no session {args.id!r}")
         events = store.session_events(session["id"])
+    _judge_tags(store.path.parent, session, events)
     if args.json:
         print_json([{**session, "events": events}])
         return 0
-    for line in _describe(session, events):
-        print(line)
+    print(printable("\n".join(_describe(session, events))))
     return 0
+
+
+def _judge_tags(data_dir: Path, session: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Add ``prompt_known`` to each event with a prompt tag (and to the session, for its own tag)."""
+    tagged = [e for e in events if e.get("prompt_id")]
+    own = session["params"].get("prompt_id")
+    if not tagged and not own:
+        return
+    prompts = PromptStore(data_dir)
+    try:
+        owners = prompts.owners([*(e["prompt_id"] for e in tagged), *([own] if own else [])])
+    finally:
+        prompts.close()
+    who = identity_ref(session["subject"], session["auth"])
+    for e in tagged:
+        e["prompt_known"] = prompt_known(owners.get(e["prompt_id"]), who)
+    if own:
+        session["prompt_known"] = prompt_known(owners.get(own), who)
+
+
+def known_text(known: object) -> str:
+    """How far a prompt tag can be trusted, for people."""
+    if known is True:
+        return "known (registered by this identity)"
+    if known == "foreign":
+        return "FOREIGN (registered by another identity)"
+    return "UNKNOWN (no prompt is registered with this id)"
 
 
 def _describe(s: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
@@ -140,13 +175,21 @@ def _describe(s: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
         out.append("params      " + "  ".join(f"{k}={v}" for k, v in s["params"].items()))
     if s.get("masked"):
         out.append("masked      " + "  ".join(f"{k}={v}" for k, v in sorted(s["masked"].items())))
+    if s["params"].get("prompt_id"):
+        out.append(
+            f"prompt      {s['params']['prompt_id']} (application_name): {known_text(s.get('prompt_known'))}"
+        )
     out.append("")
     for e in events:
-        out.extend(_event_lines(e))
+        lines = event_lines(e)
+        if lines and e.get("prompt_id"):
+            lines.append(f"    prompt: {e['prompt_id']}: {known_text(e.get('prompt_known'))}")
+        out.extend(lines)
     return out
 
 
-def _event_lines(e: dict[str, Any]) -> list[str]:
+def event_lines(e: dict[str, Any]) -> list[str]:
+    """An event as lines of text (none for session_open/session_close), the first one timed."""
     when = format_time(e["ts"])[11:] + f".{int(e['ts'] * 1000) % 1000:03d}"
     data = e["data"]
     if e["kind"] != "statement":

@@ -34,7 +34,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hoopgw import _core
-from hoopgw.audit._prompt import prompt_of
+from hoopgw.audit._prompt import statement_prompt
 from hoopgw.errors import HoopError
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ class HeldStatements:
             guard.connection,
             sql,
             shown,
-            prompt_of(sql, session.application_name),
+            self._prompt_of(sql),
             decision.rule,
             rules.approvers,
             rules.approvals_required,
@@ -233,7 +233,9 @@ class HeldStatements:
             self._opening = False
             where = {"session": session.session_id, "error": str(exc)}
             log.error("cannot open an approval request", extra=where)  # noqa: TRY400 - no traceback
-            session.gateway.writer.event(session.session_id, "approval_error", {"error": str(exc)})
+            session.gateway.writer.event(
+                session.session_id, "approval_error", {"error": str(exc)}, self._prompt_of(sql)
+            )
             self._answer(
                 _core.encode_error(
                     "ERROR",
@@ -264,6 +266,7 @@ class HeldStatements:
                 "more_params": [s for _, s in more],
                 "expires_at": record["expires_at"],
             },
+            record["prompt_id"],
         )
         log.info(
             "statement held for approval", extra={"session": session.session_id, "request": record["id"]}
@@ -272,6 +275,10 @@ class HeldStatements:
         if session.draining:
             session.drain()  # the gateway began shutting down meanwhile: tell the client now
         return record
+
+    def _prompt_of(self, sql: str) -> str | None:
+        """The statement's own prompt tag (leading comment), else the session's."""
+        return statement_prompt(sql) or self.session.prompt_id
 
     def _params(
         self, bind: list[tuple[int, bytes | None]]
@@ -322,6 +329,7 @@ class HeldStatements:
             session.session_id,
             "approval_closed",
             {"request_id": rid, "status": closed.status, "reason": closed.close_reason},
+            record["prompt_id"],
         )
         if closed.status == "approved":
             refused = guard.still_allows(reason.classes, sql)
@@ -407,7 +415,10 @@ class HeldStatements:
             log.info("approval request not voided", extra={"request": rid, "error": str(exc)})
             return False  # an approved statement may be running by now: the server gets the cancel
         self.session.gateway.writer.event(
-            self.session.session_id, "approval_void", {"request_id": rid, "reason": "cancelled by the client"}
+            self.session.session_id,
+            "approval_void",
+            {"request_id": rid, "reason": "cancelled by the client"},
+            self.session.prompt_id,
         )
         return True
 
@@ -429,4 +440,6 @@ class HeldStatements:
         except HoopError as exc:  # already closed (decided at the same moment), or the store failed
             log.info("approval request not voided", extra={"request": rid, "error": str(exc)})
             return
-        session.gateway.writer.event(session.session_id, "approval_void", {"request_id": rid, "reason": why})
+        session.gateway.writer.event(
+            session.session_id, "approval_void", {"request_id": rid, "reason": why}, session.prompt_id
+        )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hoopgw import _core
+from hoopgw.audit._prompt import statement_prompt
 from hoopgw.policy import ALL, classes_of, mask_of
 from hoopgw.policy._engine import Decision, policies_for, refusal
 from hoopgw.policy._settings import SAFE_PG_ENCODINGS
@@ -414,6 +415,7 @@ class StatementGuard:
                 "reasons": reasons,
                 "sql": self._masked(text),
             },
+            (statement_prompt(sql) if sql is not None else None) or session.prompt_id,
         )
         log.info(
             "statement refused",

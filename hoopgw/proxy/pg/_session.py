@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from hoopgw import _core
 from hoopgw.audit import SessionInfo
+from hoopgw.audit._prompt import session_prompt, statement_prompt
 from hoopgw.errors import AuthError, PgProtocolError, UpstreamError
 from hoopgw.proxy._conn import Conn, ConnectionClosed
 from hoopgw.proxy.pg._catalog import CatalogError
@@ -71,6 +72,9 @@ class PgClientSession:
         self.holds = HeldStatements(self)
         #: the client's application_name at startup (may carry a prompt tag: hoop:prompt=<id>)
         self.application_name: str | None = None
+        #: the prompt tag of application_name: every event of the session carries it, unless a
+        #: statement names its own in a leading comment (recorded as given: docs/PROMPTS.md)
+        self.prompt_id: str | None = None
         peer = conn.transport.get_extra_info("peername") if conn.transport else None
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -89,7 +93,9 @@ class PgClientSession:
                 return
             except PgProtocolError as exc:
                 self._refuse("08P01", f"invalid startup: {exc}")
-                gw.writer.event(self.session_id, "protocol_error", {"phase": "startup", "error": str(exc)})
+                gw.writer.event(
+                    self.session_id, "protocol_error", {"phase": "startup", "error": str(exc)}, self.prompt_id
+                )
                 return
             except ConnectionClosed:
                 return
@@ -173,6 +179,7 @@ class PgClientSession:
         principal = await self._authenticate(request, leftover)
         self.principal = principal
         self.application_name = request.get("application_name")
+        self.prompt_id = session_prompt(self.application_name)
         conn_cfg = self.listener.cfg
         guard = StatementGuard(self, principal)
         refused = guard.access_refusal()
@@ -199,6 +206,7 @@ class PgClientSession:
                     "user": request.user,
                     "database": request.database or conn_cfg.upstream.database,
                     "application_name": request.get("application_name") or "",
+                    **({"prompt_id": self.prompt_id} if self.prompt_id is not None else {}),
                 },
             )
         )
@@ -374,8 +382,15 @@ class PgClientSession:
             writer = self.listener.gateway.writer
             sid = self.session_id
             assert sid is not None
+            tag = self.prompt_id
             for statement in done:
-                writer.statement(sid, statement)
+                # a statement's own tag is a leading comment: the parser runs only for text whose
+                # first character is "/" or white space (a one-character test for every other one)
+                first = statement.sql[:1]
+                if first == "/" or first.isspace():
+                    writer.statement(sid, statement, statement_prompt(statement.sql) or tag)
+                else:
+                    writer.statement(sid, statement, tag)
         if self._draining:
             self._maybe_drain()
 
@@ -411,7 +426,9 @@ class PgClientSession:
         except (CatalogError, ValueError) as exc:
             # fail closed: rows the gateway cannot mask are never sent
             self._catalog_task = None
-            self.listener.gateway.writer.event(self.session_id, "masking_error", {"error": str(exc)})
+            self.listener.gateway.writer.event(
+                self.session_id, "masking_error", {"error": str(exc)}, self.prompt_id
+            )
             log.warning(
                 "masking look-up failed", extra={"connection": self.listener.cfg.name, "error": str(exc)}
             )
@@ -430,7 +447,7 @@ class PgClientSession:
     def _guard_tripped(self, change: str) -> None:
         """The server changed a setting the policy checks rely on: end the session now."""
         gw = self.listener.gateway
-        gw.writer.event(self.session_id, "guard_tripped", {"parameter": change})
+        gw.writer.event(self.session_id, "guard_tripped", {"parameter": change}, self.prompt_id)
         log.warning(
             "session ended: guarded setting changed", extra={"session": self.session_id, "change": change}
         )
@@ -445,7 +462,7 @@ class PgClientSession:
 
     def _protocol_error(self, side: str, exc: PgProtocolError) -> None:
         gw = self.listener.gateway
-        gw.writer.event(self.session_id, "protocol_error", {"side": side, "error": str(exc)})
+        gw.writer.event(self.session_id, "protocol_error", {"side": side, "error": str(exc)}, self.prompt_id)
         if side == "client":
             self._cancel_orphaned_work()
             self._refuse("08P01", f"invalid message from client: {exc}")

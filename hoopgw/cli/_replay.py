@@ -1,0 +1,309 @@
+"""``hoopgw replay SESSION``: a recorded PostgreSQL session as a timed transcript (offline, from data_dir)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from hoopgw.audit import DB_FILE, AuditStore
+from hoopgw.audit._replay import MAX_PAUSE, REPLAYABLE_TYPES, Entry, play, transcript
+from hoopgw.cli._common import CliError, Subparsers, format_seconds, format_time, load, new_parser, printable
+
+_INDENT = " " * 11  # under the text that follows the "+M:SS.mmm" offset column
+#: The fields of a statement record the renderer shows in its own way; any other is listed as is.
+_STATEMENT_KEYS = frozenset(
+    {"kind", "sql", "statement_name", "portal", "params", "tags", "rows", "status", "error", "duration_ms",
+     "prompt_id"}
+)  # fmt: skip
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add ``replay``."""
+    parser = new_parser(
+        subparsers,
+        "replay",
+        "replay a recorded session as a timed transcript",
+        epilog=f"Events are shown at their recorded times, scaled by --speed; no single pause is longer "
+        f"than {MAX_PAUSE:g} s. Only PostgreSQL sessions can be replayed so far.",
+    )
+    parser.add_argument("id", metavar="SESSION", help="session id (a unique prefix is enough)")
+    parser.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="X",
+        help="playback speed: 2 is twice as fast, 0.5 half; 0 prints everything at once (default 1)",
+    )
+    parser.add_argument("--no-wait", action="store_true", help="print everything at once (like --speed 0)")
+    parser.add_argument("--json", action="store_true", help="print the transcript as one JSON array, at once")
+    parser.set_defaults(func=run_replay)
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def run_replay(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Print the transcript of one session, timed unless ``--no-wait``, ``--speed 0`` or ``--json``."""
+    session, events = _load(args)
+    if session["type"] not in REPLAYABLE_TYPES:
+        raise CliError(f"replay of {session['type']} sessions is not supported yet", code=2)
+    entries = transcript(session, events)
+    out = sys.stdout
+    if args.json:
+        out.write(json_text([e.as_json() for e in entries]) + "\n")
+        return 0
+    paint = Painter(enabled=out.isatty() and "NO_COLOR" not in os.environ)
+
+    def show(entry: Entry) -> None:
+        out.write("".join(line + "\n" for line in render(entry, paint)))
+        out.flush()
+
+    play(entries, show, speed=0.0 if args.no_wait else args.speed, sleep=sleep)
+    if entries[-1].kind != "session_close":
+        out.write(paint.dim("(the session is still open: this is what was recorded so far)") + "\n")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The session named by ``args.id`` (an id or a unique prefix) and its events."""
+    config = load(args)
+    if not (config.gateway.data_dir / DB_FILE).exists():
+        raise CliError(f"no session {args.id!r} (nothing recorded yet)")
+    with AuditStore.open(config.gateway.data_dir, create=False) as store:
+        session = store.get_session(args.id)
+        if session is None:
+            matches = store.match_session_ids(args.id)
+            if len(matches) > 1:
+                raise CliError(f"session id prefix {args.id!r} is ambiguous")
+            session = store.get_session(matches[0]) if matches else None
+        if session is None:
+            raise CliError(f"no session {args.id!r}")
+        return session, store.session_events(session["id"])
+
+
+# -- rendering --------------------------------------------------------------------------------------
+class Painter:
+    """ANSI colours (or none) for the labels the CLI writes and for values already escaped."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def _sgr(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+    def bold(self, text: str) -> str:
+        return self._sgr("1", text)
+
+    def dim(self, text: str) -> str:
+        return self._sgr("2", text)
+
+    def ok(self, text: str) -> str:
+        return self._sgr("32", text)
+
+    def bad(self, text: str) -> str:
+        return self._sgr("1;31", text)
+
+    def warn(self, text: str) -> str:
+        return self._sgr("33", text)
+
+
+def format_offset(ms: float) -> str:
+    """``+0:01.234`` (minutes:seconds.milliseconds), ``+1:02:03.004`` from an hour on."""
+    total = round(ms)
+    seconds, millis = divmod(total, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"+{hours}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+    return f"+{minutes}:{seconds:02d}.{millis:03d}"
+
+
+def _p(value: object) -> str:
+    """One line of recorded (untrusted) text, safe for the terminal."""
+    return printable("-" if value is None or value == "" else value, newlines=False)
+
+
+def _block(text: object) -> list[str]:
+    """Multi-line recorded text (SQL), escaped and indented under the entry."""
+    return [_INDENT + line for line in printable(text).split("\n")]
+
+
+def _params(params: list[str | None]) -> str:
+    return ", ".join(f"${i}={'NULL' if p is None else _p(repr(p))}" for i, p in enumerate(params, 1))
+
+
+def _header(f: dict[str, Any], paint: Painter) -> list[str]:
+    status = f["status"] or "-"
+    if f.get("close_reason"):
+        status += f" ({f['close_reason']})"
+    params = f.get("params") or {}
+    lines = [
+        f"{paint.bold('replay')}    {_p(f['id'])}  {_p(f['type'])} session on {_p(f['connection'])}"
+        f"  {_p(status)}",
+        f"{paint.bold('who')}       {_p(f['subject'])}  groups {_p(', '.join(f.get('groups') or []))}"
+        f"  auth {_p(f.get('auth'))}",
+        f"{paint.bold('from')}      {_p(f.get('client_addr'))}  user {_p(params.get('user'))}"
+        f"  database {_p(params.get('database'))}  application {_p(params.get('application_name'))}",
+    ]
+    when = f"{format_time(f['started_at'])} UTC"
+    if f.get("ended_at") is not None:
+        seconds = float(f["ended_at"]) - float(f["started_at"])
+        when += f"  ended {format_time(f['ended_at'])}  duration {format_seconds(seconds)}"
+    lines.append(f"{paint.bold('when')}      {when}")
+    if f.get("prompt_id"):
+        lines.append(f"{paint.bold('prompt')}    {_p(f['prompt_id'])}")
+    lines.append("")
+    return lines
+
+
+def _statement(f: dict[str, Any], paint: Painter) -> list[str]:
+    status = str(f.get("status") or "-")
+    duration = f"{float(f.get('duration_ms') or 0):.3f} ms"
+    error = f.get("error")
+    if error:
+        label = paint.bad(f"{'error':<6}")
+        summary = f"{_p(error.get('sqlstate'))} {_p(error.get('message'))}"
+    else:
+        label = (paint.ok if status == "ok" else paint.warn)(f"{_p(status):<6}")
+        rows = int(f.get("rows") or 0)
+        tags = ", ".join(_p(t) for t in f.get("tags") or [] if t)
+        summary = f"{tags} ({rows} row{'s' * (rows != 1)})".strip()
+        if status == "skipped":
+            summary = "not run: an earlier message of the batch failed"
+    lines = [f"{label} {summary}  {paint.dim(duration)}"]
+    lines.extend(_block(f.get("sql", "")))
+    if f.get("params"):
+        lines.append(f"{_INDENT}params: {_params(f['params'])}")
+    if f.get("prompt_id"):
+        lines.append(f"{_INDENT}prompt: {_p(f['prompt_id'])}")
+    # whatever else a statement record carries (fields added later) is shown, not dropped
+    lines.extend(f"{_INDENT}{_p(k)}: {_p(v)}" for k, v in f.items() if k not in _STATEMENT_KEYS and v)
+    return lines
+
+
+def _refused(label: str) -> Callable[[dict[str, Any], Painter], list[str]]:
+    def render_refusal(f: dict[str, Any], paint: Painter) -> list[str]:
+        rule = f'policy "{_p(f["rule"])}"' if f.get("rule") else "no policy allows it"
+        classes = ", ".join(_p(c) for c in f.get("classes") or []) or "-"
+        lines = [f"{paint.bad(label)} {rule}  classes {classes}"]
+        lines.extend(f"{_INDENT}reason: {_p(r)}" for r in f.get("reasons") or [])
+        lines.extend(_block(f.get("sql", "")))
+        return lines
+
+    return render_refusal
+
+
+def _approval_requested(f: dict[str, Any], paint: Painter) -> list[str]:
+    classes = ", ".join(_p(c) for c in f.get("classes") or []) or "-"
+    lines = [
+        f"{paint.warn('approval requested')}  request {_p(f.get('request_id'))}"
+        f'  policy "{_p(f.get("rule"))}"  classes {classes}  expires {_expires(f.get("expires_at"))}'
+    ]
+    lines.extend(_block(f.get("sql", "")))
+    if f.get("params"):
+        lines.append(f"{_INDENT}params: {_params(f['params'])}")
+    if f.get("prompt_id"):
+        lines.append(f"{_INDENT}prompt: {_p(f['prompt_id'])}")
+    return lines
+
+
+def _expires(value: object) -> str:
+    """An approval record's ``expires_at`` (integer milliseconds since the epoch) in UTC."""
+    if type(value) is int:
+        return f"{format_time(value / 1000)} UTC"
+    return _p(value)
+
+
+def _approval_closed(f: dict[str, Any], paint: Painter) -> list[str]:
+    status = _p(f.get("status"))
+    painted = paint.ok(status) if f.get("status") == "approved" else paint.bad(status)
+    reason = f"  reason {_p(f['reason'])}" if f.get("reason") else ""
+    return [f"{paint.warn('approval closed')}  request {_p(f.get('request_id'))}  {painted}{reason}"]
+
+
+def _approval_void(f: dict[str, Any], paint: Painter) -> list[str]:
+    return [f"{paint.warn('approval void')}  request {_p(f.get('request_id'))}  reason {_p(f.get('reason'))}"]
+
+
+def _close(f: dict[str, Any], paint: Painter) -> list[str]:
+    masked = f.get("masked") or {}
+    counts = "  ".join(f"{_p(k)}={_p(v)}" for k, v in sorted(masked.items())) or "nothing"
+    lines = [
+        f"{paint.bold('session closed')}  {_p(f.get('reason'))}",
+        "",
+        f"{paint.bold('masked')}    {counts}",
+    ]
+    if f.get("statements") is not None:
+        errors = int(f.get("errors") or 0)
+        lines.append(
+            f"{paint.bold('totals')}    {f['statements']} statement{'s' * (f['statements'] != 1)}"
+            f"  {errors} error{'s' * (errors != 1)}"
+        )
+    return lines
+
+
+def _other(kind: str) -> Callable[[dict[str, Any], Painter], list[str]]:
+    def render_other(f: dict[str, Any], paint: Painter) -> list[str]:
+        detail = "  ".join(f"{_p(k)}={_p(v)}" for k, v in f.items() if k != "sql")
+        lines = [f"{paint.warn(_p(kind))}  {detail}".rstrip()]
+        if f.get("sql"):
+            lines.extend(_block(f["sql"]))
+        return lines
+
+    return render_other
+
+
+_Renderer = Callable[[dict[str, Any], Painter], list[str]]
+_RENDERERS: dict[str, _Renderer] = {
+    "statement": _statement,
+    "policy_denied": _refused("denied"),
+    "approval_required": _refused("needs approval"),
+    "approval_requested": _approval_requested,
+    "approval_closed": _approval_closed,
+    "approval_void": _approval_void,
+    "session_close": _close,
+}
+
+
+def render(entry: Entry, paint: Painter) -> list[str]:
+    """The terminal lines of one transcript entry (every recorded text escaped with ``printable``)."""
+    if entry.kind == "session_open":
+        return _header(entry.fields, paint)
+    lines = _RENDERERS.get(entry.kind, _other(entry.kind))(entry.fields, paint)
+    return [f"{paint.dim(f'{format_offset(entry.offset_ms):<10}')} {lines[0]}", *lines[1:]]
+
+
+def json_text(value: Any) -> str:
+    """``value`` as indented JSON whose non-ASCII control and format characters are ``\\u`` escapes.
+
+    JSON already escapes C0 controls; C1 controls (e.g. U+009B, a one-byte CSI), bidi overrides and line
+    separators would otherwise reach the terminal raw. The escapes decode to the same strings.
+    """
+    text = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if code >= 0x80 and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            if code >= 0x10000:
+                code -= 0x10000
+                out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
