@@ -30,6 +30,7 @@ TOTAL = STATEMENTS + 2  # session_open, the statements, session_close
 
 def write_store(data_dir: Path, statements: int = STATEMENTS, **kw: object) -> None:
     """One session of ``statements`` statements through the real writer (checkpoints every 10 events)."""
+    # kw: the writer's checkpoint options a test varies (checkpoint_every, checkpoint_interval, ...)
     writer = AuditWriter(data_dir, flush_interval=0.01, checkpoint_every=EVERY, **kw)  # type: ignore[arg-type]
     sid = writer.new_session_id()
     writer.session_open(info(sid))
@@ -42,6 +43,7 @@ def write_store(data_dir: Path, statements: int = STATEMENTS, **kw: object) -> N
 def verify(data_dir: Path, **kw: int | float) -> Report:
     conn = open_readonly(data_dir / DB_FILE)
     try:
+        # kw: verify_chain's keyword options a test passes (since_seq, since_ts)
         return verify_chain(conn, load_signing_key(data_dir, create=False).public_key(), **kw)  # type: ignore[arg-type]
     finally:
         conn.close()

@@ -77,6 +77,7 @@ class _Protocol(H11Protocol):
 
     _head_deadline: asyncio.TimerHandle | None = None
 
+    # uvicorn's H11Protocol narrows the parameter to asyncio.Transport (its own override does too)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._watch_head()
