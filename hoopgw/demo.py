@@ -714,6 +714,9 @@ class DemoStack:
             "See what was recorded:",
             f"  {hoopgw} sessions list {cfg}",
             f"  {hoopgw} sessions show SESSION_ID {cfg}",
+            f"  {hoopgw} replay SESSION_ID {cfg}          (a timed transcript; --no-wait prints at once)",
+            "Every audit event is hash-chained and sealed by signed checkpoints; check the whole trail:",
+            f"  {hoopgw} audit verify {cfg}",
             "",
             "Press Ctrl-C to stop everything.",
         ]

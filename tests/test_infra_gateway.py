@@ -159,6 +159,10 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
         verify = verify.removeprefix("offline:").strip()
         res = subprocess.run(shlex.split(verify), capture_output=True, text=True, timeout=60, env=clean_env())
         assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
+        # the audit trail verifies, as the printed command says
+        audit = next(line.strip() for line in text.splitlines() if "audit verify" in line)
+        res = subprocess.run(shlex.split(audit), capture_output=True, text=True, timeout=60, env=clean_env())
+        assert res.returncode == 0, res.stdout + res.stderr
         cfg = tomllib.loads((tmp_path / "hoopgw.toml").read_text())
         upstream_port = int(re.search(r":(\d+)/", cfg["connections"][0]["upstream"]).group(1))  # type: ignore[union-attr]
         assert "password" not in cfg["connections"][0]["upstream"]
