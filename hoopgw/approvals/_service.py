@@ -239,14 +239,7 @@ class ApprovalService:
                 "covers": dict(covers) if covers is not None else {"kind": "statement"},
             },
         )
-        stored = self.store.add_request(
-            record,
-            requester_owner=self._key_owner(requester),
-            one_of_each_group=one_of_each_group,
-            max_pending=max_pending,
-        )
-        self._announce("opened", stored)
-        return record
+        return self._add(record, requester, one_of_each_group, max_pending)
 
     def open_grant(
         self,
@@ -301,6 +294,16 @@ class ApprovalService:
                 "expires_at": created + max(1, round(timeout_s * 1000)),
             },
         )
+        return self._add(record, requester, one_of_each_group, max_pending)
+
+    def _add(
+        self,
+        record: dict[str, Any],
+        requester: Principal,
+        one_of_each_group: bool,
+        max_pending: int | None,
+    ) -> dict[str, Any]:
+        """Store a new signed request or grant record and announce it; returns the record."""
         stored = self.store.add_request(
             record,
             requester_owner=self._key_owner(requester),

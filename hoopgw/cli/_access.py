@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import urllib.parse
 from typing import Any
 
 from hoopgw.cli._common import (
-    CliError,
     Subparsers,
+    add_api_options,
     add_config_option,
     duration,
     format_time,
     load,
     print_json,
     printable,
+    token_of,
 )
 from hoopgw.cli._keys import api_request
 from hoopgw.config import Config
 
-_TOKEN_ENV = "HOOPGW_TOKEN"  # noqa: S105 - the name of an environment variable
 #: seconds of one long poll of ``/api/approvals/{id}/wait`` (below the client's 15 s read timeout)
 WAIT_POLL_S = 10
 #: how long past a request's expiry ``--wait`` still polls (the gateway closes it within a second)
 _EXPIRY_GRACE_S = 5.0
+
+#: where a caller gets the token these commands need
+_WHERE_TOKENS = "e.g. from `hoopgw login`"
 
 
 def register(subparsers: Subparsers) -> None:
@@ -62,7 +64,7 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="wait for the decision: exit 0 once approved, 1 when denied or expired",
     )
-    _common_options(
+    add_api_options(
         request, json_help="print the request (a JSON array of one object; with --wait, as decided)"
     )
     request.set_defaults(func=run_request)
@@ -70,27 +72,14 @@ def register(subparsers: Subparsers) -> None:
     lst = sub.add_parser(
         "list", help="list your running grants", description="List your running access grants."
     )
-    _common_options(lst, json_help="print one JSON array: per grant its id, connection, rule and until (ms)")
+    add_api_options(lst, json_help="print one JSON array: per grant its id, connection, rule and until (ms)")
     lst.set_defaults(func=run_list)
-
-
-def _common_options(parser: argparse.ArgumentParser, json_help: str) -> None:
-    add_config_option(parser)
-    parser.add_argument("--token", "-t", default=None, help=f"your token or API key (default: ${_TOKEN_ENV})")
-    parser.add_argument("--json", action="store_true", help=json_help)
 
 
 def _duration_text(text: str) -> str:
     """argparse ``type=``: a valid duration, kept as written (the gateway's messages quote it)."""
     duration(text)
     return text.strip()
-
-
-def _token(args: argparse.Namespace) -> str:
-    token: str | None = args.token if args.token is not None else os.environ.get(_TOKEN_ENV)
-    if not token or not token.strip():
-        raise CliError(f"no token: pass --token or set {_TOKEN_ENV} (e.g. from `hoopgw login`)")
-    return token.strip()
 
 
 def _ms(value: int | None) -> str:
@@ -106,7 +95,7 @@ def _granted_until(request: dict[str, Any]) -> int | None:
 def run_request(args: argparse.Namespace) -> int:
     """Ask for a grant; print its id and how it is approved; with --wait, wait for the decision."""
     config = load(args)
-    token = _token(args)
+    token = token_of(args, _WHERE_TOKENS)
     body: dict[str, Any] = {"connection": args.connection, "for": args.duration, "reason": args.reason}
     if args.policy is not None:
         body["policy"] = args.policy
@@ -166,7 +155,9 @@ def _wait(config: Config, token: str, request: dict[str, Any], *, quiet: bool) -
 def run_list(args: argparse.Namespace) -> int:
     """Print the caller's running grants as a table or one JSON array."""
     config = load(args)
-    grants: list[dict[str, Any]] = api_request(config, _token(args), "GET", "/api/access-grants")
+    grants: list[dict[str, Any]] = api_request(
+        config, token_of(args, _WHERE_TOKENS), "GET", "/api/access-grants"
+    )
     if args.json:
         print_json(grants)
         return 0

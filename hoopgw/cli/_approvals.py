@@ -34,8 +34,10 @@ from hoopgw.approvals import (
     verify_record,
 )
 from hoopgw.cli._common import (
+    TOKEN_ENV,
     CliError,
     Subparsers,
+    add_api_options,
     add_config_option,
     duration,
     format_seconds,
@@ -45,12 +47,12 @@ from hoopgw.cli._common import (
     positive_int,
     print_json,
     printable,
+    token_of,
 )
 from hoopgw.cli._keys import api_base, api_request
 from hoopgw.config import Config
 from hoopgw.errors import StoreError
 
-_TOKEN_ENV = "HOOPGW_TOKEN"  # noqa: S105 - the name of an environment variable
 _REQUEST_TYPES = (REQUEST, GRANT)
 #: seconds of one long poll of ``/api/approvals/{id}/wait`` (below the API client's 15 s read timeout)
 WAIT_POLL_S = 10.0
@@ -58,6 +60,9 @@ DEFAULT_WAIT_S = 300.0
 #: ``approvals wait`` exits with this when the request is still pending at the timeout
 EXIT_PENDING = 3
 _STATEMENT_WIDTH = 60
+
+#: where a caller gets the token these commands need
+_WHERE_TOKENS = "e.g. from `hoopgw login` or `hoopgw token issue`"
 
 
 def register(subparsers: Subparsers) -> None:
@@ -71,12 +76,6 @@ def register(subparsers: Subparsers) -> None:
     _add_verify(sub)
 
 
-def _api_options(parser: argparse.ArgumentParser, json_help: str) -> None:
-    add_config_option(parser)
-    parser.add_argument("--token", "-t", default=None, help=f"your token or API key (default: ${_TOKEN_ENV})")
-    parser.add_argument("--json", action="store_true", help=json_help)
-
-
 def _add_list(sub: Subparsers) -> None:
     lst = sub.add_parser(
         "list",
@@ -88,7 +87,7 @@ def _add_list(sub: Subparsers) -> None:
     )
     lst.add_argument("--status", "-s", choices=STATUSES, default=None, help="only requests with this status")
     lst.add_argument("--limit", "-n", type=positive_int, default=None, help="at most this many (default 100)")
-    _api_options(lst, json_help="print one JSON array of objects, each with an id and a status")
+    add_api_options(lst, json_help="print one JSON array of objects, each with an id and a status")
     lst.set_defaults(func=run_list)
 
 
@@ -99,7 +98,9 @@ def _add_show(sub: Subparsers) -> None:
         description="Show one approval request: the statement, who asked, who decides, the decisions so far.",
     )
     show.add_argument("id", metavar="ID", help="the request id")
-    _api_options(show, json_help="print the request (a JSON array of one object, with decisions and records)")
+    add_api_options(
+        show, json_help="print the request (a JSON array of one object, with decisions and records)"
+    )
     show.set_defaults(func=run_show)
 
 
@@ -114,7 +115,7 @@ def _add_decide(sub: Subparsers) -> None:
     )
     approve.add_argument("id", metavar="ID", help="the request id")
     approve.add_argument("--reason", "-r", default=None, help="why (optional; kept in the signed decision)")
-    _api_options(approve, json_help="print the result (a JSON array of one object: id, status, decision)")
+    add_api_options(approve, json_help="print the result (a JSON array of one object: id, status, decision)")
     approve.set_defaults(func=run_decide, decision="approve")
 
     deny = sub.add_parser(
@@ -127,7 +128,7 @@ def _add_decide(sub: Subparsers) -> None:
     )
     deny.add_argument("id", metavar="ID", help="the request id")
     deny.add_argument("--reason", "-r", required=True, help="why (required; kept in the signed decision)")
-    _api_options(deny, json_help="print the result (a JSON array of one object: id, status, decision)")
+    add_api_options(deny, json_help="print the result (a JSON array of one object: id, status, decision)")
     deny.set_defaults(func=run_decide, decision="deny")
 
 
@@ -147,7 +148,7 @@ def _add_wait(sub: Subparsers) -> None:
         default=DEFAULT_WAIT_S,
         help="how long to wait, like 90s or 10m (default 5m)",
     )
-    _api_options(wait, json_help="print the request as it is at the end (a JSON array of one object)")
+    add_api_options(wait, json_help="print the request as it is at the end (a JSON array of one object)")
     wait.set_defaults(func=run_wait)
 
 
@@ -178,7 +179,7 @@ def _add_verify(sub: Subparsers) -> None:
         "--token",
         "-t",
         default=None,
-        help=f"your token, to fetch a request's records from the API (default: ${_TOKEN_ENV})",
+        help=f"your token, to fetch a request's records from the API (default: ${TOKEN_ENV})",
     )
     verify.add_argument(
         "--json", action="store_true", help="print one JSON array: per record its id, type and status"
@@ -187,15 +188,6 @@ def _add_verify(sub: Subparsers) -> None:
 
 
 # --- talking to the API -----------------------------------------------------------------------------------
-
-
-def _token(args: argparse.Namespace) -> str:
-    token: str | None = args.token if args.token is not None else os.environ.get(_TOKEN_ENV)
-    if not token or not token.strip():
-        raise CliError(
-            f"no token: pass --token or set {_TOKEN_ENV} (e.g. from `hoopgw login` or `hoopgw token issue`)"
-        )
-    return token.strip()
 
 
 def _path(request_id: str, *rest: str) -> str:
@@ -248,7 +240,7 @@ def run_list(args: argparse.Namespace) -> int:
     config = load(args)
     query = {k: v for k, v in (("status", args.status), ("limit", args.limit)) if v is not None}
     path = "/api/approvals" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    found: list[dict[str, Any]] = api_request(config, _token(args), "GET", path)
+    found: list[dict[str, Any]] = api_request(config, token_of(args, _WHERE_TOKENS), "GET", path)
     if args.json:
         print_json(found)
         return 0
@@ -322,7 +314,7 @@ def _print_request(a: dict[str, Any]) -> None:
 def run_show(args: argparse.Namespace) -> int:
     """Print one request as a block, or a JSON array of one object."""
     config = load(args)
-    found: dict[str, Any] = api_request(config, _token(args), "GET", _path(args.id))
+    found: dict[str, Any] = api_request(config, token_of(args, _WHERE_TOKENS), "GET", _path(args.id))
     if args.json:
         print_json([found])
         return 0
@@ -333,7 +325,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_decide(args: argparse.Namespace) -> int:
     """Approve or deny one request; print what it did and the request's status now."""
     config = load(args)
-    token = _token(args)
+    token = token_of(args, _WHERE_TOKENS)
     body = {"reason": args.reason} if args.reason is not None else {}
     result: dict[str, Any] = api_request(config, token, "POST", _path(args.id, args.decision), body)
     if args.json:
@@ -353,7 +345,7 @@ def run_decide(args: argparse.Namespace) -> int:
 def run_wait(args: argparse.Namespace) -> int:
     """Long-poll until the request closes or ``--timeout`` passes; exit by how it ended."""
     config = load(args)
-    token = _token(args)
+    token = token_of(args, _WHERE_TOKENS)
     deadline = time.monotonic() + args.timeout
     current: dict[str, Any] = api_request(config, token, "GET", _path(args.id))
     while current["status"] == "pending" and (left := deadline - time.monotonic()) > 0:
@@ -480,9 +472,9 @@ def _records_of(args: argparse.Namespace, config: Config, request_id: str) -> tu
         pass
     finally:
         store.close()
-    token = args.token if args.token is not None else os.environ.get(_TOKEN_ENV)
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
     if not token or not token.strip():
-        raise CliError(f"{why}; to ask the gateway API instead, pass --token or set {_TOKEN_ENV}")
+        raise CliError(f"{why}; to ask the gateway API instead, pass --token or set {TOKEN_ENV}")
     records = api_request(config, token.strip(), "GET", _path(request_id, "records"))
     if not isinstance(records, list):
         raise CliError(f"the gateway API at {api_base(config)} did not answer with a list of records")

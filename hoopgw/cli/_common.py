@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import unicodedata
@@ -132,3 +133,24 @@ def format_seconds(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+#: the environment variable commands that act for a person read their token from
+TOKEN_ENV = "HOOPGW_TOKEN"  # noqa: S105 - the name of an environment variable
+
+
+def add_api_options(
+    parser: argparse.ArgumentParser, json_help: str, who: str = "your token or API key"
+) -> None:
+    """``-c``, ``--token`` and ``--json`` of a command that talks to the running gateway's API."""
+    add_config_option(parser)
+    parser.add_argument("--token", "-t", default=None, help=f"{who} (default: ${TOKEN_ENV})")
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def token_of(args: argparse.Namespace, where: str) -> str:
+    """The caller's token from ``--token`` or ``$HOOPGW_TOKEN``; CliError naming ``where`` to get one."""
+    token: str | None = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    if not token or not token.strip():
+        raise CliError(f"no token: pass --token or set {TOKEN_ENV} ({where})")
+    return token.strip()

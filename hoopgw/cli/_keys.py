@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import urllib.error
 import urllib.parse
@@ -13,19 +12,24 @@ from typing import Any
 import orjson
 
 from hoopgw.cli._common import (
+    TOKEN_ENV,
     CliError,
     Subparsers,
+    add_api_options,
     add_config_option,
     duration,
     format_time,
     load,
     print_json,
+    token_of,
 )
 from hoopgw.config import Config
 
 TIMEOUT = 15.0
 MAX_RESPONSE = 4 * 1024 * 1024
-_TOKEN_ENV = "HOOPGW_TOKEN"  # noqa: S105 - the name of an environment variable
+
+#: where a caller gets the token these commands need
+_WHERE_TOKENS = "an admin's token, e.g. from `hoopgw token issue`"
 
 
 def register(subparsers: Subparsers) -> None:
@@ -50,13 +54,17 @@ def register(subparsers: Subparsers) -> None:
     create.add_argument(
         "--expires", type=duration, default=None, help="lifetime like 30d, 12h (default 90d, at most 366d)"
     )
-    _common_options(create, json_help="print the new key and its details (a JSON array of one object)")
+    add_api_options(
+        create, who="your token", json_help="print the new key and its details (a JSON array of one object)"
+    )
     create.set_defaults(func=run_create)
 
     lst = sub.add_parser(
         "list", help="list keys (never their secrets)", description="List API keys, newest first."
     )
-    _common_options(lst, json_help="print one JSON array of objects, each with an id and a status")
+    add_api_options(
+        lst, who="your token", json_help="print one JSON array of objects, each with an id and a status"
+    )
     lst.set_defaults(func=run_list)
 
     revoke = sub.add_parser(
@@ -65,14 +73,8 @@ def register(subparsers: Subparsers) -> None:
         description="Revoke an API key: new connections are refused and its open sessions are ended.",
     )
     revoke.add_argument("name", metavar="NAME", help="the key's name (or id)")
-    _common_options(revoke, json_help="print the revoked key (a JSON array of one object)")
+    add_api_options(revoke, who="your token", json_help="print the revoked key (a JSON array of one object)")
     revoke.set_defaults(func=run_revoke)
-
-
-def _common_options(parser: argparse.ArgumentParser, json_help: str) -> None:
-    add_config_option(parser)
-    parser.add_argument("--token", "-t", default=None, help=f"your token (default: ${_TOKEN_ENV})")
-    parser.add_argument("--json", action="store_true", help=json_help)
 
 
 def api_base(config: Config) -> str:
@@ -82,15 +84,6 @@ def api_base(config: Config) -> str:
         raise CliError(f"{config.path}: gateway.api_listen is not set, so there is no control API to talk to")
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen.host, listen.host)  # noqa: S104
     return f"http://[{host}]:{listen.port}" if ":" in host else f"http://{host}:{listen.port}"
-
-
-def _token(args: argparse.Namespace) -> str:
-    token: str | None = args.token if args.token is not None else os.environ.get(_TOKEN_ENV)
-    if not token or not token.strip():
-        raise CliError(
-            f"no token: pass --token or set {_TOKEN_ENV} (an admin's token, e.g. from `hoopgw token issue`)"
-        )
-    return token.strip()
 
 
 def api_request(config: Config, token: str, method: str, path: str, body: Any = None) -> Any:
@@ -134,7 +127,7 @@ def _http_error(exc: urllib.error.HTTPError, base: str) -> CliError:
         exc.close()
     if exc.code == 401:
         return CliError(
-            f"the gateway refused the token (401): pass a valid admin token with --token or ${_TOKEN_ENV}"
+            f"the gateway refused the token (401): pass a valid admin token with --token or ${TOKEN_ENV}"
         )
     if exc.code == 403:
         return CliError(f"not allowed (403): {message or 'your token is not an admin of this gateway'}")
@@ -146,7 +139,7 @@ def _http_error(exc: urllib.error.HTTPError, base: str) -> CliError:
 def run_create(args: argparse.Namespace) -> int:
     """Create a key; print it alone on stdout (or the JSON object with --json)."""
     config = load(args)
-    token = _token(args)
+    token = token_of(args, _WHERE_TOKENS)
     groups = [g.strip() for g in str(args.groups).split(",") if g.strip()]
     body = {"name": args.name, "groups": groups, "expires": args.expires}
     created = api_request(config, token, "POST", "/api/keys", body)
@@ -167,7 +160,7 @@ def run_create(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     """Print keys as a table or one JSON array."""
     config = load(args)
-    keys: list[dict[str, Any]] = api_request(config, _token(args), "GET", "/api/keys")
+    keys: list[dict[str, Any]] = api_request(config, token_of(args, _WHERE_TOKENS), "GET", "/api/keys")
     if args.json:
         print_json(keys)
         return 0
@@ -196,7 +189,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_revoke(args: argparse.Namespace) -> int:
     """Revoke one key by name (or id)."""
     config = load(args)
-    token = _token(args)
+    token = token_of(args, _WHERE_TOKENS)
     revoked = api_request(config, token, "DELETE", "/api/keys/" + urllib.parse.quote(args.name, safe=""))
     if args.json:
         print_json([revoked])

@@ -16,6 +16,7 @@ from hoopgw.audit import DB_FILE
 from hoopgw.audit._prompt import statement_prompt
 from hoopgw.audit._prompts import prompt_report
 from hoopgw.cli._common import (
+    TOKEN_ENV,
     CliError,
     Subparsers,
     add_config_option,
@@ -27,8 +28,6 @@ from hoopgw.cli._common import (
 from hoopgw.cli._keys import api_base, api_request
 from hoopgw.cli._sessions import event_lines, known_text
 from hoopgw.errors import StoreError
-
-_TOKEN_ENV = "HOOPGW_TOKEN"  # noqa: S105 - the name of an environment variable
 
 
 def register(subparsers: Subparsers) -> None:
@@ -55,7 +54,7 @@ def register(subparsers: Subparsers) -> None:
         "id", metavar="ID", help="the prompt id (as registered, or as a client tagged its work)"
     )
     show.add_argument(
-        "--token", "-t", default=None, help=f"your token, to ask the gateway API (default: ${_TOKEN_ENV})"
+        "--token", "-t", default=None, help=f"your token, to ask the gateway API (default: ${TOKEN_ENV})"
     )
     show.add_argument(
         "--json", action="store_true", help="print a JSON array of one object: the prompt and `caused`"
@@ -81,9 +80,9 @@ def run_show(args: argparse.Namespace) -> int:
     except StoreError as exc:
         why = str(exc)
     if report is None:
-        token = args.token if args.token is not None else os.environ.get(_TOKEN_ENV)
+        token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
         if not token or not token.strip():
-            raise CliError(f"{why}; to ask the gateway API instead, pass --token or set {_TOKEN_ENV}")
+            raise CliError(f"{why}; to ask the gateway API instead, pass --token or set {TOKEN_ENV}")
         report = api_request(
             config, token.strip(), "GET", "/api/prompts/" + urllib.parse.quote(args.id, safe="")
         )
