@@ -23,6 +23,7 @@ from hoopgw import log
 from hoopgw.audit._chain import GENESIS, HASH_HEADER, HASH_TAG, NULL_LENGTH, record_json, sign_checkpoint
 from hoopgw.audit._ids import new_session_id
 from hoopgw.audit._limit import EventBudget
+from hoopgw.audit._prompt import statement_prompt
 from hoopgw.audit._schema import DB_FILE, connect
 from hoopgw.errors import StoreError
 
@@ -181,7 +182,8 @@ class AuditWriter:
         self._put(("open", info.id, time.time(), info, None), droppable=False)
 
     def statement(self, session_id: str, stmt: Statement, prompt_id: str | None = None) -> None:
-        """Record one completed statement, with the prompt id it is tagged with, if any.
+        """Record one completed statement, with the session's prompt id, if any (a leading
+        ``/* hoop:prompt=<id> */`` comment in the statement wins; parsed in the writer thread).
 
         Only enqueues: the attributes are read (``statement_data``) in the writer thread, so
         ``stmt`` must not change afterwards (``_core.Statement`` is immutable).
@@ -322,6 +324,9 @@ class AuditWriter:
             for op, session_id, ts, payload, prompt_id in batch:
                 if op == "stmt":
                     data = statement_data(payload)
+                    sql = data["sql"]
+                    if sql[:1] == "/" or sql[:1].isspace():  # a leading comment may name its own prompt
+                        prompt_id = statement_prompt(sql) or prompt_id
                     if int(payload.started_ns) >= _EPOCH_NS_FLOOR:
                         ts = int(payload.started_ns) / 1e9
                     else:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from hoopgw import _core
 from hoopgw.audit import SessionInfo
-from hoopgw.audit._prompt import session_prompt, statement_prompt
+from hoopgw.audit._prompt import session_prompt
 from hoopgw.errors import AuthError, PgProtocolError, UpstreamError
 from hoopgw.proxy._conn import Conn, ConnectionClosed
 from hoopgw.proxy.pg._catalog import CatalogError
@@ -384,13 +384,7 @@ class PgClientSession:
             assert sid is not None
             tag = self.prompt_id
             for statement in done:
-                # a statement's own tag is a leading comment: the parser runs only for text whose
-                # first character is "/" or white space (a one-character test for every other one)
-                first = statement.sql[:1]
-                if first == "/" or first.isspace():
-                    writer.statement(sid, statement, statement_prompt(statement.sql) or tag)
-                else:
-                    writer.statement(sid, statement, tag)
+                writer.statement(sid, statement, tag)  # a statement's own tag: read by the writer
         if self._draining:
             self._maybe_drain()
 
