@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hoopgw.config._approvals import ApprovalsConfig, WebhookConfig
+from hoopgw.config._audit import AuditConfig, SiemConfig
 from hoopgw.config._duration import parse_duration
 from hoopgw.config._listen import Listen
 from hoopgw.config._load import (
@@ -47,6 +48,7 @@ __all__ = [
     "STYLES",
     "WEEKDAYS",
     "ApprovalsConfig",
+    "AuditConfig",
     "Config",
     "ConnectionConfig",
     "GatewayConfig",
@@ -63,6 +65,7 @@ __all__ = [
     "PostgresConnection",
     "Problem",
     "SecretRef",
+    "SiemConfig",
     "SqlConfig",
     "SshConnection",
     "SshUpstream",

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hoopgw.config._approvals import ApprovalsConfig
+from hoopgw.config._audit import AuditConfig
 from hoopgw.config._listen import Listen
 from hoopgw.config._masking import MaskingConfig, MaskRules, merge_rules, named_patterns
 from hoopgw.config._policy import PolicyRules, SqlConfig, TimeWindow
@@ -224,6 +225,7 @@ class Config(BaseModel):
     policies: tuple[PolicyConfig, ...] = Field(default=(), alias="policy")
     sql: SqlConfig = Field(default_factory=lambda: SqlConfig())
     approvals: ApprovalsConfig = Field(default_factory=lambda: ApprovalsConfig())
+    audit: AuditConfig = Field(default_factory=lambda: AuditConfig())
 
     def connection(
         self, name: str
