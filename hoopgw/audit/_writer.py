@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +82,13 @@ class SessionInfo:
     auth: str | None
     params: dict[str, Any] = field(default_factory=dict)
 
+
+#: A committed event as listeners get it: (seq, ts, session_id, kind, data as JSON text, prompt_id,
+#: hash). Checkpoints come as kind ``audit_checkpoint`` with the signed record as data and the head's
+#: hash, after the events they seal.
+Committed = tuple[int, float, str | None, str, str, str | None, bytes]
+#: Called in the writer thread after each commit with what it committed, in order; must not block.
+CommitListener = Callable[[list[Committed]], None]
 
 # Queue items: (op, session_id, ts, payload, prompt_id); op is "open", "event", "stmt", "close". For
 # "stmt" the payload is the Statement itself and ts the enqueue time (converted in the writer thread).
@@ -166,6 +174,8 @@ class AuditWriter:
         self._enqueued = 0
         self._committed = 0
         self._rows: list[Any] = []  # writer thread only: flattened event rows not yet inserted
+        self._listeners: list[CommitListener] = []
+        self._tx_events: list[Committed] = []  # writer thread only: the open transaction's (listeners)
         self.auth_budget = EventBudget()
         self.dropped_total = 0
         self.written_total = 0
@@ -214,6 +224,12 @@ class AuditWriter:
     ) -> None:
         """Record the end of a session, with its counts of masked values per detector."""
         self._put(("close", session_id, time.time(), (reason, masked or {}), None), droppable=False)
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` in the writer thread after each commit with the events committed (and
+        the checkpoints, as ``audit_checkpoint`` events), in chain order. It must return at once
+        (hand the events to a bounded queue); an exception it raises is logged and ignored."""
+        self._listeners.append(listener)
 
     def _put(self, item: _Item, *, droppable: bool) -> None:
         with self._cond:
@@ -357,9 +373,22 @@ class AuditWriter:
             conn.execute("COMMIT")
         except BaseException:
             rows.clear()
+            self._tx_events.clear()
             conn.execute("ROLLBACK")
             raise
         self._committed_checkpoints()
+        self._tell_listeners()
+
+    def _tell_listeners(self) -> None:
+        events = self._tx_events
+        if not events:
+            return
+        self._tx_events = []
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception as exc:  # a listener never stops the audit trail
+                _logger.warning("audit_listener_failed", error=str(exc))
 
     def _append(
         self, ts: float, session_id: str | None, kind: str, data: Any, prompt_id: str | None = None
@@ -387,6 +416,8 @@ class AuditWriter:
         rows += (seq, ts, session_id, kind, body.decode(), prompt_id, prev, digest)
         self._seq = seq
         self._head = digest
+        if self._listeners:
+            self._tx_events.append((seq, ts, session_id, kind, rows[-4], prompt_id, digest))
         if len(rows) >= _ROWS_PER_INSERT * _COLUMNS:
             self._flush_rows()
         if seq - self._tx_cp_seq >= self.checkpoint_every:
@@ -463,6 +494,9 @@ class AuditWriter:
         )
         self._tx_cp_seq = seq
         self._tx_sealed.append((seq, now_ms / 1000))
+        if self._listeners:
+            cp = (seq, now_ms / 1000, None, "audit_checkpoint", record_json(record), None, self._head)
+            self._tx_events.append(cp)
 
     def _committed_checkpoints(self) -> None:
         """The open transaction committed: its checkpoints count."""
@@ -482,6 +516,7 @@ class AuditWriter:
                     self._checkpoint()
                 conn.execute("COMMIT")
             except BaseException:
+                self._tx_events.clear()
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
@@ -490,6 +525,7 @@ class AuditWriter:
             self._cp_time = time.time()  # retry after another interval, not in a busy loop
             return
         self._committed_checkpoints()
+        self._tell_listeners()
 
     def _open(self, ts: float, info: SessionInfo) -> None:
         groups = sorted(info.groups)
