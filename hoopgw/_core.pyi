@@ -183,6 +183,12 @@ class PgSession:
         or FunctionCall; for a Parse or Bind the rest of its batch is dropped up to the Sync), then
         go on as :meth:`release` does.
         """
+    def set_write_ahead(self, mask: int) -> None:
+        """Write-ahead audit: note every Query or Execute with a class in ``mask`` (or with unknown
+        classes) and every FunctionCall as an intent as it is forwarded (0: off)."""
+    def take_intents(self) -> list[Statement] | None:
+        """The intents noted since the last call (masked; no tags, rows or error), or None: the
+        bytes the last feed/release returned must not go upstream before they are durable."""
     def set_policy(
         self,
         cache: SqlCache | None,

@@ -138,10 +138,14 @@ class Gateway:
         while True:
             await asyncio.sleep(_EXPIRY_SWEEP_S)
             try:
-                self.approvals.expire_due()
-                self.approvals.poll_waiters()
+                # on a thread: a store another process holds locked must not stall every session
+                await asyncio.to_thread(self._sweep_approvals)
             except HoopError as exc:
                 log.warning("cannot expire approval requests", extra={"error": str(exc)})
+
+    def _sweep_approvals(self) -> None:
+        self.approvals.expire_due()
+        self.approvals.poll_waiters()
 
     def key_revoked(self, name: str) -> None:
         """End the live sessions of the API key ``name`` (called by the API right after revoking it)."""

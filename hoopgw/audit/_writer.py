@@ -90,9 +90,24 @@ Committed = tuple[int, float, str | None, str, str, str | None, bytes]
 #: Called in the writer thread after each commit with what it committed, in order; must not block.
 CommitListener = Callable[[list[Committed]], None]
 
-# Queue items: (op, session_id, ts, payload, prompt_id); op is "open", "event", "stmt", "close". For
-# "stmt" the payload is the Statement itself and ts the enqueue time (converted in the writer thread).
+#: Told in the writer thread whether intents are durable: None once committed, else why they are not.
+Durable = Callable[[str | None], None]
+
+# Queue items: (op, session_id, ts, payload, prompt_id); op is "open", "event", "stmt", "close",
+# "intent". For "stmt" the payload is the Statement itself and ts the enqueue time (converted in the
+# writer thread); for "intent" it is (statements, done).
 _Item = tuple[str, str | None, float, Any, str | None]
+
+
+def intent_data(stmt: Statement) -> dict[str, Any]:
+    """The JSON payload of a "statement_intent" event: what the client asked for, before it runs."""
+    return {
+        "kind": stmt.kind,
+        "sql": stmt.sql,
+        "statement_name": stmt.statement_name,
+        "portal": stmt.portal,
+        "params": list(stmt.params) if stmt.params is not None else None,
+    }
 
 
 def statement_data(stmt: Statement) -> dict[str, Any]:
@@ -170,6 +185,7 @@ class AuditWriter:
         self._cond = threading.Condition()
         self._items: deque[_Item] = deque()
         self._dropped = 0
+        self._urgent = 0  # intents queued: commit them now, not after flush_interval
         self._closing = False
         self._enqueued = 0
         self._committed = 0
@@ -199,6 +215,16 @@ class AuditWriter:
         ``stmt`` must not change afterwards (``_core.Statement`` is immutable).
         """
         self._put(("stmt", session_id, time.time(), stmt, prompt_id), droppable=True)
+
+    def intents(self, session_id: str, statements: list[Any], prompt_id: str | None, done: Durable) -> None:
+        """Write-ahead: record ``statements`` (``_core.Statement`` intents, not run yet) as
+        ``statement_intent`` events now, in a transaction of their own or with whatever else is
+        queued (group commit across sessions), and call ``done(None)`` in the writer thread once it
+        committed (``synchronous = FULL``: durable), or ``done(reason)`` if it cannot be written.
+
+        Never dropped for a full queue; a closed writer raises StoreError.
+        """
+        self._put(("intent", session_id, time.time(), (statements, done), prompt_id), droppable=False)
 
     def event(
         self, session_id: str | None, kind: str, payload: dict[str, Any], prompt_id: str | None = None
@@ -244,7 +270,11 @@ class AuditWriter:
             self._items.append(item)
             self._enqueued += 1
             n = len(self._items)
-            if n == 1 or n >= self.batch_size:
+            if item[0] == "intent":
+                self._urgent += 1
+                if self._urgent == 1:
+                    self._cond.notify()
+            elif n == 1 or n >= self.batch_size:
                 self._cond.notify()
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -289,13 +319,16 @@ class AuditWriter:
                         break
                     self._cond.wait(due)
                 pending = bool(self._items or self._dropped)
-                while pending and not self._closing and len(self._items) < self.batch_size:
+                while (
+                    pending and not self._closing and not self._urgent and len(self._items) < self.batch_size
+                ):
                     remaining = last_commit + self.flush_interval - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
                 batch = list(self._items)
                 self._items.clear()
+                self._urgent = 0
                 dropped, self._dropped = self._dropped, 0
                 closing = self._closing
             if batch or dropped:
@@ -320,6 +353,7 @@ class AuditWriter:
                 _logger.exception(
                     "audit_write_failed", records=len(batch), error=str(exc), path=str(self.path)
                 )
+                _tell_durable(batch, f"the audit store cannot record it: {exc}")
                 return
             # Keep every record that can be written: retry one by one, losing only the bad ones.
             for item in batch:
@@ -328,6 +362,7 @@ class AuditWriter:
                 self._write([], dropped)
             return
         self.written_total += len(batch)
+        _tell_durable(batch, None)
 
     def _transaction(self, batch: list[_Item], dropped: int) -> None:
         counts: dict[str, list[int]] = {}
@@ -359,6 +394,14 @@ class AuditWriter:
                         c = counts.setdefault(session_id, [0, 0])
                         c[0] += 1
                         c[1] += data.get("status") == "error"
+                elif op == "intent":
+                    for stmt in payload[0]:
+                        data = intent_data(stmt)
+                        sql = data["sql"]
+                        own = prompt_id
+                        if sql[:1] == "/" or sql[:1].isspace():
+                            own = statement_prompt(sql) or prompt_id
+                        self._append(ts, session_id, "statement_intent", data, own)
                 elif op == "open":
                     self._open(ts, payload)
                 else:
@@ -577,3 +620,13 @@ class AuditWriter:
                 [(n, e, sid) for sid, (n, e) in counts.items()],
             )
             counts.clear()
+
+
+def _tell_durable(batch: list[_Item], error: str | None) -> None:
+    """Tell the sessions whose intents are in ``batch`` that they are durable (or why not)."""
+    for op, _sid, _ts, payload, _pid in batch:
+        if op == "intent":
+            try:
+                payload[1](error)
+            except Exception as exc:  # a session's callback never stops the writer
+                _logger.warning("audit_intent_callback_failed", error=str(exc))

@@ -313,6 +313,11 @@ impl Running {
     }
 }
 
+/// The classes of the statement a portal was bound from, when a policy checked its Parse.
+fn portal_mask(portal: Option<&Arc<Portal>>) -> Option<u32> {
+    portal.and_then(|p| p.statement.as_ref()).and_then(|s| s.mask)
+}
+
 /// Renders parameter values as text: text format as UTF-8 (lossy), binary as `\x<hex>`.
 fn render_params(values: &[Option<Bytes>], formats: &[i16]) -> Vec<Option<String>> {
     values
@@ -469,6 +474,12 @@ struct State {
     /// this session parsed it) kept with it are not checked again up to the client's next Sync
     /// (set while the held bytes are fed again, cleared after).
     released: Option<(Bytes, Option<Arc<PreparedStatement>>)>,
+    /// Write-ahead audit: statements with a class in this mask (or whose classes are unknown) are
+    /// noted in `intents` as they are forwarded (0: off).
+    wal_mask: u32,
+    /// Statements forwarded by the last feed that must be durably recorded before the bytes go
+    /// upstream (see [`Session::take_intents`]).
+    intents: Vec<Statement>,
 }
 
 /// Protocol state of one proxied session after authentication, both directions.
@@ -539,6 +550,8 @@ impl Session {
                 held: None,
                 resume: None,
                 released: None,
+                wal_mask: 0,
+                intents: Vec::new(),
             },
         }
     }
@@ -553,6 +566,20 @@ impl Session {
     pub fn set_policy(&mut self, policy: Option<Policy>, allow_mask: u32) {
         self.state.policy = policy;
         self.state.allow_mask = allow_mask;
+    }
+
+    /// Write-ahead audit: every Query or Execute with a class in `mask` (or with unknown classes,
+    /// e.g. no policy classified it) and every FunctionCall is noted as an intent as it is
+    /// forwarded (0: off). The gateway records intents durably before it writes the bytes that
+    /// carry them upstream.
+    pub fn set_write_ahead(&mut self, mask: u32) {
+        self.state.wal_mask = mask;
+    }
+
+    /// The statements noted for write-ahead since the last call, in order (masked like the
+    /// records of [`Statement`]s; `tags`, `rows` and `error` empty, `ended_ns` = `started_ns`).
+    pub fn take_intents(&mut self) -> Vec<Statement> {
+        std::mem::take(&mut self.state.intents)
     }
 
     /// Whether a policy is set.
@@ -1016,6 +1043,37 @@ impl State {
         }
     }
 
+    /// Notes `running` as an intent when write-ahead is on and `mask` (its classes; None: unknown)
+    /// has a class that must be recorded first.
+    fn note_intent(&mut self, running: &Running, mask: Option<u32>) {
+        if self.wal_mask == 0 || mask.is_some_and(|m| m & self.wal_mask == 0) {
+            return;
+        }
+        let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+        let mut statement = Statement {
+            kind: running.kind,
+            sql: text(&running.sql),
+            statement_name: running.statement_name.as_ref().map(text),
+            portal: running.portal_name.as_ref().map(text),
+            params: running.params.clone(),
+            tags: Vec::new(),
+            rows: 0,
+            status: StatementStatus::Ok,
+            error: None,
+            started_ns: running.started_ns,
+            ended_ns: running.started_ns,
+        };
+        if let Some(m) = &self.masking {
+            statement.sql = m.record(std::mem::take(&mut statement.sql));
+            if let Some(params) = statement.params.as_mut() {
+                for p in params.iter_mut().flatten() {
+                    *p = m.record_param(std::mem::take(p));
+                }
+            }
+        }
+        self.intents.push(statement);
+    }
+
     fn emit(&mut self, running: Box<Running>, status: StatementStatus, now_ns: i64) {
         let mut statement = running.into_statement(status, now_ns);
         if let Some(m) = &self.masking {
@@ -1058,7 +1116,9 @@ impl State {
                     Decision::Deny(error) => return Ok(self.refuse(error, false)),
                     Decision::Hold => return Ok(self.hold(HeldKind::Query, Some(q.sql), None, mask)),
                 }
-                self.push(Request::Query(Running::new(StatementKind::Query, q.sql, now)));
+                let running = Running::new(StatementKind::Query, q.sql, now);
+                self.note_intent(&running, mask);
+                self.push(Request::Query(running));
             }
             Parse::CODE => {
                 let p = Parse::from_bytes(&retain(f.body(), f.chunk.len()))?;
@@ -1136,7 +1196,9 @@ impl State {
                     self.portals.insert(e.portal.clone(), Arc::clone(&p));
                     self.push(Request::InjectedDescribe(Arc::clone(&p), now));
                     portal = Some(p);
-                    self.push(Request::Execute(Running::execute(e.portal.clone(), portal, now)));
+                    let running = Running::execute(e.portal.clone(), portal, now);
+                    self.note_intent(&running, portal_mask(running.portal.as_ref()));
+                    self.push(Request::Execute(running));
                     let mut describe = vec![Describe::CODE];
                     describe.extend_from_slice(
                         &i32::try_from(e.portal.len() + 6).unwrap_or(i32::MAX).to_be_bytes(),
@@ -1147,7 +1209,9 @@ impl State {
                     describe.extend_from_slice(f.bytes());
                     return Ok(Step::Replace(Bytes::from(describe)));
                 }
-                self.push(Request::Execute(Running::execute(e.portal, portal, now)));
+                let running = Running::execute(e.portal, portal, now);
+                self.note_intent(&running, portal_mask(running.portal.as_ref()));
+                self.push(Request::Execute(running));
             }
             Close::CODE => {
                 let c = Close::from_bytes(&f.body())?;
@@ -1206,6 +1270,7 @@ impl State {
                 let sql = Bytes::from(format!("function call oid={}", fc.oid));
                 let mut r = Running::new(StatementKind::Function, sql, now);
                 r.params = Some(render_params(&fc.args, &fc.arg_formats));
+                self.note_intent(&r, None);
                 self.push(Request::FunctionCall(r));
             }
             other => return Err(ProtocolError::InvalidFrontendType(other)),

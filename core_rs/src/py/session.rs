@@ -204,6 +204,26 @@ impl PgSession {
         self.inner.set_policy(Some(policy), allow_mask);
     }
 
+    /// Write-ahead audit: note every Query or Execute with a class in `mask` (or unknown
+    /// classes) and every FunctionCall as an intent (0: off).
+    fn set_write_ahead(&mut self, mask: u32) {
+        self.inner.set_write_ahead(mask);
+    }
+
+    /// The statements to record durably before the bytes the last feed returned go upstream, or
+    /// None (masked; `status` "ok", no tags).
+    fn take_intents<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let intents = self.inner.take_intents();
+        if intents.is_empty() {
+            return Ok(None);
+        }
+        let items = intents
+            .into_iter()
+            .map(|inner| Bound::new(py, Statement { inner }))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Some(PyList::new(py, items)?))
+    }
+
     /// Whether a statement is held for a decision (`release` / `reject`).
     #[getter]
     fn holding(&self) -> bool {

@@ -137,8 +137,13 @@ class StatementGuard:
 
     @property
     def checks_statements(self) -> bool:
-        """Whether statements are classified and checked (not for a caller allowed ``*`` always)."""
-        return self.verdicts.allow_mask != ALL or self.policy.windowed
+        """Whether statements are classified and checked (not for a caller allowed ``*`` always,
+        unless write-ahead audit needs their classes)."""
+        return (
+            self.verdicts.allow_mask != ALL
+            or self.policy.windowed
+            or self.session.listener.gateway.config.audit.write_ahead
+        )
 
     def upstream_settings(self, settings: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """The client's settings, plus what the gateway's parse relies on, plus a read-only session

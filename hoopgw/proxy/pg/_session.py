@@ -24,6 +24,7 @@ from hoopgw.proxy.pg._hold import HeldStatements
 from hoopgw.proxy.pg._policy import StatementGuard
 from hoopgw.proxy.pg._startup import StartupRefused, StartupRequest, validate_startup
 from hoopgw.proxy.pg._upstream import CancelTarget, Upstream, UpstreamRefused, connect_upstream, send_cancel
+from hoopgw.proxy.pg._wal import WRITE_AHEAD_MASK, WriteAhead
 
 if TYPE_CHECKING:
     from hoopgw.identity import Principal
@@ -75,6 +76,8 @@ class PgClientSession:
         #: the prompt tag of application_name: every event of the session carries it, unless a
         #: statement names its own in a leading comment (recorded as given: docs/PROMPTS.md)
         self.prompt_id: str | None = None
+        #: write-ahead audit: client bytes waiting for their statements to be durable (None: off)
+        self.wal: WriteAhead | None = None
         peer = conn.transport.get_extra_info("peername") if conn.transport else None
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -324,6 +327,9 @@ class PgClientSession:
         assert self.guard is not None
         self.guard.start(self.state)
         self.state.set_param_guard(self.guard.parameter_guard(self.upstream.parameters))
+        if gw.config.audit.write_ahead:
+            self.state.set_write_ahead(WRITE_AHEAD_MASK)
+            self.wal = WriteAhead(self)
         up = self.upstream.conn
         up.relay(self.client, self._on_server_data, self._on_server_lost)
         self.client.relay(up, self._on_client_data, self._on_client_lost)
@@ -348,6 +354,14 @@ class PgClientSession:
     def apply(self, forward: bytes, terminate: bool, reply: bytes | None) -> None:
         """Act on what the core made of client bytes (a read, or held bytes released or rejected)."""
         assert self.upstream is not None
+        wal = self.wal
+        if wal is not None and wal.take(forward, terminate):
+            if reply:
+                self.client.write(reply)
+            state = self.state
+            if state is not None and state.holding:
+                self.holds.poke()
+            return
         if forward:
             self.upstream.conn.write(forward)
         if reply:
@@ -361,6 +375,11 @@ class PgClientSession:
         if state is not None and state.holding:
             self.holds.poke()
         elif self._draining:
+            self._maybe_drain()
+
+    def wal_flushed(self) -> None:
+        """Every byte that waited for write-ahead intents went upstream."""
+        if self._draining:
             self._maybe_drain()
 
     def _on_server_data(self, data: bytes) -> None:
@@ -518,12 +537,12 @@ class PgClientSession:
         elif state.tx_status == "I" and not state.holding:
             self.terminate("57P01", "terminating connection because the gateway is shutting down")
 
-    def terminate(self, sqlstate: str, message: str) -> None:
+    def terminate(self, sqlstate: str, message: str, detail: str | None = None) -> None:
         """End the session now with a FATAL error to the client (frame-aligned: we forward whole frames)."""
         if self.upstream is not None and not self.upstream.conn.closed:
             self.upstream.conn.write(_TERMINATE)
             self.upstream.conn.close()
-        self._refuse(sqlstate, message)
+        self._refuse(sqlstate, message, detail)
 
     def _check_idle(self) -> None:
         idle = self.listener.gateway.config.gateway.idle_timeout
