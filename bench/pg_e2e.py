@@ -5,6 +5,8 @@ One throwaway PostgreSQL (fsync off), then interleaved rounds of ``pgbench -c 8 
 ``-c 1`` for each workload:
 
 - **tpcb**: ``pgbench -i -s SCALE``, then ``pgbench -S`` (one-row primary-key SELECTs);
+- **writes**: pgbench's built-in TPC-B (``-b tpcb-like``: three UPDATEs, a SELECT and an INSERT per
+  transaction), to compare write-ahead audit (the default) with asynchronous audit;
 - **pii**: a ``pgbench -f`` script that SELECTs 20 consecutive rows of ``pii_accounts``, a table with
   card numbers, SSNs, emails, IBANs and phones among ordinary columns (``--pii-rows`` rows,
   generated from a fixed seed), ~100 values to mask per query;
@@ -16,6 +18,8 @@ against:
 - **hoopgw**: the gateway (child process, recording on), client TLS, a local token as the password;
 - **hoopgw-policy**: the same gateway, as a caller whose policy allows only ``read``: statement
   policy on (the ``hoopgw`` caller is allowed ``*``, for which the core skips classification). In tpcb.
+- **hoopgw-async**: a gateway with ``[audit] write_ahead = false`` (statements recorded after they
+  ran, within the flush interval). In writes, where ``hoopgw`` records each write durably first.
 - **hoopgw-mask**: a second gateway, the same plus a ``[[masking]]`` block for the connection
   (detectors credit_card, us_ssn, iban, email, phone; style last4). By default only in the pii workload.
 
@@ -56,12 +60,14 @@ from hoopgw.demo import GatewayError, GatewayProcess, toml_dumps
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pg_e2e.json"
 PII_RESULTS = Path(__file__).resolve().parent / "results" / "pg_e2e_pii.json"
-TARGETS = ("direct", "pgbouncer", "hoopgw", "hoopgw-policy", "hoopgw-mask")
-WORKLOADS = ("tpcb", "pii")
+WRITES_RESULTS = Path(__file__).resolve().parent / "results" / "pg_e2e_writes.json"
+TARGETS = ("direct", "pgbouncer", "hoopgw", "hoopgw-policy", "hoopgw-mask", "hoopgw-async")
+WORKLOADS = ("tpcb", "pii", "writes")
 #: Targets run by default, per workload.
 WORKLOAD_TARGETS = {
     "tpcb": ("direct", "pgbouncer", "hoopgw", "hoopgw-policy"),
     "pii": ("direct", "pgbouncer", "hoopgw", "hoopgw-mask"),
+    "writes": ("direct", "hoopgw", "hoopgw-async"),
 }
 #: The bench gateways' policies: "bench" may do anything (the Rust core then skips classification:
 #: policy off), "bench-readers" may only read (every statement shape is classified once and then
@@ -115,12 +121,18 @@ def client_env(ep: Endpoint) -> dict[str, str]:
 
 
 def run_pgbench(
-    ep: Endpoint, clients: int, duration: int, protocol: str, script: Path | None = None
+    ep: Endpoint,
+    clients: int,
+    duration: int,
+    protocol: str,
+    script: Path | None = None,
+    *,
+    builtin: str = "select-only",
 ) -> Sample:
-    """``pgbench -S`` (select-only), or the custom ``script`` (``-f``) when one is given."""
+    """``pgbench -b BUILTIN`` (default select-only: ``-S``), or the custom ``script`` (``-f``)."""
     env = client_env(ep)
     cmd = [
-        pgbench_bin(), "-n", *(["-f", str(script)] if script else ["-S"]), "-M", protocol,
+        pgbench_bin(), "-n", *(["-f", str(script)] if script else ["-b", builtin]), "-M", protocol,
         "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(duration),
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, env=env)
@@ -142,6 +154,7 @@ def start_hoopgw(
     *,
     name: str = "hoopgw",
     masking: list[dict[str, Any]] | None = None,
+    audit: dict[str, Any] | None = None,
 ) -> Iterator[tuple[Endpoint, Endpoint]]:
     """Start a gateway; yield its endpoints for the policy-off (allow *) and policy-on (read) users."""
     port, api = free_port(), free_port()
@@ -166,6 +179,8 @@ def start_hoopgw(
     }
     if masking:
         doc["masking"] = masking
+    if audit:
+        doc["audit"] = audit
     cfg.write_text(toml_dumps(doc))
     gw = GatewayProcess(
         config_path=cfg,
@@ -207,6 +222,8 @@ RATIO_PAIRS = (
     ("hoopgw-mask", "hoopgw"),
     ("hoopgw-mask", "pgbouncer"),
     ("hoopgw-mask", "direct"),
+    ("hoopgw", "hoopgw-async"),
+    ("hoopgw-async", "direct"),
 )
 
 
@@ -227,7 +244,7 @@ def added_latency_us(results: dict[str, Any]) -> dict[str, float]:
     base = results["direct"]["c1"]["latency_ms_median"]
     return {
         t: round((results[t]["c1"]["latency_ms_median"] - base) * 1000, 1)
-        for t in ("pgbouncer", "hoopgw", "hoopgw-policy", "hoopgw-mask")
+        for t in ("pgbouncer", "hoopgw", "hoopgw-policy", "hoopgw-mask", "hoopgw-async")
         if t in results and "c1" in results[t]
     }
 
@@ -346,16 +363,17 @@ def run_workload(
     args: argparse.Namespace,
     script: Path | None,
 ) -> dict[str, dict[int, list[Sample]]]:
+    builtin = "tpcb-like" if workload == "writes" else "select-only"
     # Warm-up: one short run per target, not recorded.
     for ep in endpoints.values():
-        run_pgbench(ep, max(clients), 2, args.protocol, script)
+        run_pgbench(ep, max(clients), 2, args.protocol, script, builtin=builtin)
     samples: dict[str, dict[int, list[Sample]]] = {t: {c: [] for c in clients} for t in endpoints}
     order = list(endpoints)
     for r in range(args.rounds):
         rotated = order[r % len(order) :] + order[: r % len(order)]
         for c in clients:
             for t in rotated:
-                s = run_pgbench(endpoints[t], c, args.duration, args.protocol, script)
+                s = run_pgbench(endpoints[t], c, args.duration, args.protocol, script, builtin=builtin)
                 samples[t][c].append(s)
                 print(f"{workload} round {r + 1}/{args.rounds} c={c} {t:<11} tps={s.tps:10.1f} "
                       f"lat={s.latency_ms:.3f} ms", file=sys.stderr, flush=True)  # fmt: skip
@@ -366,6 +384,13 @@ def goals_for(
     workload: str, rat: dict[str, Any], added: dict[str, float], clients: list[int]
 ) -> dict[str, bool]:
     goals: dict[str, bool] = {}
+    if workload == "writes":
+        for c in clients:
+            if "hoopgw/hoopgw-async" in rat:
+                goals[f"write-ahead audit / asynchronous audit >= 0.8 at {c} clients"] = (
+                    rat["hoopgw/hoopgw-async"][f"c{c}"] >= 0.8
+                )
+        return goals
     if workload == "tpcb":
         if "hoopgw/pgbouncer" in rat and "c8" in rat["hoopgw/pgbouncer"]:
             goals["hoopgw TPS >= 1.0x PgBouncer at 8 clients"] = rat["hoopgw/pgbouncer"]["c8"] >= 1.0
@@ -409,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream-sslmode", default="disable", help="PgBouncer/hoopgw to PostgreSQL")
     p.add_argument("--out", type=Path, default=RESULTS, help="results of the tpcb workload")
     p.add_argument("--pii-out", type=Path, default=PII_RESULTS, help="results of the pii workload")
+    p.add_argument("--writes-out", type=Path, default=WRITES_RESULTS, help="results of the writes workload")
     args = p.parse_args(argv)
     if not 1 <= args.rounds <= 50 or not 1 <= args.duration <= 600:
         p.error("--rounds must be 1..50 and --duration 1..600")
@@ -442,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.add_role(Role("app", password=password))
         cluster.create_database("bank", owner="app")
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hoopgw-bench-")))
-        if "tpcb" in workloads:
+        if "tpcb" in workloads or "writes" in workloads:
             print(f"pgbench -i -s {args.scale} ...", file=sys.stderr, flush=True)
             subprocess.run(
                 [pgbench_bin(), "-i", "-q", "-s", str(args.scale), "-h", str(cluster.socket_dir),
@@ -473,6 +499,18 @@ def main(argv: list[str] | None = None) -> int:
                 start_hoopgw(cluster, password, args.upstream_sslmode, workdir / "plain")
             )
             endpoints["hoopgw"], endpoints["hoopgw-policy"] = off, on
+        if "hoopgw-async" in needed:
+            (workdir / "async").mkdir()
+            endpoints["hoopgw-async"], _ = stack.enter_context(
+                start_hoopgw(
+                    cluster,
+                    password,
+                    args.upstream_sslmode,
+                    workdir / "async",
+                    name="hoopgw-async",
+                    audit={"write_ahead": False},
+                )
+            )
         if "hoopgw-mask" in needed:
             (workdir / "mask").mkdir()
             try:
@@ -516,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
                 doc["settings"]["script"] = script.read_text() if script else ""
                 if not masking_check.get("masked"):
                     doc["goals"] = {}  # masking on was not measured
-            out = args.pii_out if workload == "pii" else args.out
+            out = {"pii": args.pii_out, "writes": args.writes_out}.get(workload, args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -560,6 +598,15 @@ def build_doc(
         settings["pgbench"] = (
             "pgbench -n -S -M PROTOCOL -c C -j min(C,2) -T D, sslmode=require for every target"
         )
+    elif workload == "writes":
+        settings["scale"] = args.scale
+        settings["pgbench"] = (
+            "pgbench -n -b tpcb-like -M PROTOCOL -c C -j min(C,2) -T D, sslmode=require for every target"
+        )
+        notes.append(
+            "hoopgw = write-ahead audit: each UPDATE/INSERT is committed to the SQLite store "
+            "(synchronous=FULL) before it is forwarded; hoopgw-async = [audit] write_ahead = false"
+        )
     else:
         settings["pii_rows"] = args.pii_rows
         settings["pgbench"] = (
@@ -591,7 +638,7 @@ def build_doc(
         "ratios": rat,
         "added_latency_us_c1": added,
         "goals": goals,
-        "output": str(args.pii_out if workload == "pii" else args.out),
+        "output": str({"pii": args.pii_out, "writes": args.writes_out}.get(workload, args.out)),
     }
 
 

@@ -183,12 +183,15 @@ class PgSession:
         or FunctionCall; for a Parse or Bind the rest of its batch is dropped up to the Sync), then
         go on as :meth:`release` does.
         """
-    def set_write_ahead(self, mask: int) -> None:
+    def set_write_ahead(self, mask: int, contained: int) -> None:
         """Write-ahead audit: note every Query or Execute with a class in ``mask`` (or with unknown
-        classes) and every FunctionCall as an intent as it is forwarded (0: off)."""
-    def take_intents(self) -> list[Statement] | None:
-        """The intents noted since the last call (masked; no tags, rows or error), or None: the
-        bytes the last feed/release returned must not go upstream before they are durable."""
+        classes) and every FunctionCall as an intent as it is forwarded (0: off). Inside an
+        explicit transaction block, statements with classes only in ``contained`` are not strict;
+        any other statement is a barrier."""
+    def take_intents(self) -> tuple[list[Statement], bool, bool] | None:
+        """What the last feed/release noted, or None: ``(intents, strict, barrier)``: the intents
+        (masked; no tags, rows or error), whether its bytes must wait for them to be durable, and
+        whether they must wait for every intent still in flight (they may end a transaction)."""
     def set_policy(
         self,
         cache: SqlCache | None,

@@ -96,6 +96,41 @@ def test_a_write_waits_for_the_store_and_a_read_does_not(
     assert not [e for e in _events(gateway.data_dir, "statement_intent") if e["sql"].startswith("SELECT")]
 
 
+def test_inside_a_transaction_a_write_runs_at_once_and_its_commit_waits_for_the_store(
+    gateway: Gateway, pg: TestPg, wal_table: str
+) -> None:
+    with psycopg.connect(gateway.conninfo()) as conn:  # not autocommit: psycopg opens a block
+        conn.execute("SELECT 1").fetchone()
+        conn.commit()
+        store = sqlite3.connect(gateway.data_dir / "audit.db", timeout=30)
+        store.execute("BEGIN EXCLUSIVE")
+        committed = threading.Event()
+        try:
+            # a plain write inside the block runs while its intent waits for the store ...
+            conn.execute(f"UPDATE {TABLE} SET balance = 500 WHERE id = 2")
+            assert conn.execute(f"SELECT balance FROM {TABLE} WHERE id = 2").fetchone() == (500,)
+
+            def commit() -> None:
+                conn.commit()
+                committed.set()
+
+            thread = threading.Thread(target=commit, daemon=True)
+            thread.start()
+            time.sleep(1.0)
+            # ... but the COMMIT is not forwarded before the UPDATE is on record
+            assert not committed.is_set()
+            assert _balance(pg, 2) == "200"
+        finally:
+            store.rollback()
+            store.close()
+        assert committed.wait(30)
+        thread.join(5)
+    assert _balance(pg, 2) == "500"
+    gateway.stop()
+    intents = [e for e in _events(gateway.data_dir, "statement_intent") if e["sql"].startswith("UPDATE")]
+    assert len(intents) == 1
+
+
 def test_extended_protocol_writes_carry_their_masked_params(
     gateway_factory: Any, pg: TestPg, wal_table: str
 ) -> None:

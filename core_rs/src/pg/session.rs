@@ -477,9 +477,21 @@ struct State {
     /// Write-ahead audit: statements with a class in this mask (or whose classes are unknown) are
     /// noted in `intents` as they are forwarded (0: off).
     wal_mask: u32,
-    /// Statements forwarded by the last feed that must be durably recorded before the bytes go
-    /// upstream (see [`Session::take_intents`]).
+    /// Classes whose effects stay inside the transaction (reads, plain writes): inside an explicit
+    /// transaction block the intents of such statements may be recorded while they run; any other
+    /// statement is a barrier (it may end the transaction).
+    wal_contained: u32,
+    /// Statements forwarded by the last feed that must be durably recorded (see
+    /// [`Session::take_intents`]).
     intents: Vec<Statement>,
+    /// Whether one of `intents` must be durable before the feed's bytes go upstream.
+    intents_strict: bool,
+    /// Whether the last feed may end a transaction (or has effects outside it): a statement with
+    /// classes other than read and `wal_deferrable`, or unknown ones, or a FunctionCall.
+    wal_barrier: bool,
+    /// The session is certainly inside an explicit transaction block: the last ReadyForQuery said
+    /// so with nothing pending, and the client sent no barrier since.
+    in_block: bool,
 }
 
 /// Protocol state of one proxied session after authentication, both directions.
@@ -551,7 +563,11 @@ impl Session {
                 resume: None,
                 released: None,
                 wal_mask: 0,
+                wal_contained: 0,
                 intents: Vec::new(),
+                intents_strict: false,
+                wal_barrier: false,
+                in_block: false,
             },
         }
     }
@@ -572,14 +588,26 @@ impl Session {
     /// e.g. no policy classified it) and every FunctionCall is noted as an intent as it is
     /// forwarded (0: off). The gateway records intents durably before it writes the bytes that
     /// carry them upstream.
-    pub fn set_write_ahead(&mut self, mask: u32) {
+    ///
+    /// Inside an explicit transaction block, statements whose classes are all in `contained`
+    /// (reads and plain writes: their effects are invisible until the transaction commits, and
+    /// gone if the connection drops) are not strict: they may run while their intents are
+    /// committed. Any other statement (COMMIT is one) is a barrier the gateway holds until every
+    /// intent before it is durable.
+    pub fn set_write_ahead(&mut self, mask: u32, contained: u32) {
         self.state.wal_mask = mask;
+        self.state.wal_contained = contained;
     }
 
     /// The statements noted for write-ahead since the last call, in order (masked like the
-    /// records of [`Statement`]s; `tags`, `rows` and `error` empty, `ended_ns` = `started_ns`).
-    pub fn take_intents(&mut self) -> Vec<Statement> {
-        std::mem::take(&mut self.state.intents)
+    /// records of [`Statement`]s; `tags`, `rows` and `error` empty, `ended_ns` = `started_ns`),
+    /// whether one of them is strict (the bytes must wait for them), and whether the client sent
+    /// a barrier (the bytes must wait for every intent still in flight).
+    pub fn take_intents(&mut self) -> (Vec<Statement>, bool, bool) {
+        let state = &mut self.state;
+        let strict = std::mem::take(&mut state.intents_strict);
+        let barrier = std::mem::take(&mut state.wal_barrier);
+        (std::mem::take(&mut state.intents), strict, barrier)
     }
 
     /// Whether a policy is set.
@@ -1046,8 +1074,19 @@ impl State {
     /// Notes `running` as an intent when write-ahead is on and `mask` (its classes; None: unknown)
     /// has a class that must be recorded first.
     fn note_intent(&mut self, running: &Running, mask: Option<u32>) {
-        if self.wal_mask == 0 || mask.is_some_and(|m| m & self.wal_mask == 0) {
+        if self.wal_mask == 0 {
             return;
+        }
+        let barrier = mask.is_none_or(|m| m & !self.wal_contained != 0);
+        if barrier {
+            self.wal_barrier = true;
+            self.in_block = false;
+        }
+        if mask.is_some_and(|m| m & self.wal_mask == 0) {
+            return;
+        }
+        if barrier || !self.in_block {
+            self.intents_strict = true;
         }
         let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
         let mut statement = Statement {
@@ -1633,6 +1672,9 @@ impl State {
 
     fn on_ready(&mut self, z: ReadyForQuery, now: i64) {
         self.tx_status = z.status;
+        if z.status != b'T' {
+            self.in_block = false;
+        }
         self.in_copy = false;
         self.client_copy_in = false;
         let discarding = self.discarding;
@@ -1656,6 +1698,10 @@ impl State {
         }
         self.discarding = false;
         self.rows = 0;
+        // the transaction status is current only with nothing in flight
+        if self.tx_status == b'T' && self.fifo.is_empty() {
+            self.in_block = true;
+        }
         // portals die with their transaction: once idle with nothing in flight, forget them all
         if self.tx_status == b'I' && self.fifo.is_empty() {
             self.portals.clear();

@@ -205,23 +205,26 @@ impl PgSession {
     }
 
     /// Write-ahead audit: note every Query or Execute with a class in `mask` (or unknown
-    /// classes) and every FunctionCall as an intent (0: off).
-    fn set_write_ahead(&mut self, mask: u32) {
-        self.inner.set_write_ahead(mask);
+    /// classes) and every FunctionCall as an intent (0: off); inside a transaction block,
+    /// statements whose classes are all in `contained` need not wait for their intents.
+    fn set_write_ahead(&mut self, mask: u32, contained: u32) {
+        self.inner.set_write_ahead(mask, contained);
     }
 
-    /// The statements to record durably before the bytes the last feed returned go upstream, or
-    /// None (masked; `status` "ok", no tags).
-    fn take_intents<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
-        let intents = self.inner.take_intents();
-        if intents.is_empty() {
+    /// What the last feed noted for write-ahead: None when nothing, else `(intents, strict,
+    /// barrier)`: the statements to record (masked; `status` "ok", no tags), whether the bytes
+    /// must wait for them, and whether they must wait for every intent still in flight.
+    #[allow(clippy::type_complexity)]
+    fn take_intents<'py>(&mut self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyList>, bool, bool)>> {
+        let (intents, strict, barrier) = self.inner.take_intents();
+        if intents.is_empty() && !barrier {
             return Ok(None);
         }
         let items = intents
             .into_iter()
             .map(|inner| Bound::new(py, Statement { inner }))
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(Some(PyList::new(py, items)?))
+        Ok(Some((PyList::new(py, items)?, strict, barrier)))
     }
 
     /// Whether a statement is held for a decision (`release` / `reject`).

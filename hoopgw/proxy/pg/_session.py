@@ -24,7 +24,7 @@ from hoopgw.proxy.pg._hold import HeldStatements
 from hoopgw.proxy.pg._policy import StatementGuard
 from hoopgw.proxy.pg._startup import StartupRefused, StartupRequest, validate_startup
 from hoopgw.proxy.pg._upstream import CancelTarget, Upstream, UpstreamRefused, connect_upstream, send_cancel
-from hoopgw.proxy.pg._wal import WRITE_AHEAD_MASK, WriteAhead
+from hoopgw.proxy.pg._wal import CONTAINED_MASK, WRITE_AHEAD_MASK, WriteAhead
 
 if TYPE_CHECKING:
     from hoopgw.identity import Principal
@@ -328,7 +328,7 @@ class PgClientSession:
         self.guard.start(self.state)
         self.state.set_param_guard(self.guard.parameter_guard(self.upstream.parameters))
         if gw.config.audit.write_ahead:
-            self.state.set_write_ahead(WRITE_AHEAD_MASK)
+            self.state.set_write_ahead(WRITE_AHEAD_MASK, CONTAINED_MASK)
             self.wal = WriteAhead(self)
         up = self.upstream.conn
         up.relay(self.client, self._on_server_data, self._on_server_lost)

@@ -1,11 +1,16 @@
-"""Write-ahead audit of one PostgreSQL session: client bytes that carry a statement that can change
-data wait until the audit store has durably committed that statement (docs/AUDIT.md).
+"""Write-ahead audit of one PostgreSQL session: no change reaches the database before the audit
+store has durably committed the statement that makes it (docs/AUDIT.md).
 
-The Rust core notes such statements (``take_intents``) as it processes a client read; the bytes it
-returns for that read, and every read after it, stay here until the audit writer reports the
-intents committed, then go upstream in order. Reads and session statements never wait: the core
-notes nothing for them, and nothing is queued here unless an intent is in flight. When the store
-cannot record an intent, nothing that followed it is forwarded and the session ends with an error.
+The Rust core notes such statements (``take_intents``) as it processes a client read. Outside a
+transaction block (autocommit) and for anything but plain writes, the read is *strict*: its bytes,
+and every read after them, stay here until the audit writer reports its intents committed, then go
+upstream in order. Inside an explicit transaction block a plain write (class ``write`` or
+``write-without-where``) changes nothing anyone can see until the transaction commits, and nothing
+at all if the connection drops: it goes upstream at once while its intent is committed, and the
+next *barrier* (any statement that may end the transaction or act outside it: COMMIT, ROLLBACK,
+DDL, a function call, ...) waits until every intent before it is durable. Reads and session
+statements never wait otherwise. When the store cannot record an intent, nothing that followed it
+is forwarded and the session ends with an error (an open transaction is rolled back by the server).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ log = logging.getLogger("hoopgw.pg")
 
 #: classes recorded before they run: everything but reads and session statements
 WRITE_AHEAD_MASK = ALL & ~mask_of(("read", "session"))
+#: classes whose effects stay inside the transaction (anything else is a barrier)
+CONTAINED_MASK = mask_of(("read", "write", "write-without-where"))
 #: client bytes kept while intents are in flight before the client's reads are paused
 _PAUSE_AT = 4 * 1024 * 1024
 
@@ -58,18 +65,24 @@ class WriteAhead:
         session = self._session
         state = session.state
         assert state is not None
-        intents = state.take_intents()
-        if intents is not None:
-            sid = session.session_id
-            assert sid is not None
-            try:
-                session.gateway.writer.intents(sid, intents, session.prompt_id, self._done)
-            except StoreError as exc:
-                self._failed(str(exc))
-                return True
-            self._enqueued += 1
-        elif not self._queue:
-            return False
+        noted = state.take_intents()
+        if noted is None:
+            if not self._queue:
+                return False
+        else:
+            intents, strict, barrier = noted
+            in_flight = self._enqueued > self._durable
+            if intents:
+                sid = session.session_id
+                assert sid is not None
+                try:
+                    session.gateway.writer.intents(sid, intents, session.prompt_id, self._done)
+                except StoreError as exc:
+                    self._failed(str(exc))
+                    return True
+                self._enqueued += 1
+            if not (self._queue or strict or (barrier and in_flight)):
+                return False  # plain writes inside a transaction: they run while recorded
         if forward:
             self._queue.append((self._enqueued, forward))
             self._buffered += len(forward)
