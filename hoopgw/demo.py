@@ -493,6 +493,8 @@ class DemoStack:
         self.held_psql: subprocess.Popen[bytes] | None = None
         self.held_request: str | None = None
         self.held_log = self.workdir / "held-write.log"
+        #: where the tour's ``hoopgw evidence export`` writes (a new directory per demo run)
+        self.evidence_dir = self.workdir / time.strftime("evidence-%Y%m%d-%H%M%S", time.gmtime())
 
     # --- the config: extend here as capabilities land (masking, policy, ssh connections, ...)
     @staticmethod
@@ -717,6 +719,12 @@ class DemoStack:
             f"  {hoopgw} replay SESSION_ID {cfg}          (a timed transcript; --no-wait prints at once)",
             "Every audit event is hash-chained and sealed by signed checkpoints; check the whole trail:",
             f"  {hoopgw} audit verify {cfg}",
+            "Export an evidence pack for examiners (events, sessions, signed approvals, prompts, an HTML",
+            "report with charts, and a MANIFEST.json of SHA-256 sums signed by the gateway), then check it",
+            "offline, as an examiner would:",
+            f"  {hoopgw} evidence export --out {self.evidence_dir} {cfg}",
+            f"  {hoopgw} evidence verify {self.evidence_dir}",
+            f"and open {self.evidence_dir / 'report.html'} in a browser (it loads nothing from the network).",
             "",
             "Press Ctrl-C to stop everything.",
         ]

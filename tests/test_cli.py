@@ -170,7 +170,6 @@ def test_sessions_list_and_show(config_file: Path) -> None:
     ("command", "name"),
     [
         (["ssh-keys", "list"], "ssh-keys list"),
-        (["evidence", "export", "--since", "2024-01-01"], "evidence export"),
     ],
 )
 def test_pending_commands(command: list[str], name: str) -> None:

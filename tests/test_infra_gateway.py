@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import re
 import shlex
@@ -163,6 +164,17 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
         audit = next(line.strip() for line in text.splitlines() if "audit verify" in line)
         res = subprocess.run(shlex.split(audit), capture_output=True, text=True, timeout=60, env=clean_env())
         assert res.returncode == 0, res.stdout + res.stderr
+        # the tour ends with an evidence pack: exported while the gateway runs, then verified offline
+        dump = next(line.strip() for line in text.splitlines() if "evidence export --out" in line)
+        res = subprocess.run(shlex.split(dump), capture_output=True, text=True, timeout=60, env=clean_env())
+        assert res.returncode == 0 and "evidence pack written to" in res.stdout, res.stdout + res.stderr
+        check = next(line.strip() for line in text.splitlines() if "evidence verify" in line)
+        res = subprocess.run(shlex.split(check), capture_output=True, text=True, timeout=60, env=clean_env())
+        assert res.returncode == 0 and res.stdout.startswith("OK: evidence pack"), res.stdout + res.stderr
+        pack = Path(shlex.split(check)[-1])
+        assert pack.parent == tmp_path and (pack / "report.html").is_file()
+        request, decision = (json.loads(r) for r in (pack / "approvals.jsonl").read_text().splitlines())
+        assert (request["id"], decision["request_id"], decision["decision"]) == (rid, rid, "approve")
         cfg = tomllib.loads((tmp_path / "hoopgw.toml").read_text())
         upstream_port = int(re.search(r":(\d+)/", cfg["connections"][0]["upstream"]).group(1))  # type: ignore[union-attr]
         assert "password" not in cfg["connections"][0]["upstream"]

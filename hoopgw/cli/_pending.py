@@ -20,13 +20,6 @@ PENDING: dict[str, _Spec] = {
             "remove": ("remove a key", ["ID"], [_TOKEN_OPTION]),
         },
     ),
-    "evidence": (
-        "evidence packs for examiners",
-        {
-            "export": ("export an evidence pack", [], ["--since", "--until", "--out"]),
-            "verify": ("verify an evidence pack", ["DIR"], []),
-        },
-    ),
 }
 _FLAGS = {"--json"}
 

@@ -1,0 +1,370 @@
+"""``verify_pack``: check an evidence pack offline, with nothing but the pack and a public key.
+
+In order: the manifest's signature (with ``public_key.pem`` or a key given out of band), that the pack
+holds exactly the files the manifest lists, each file's size and SHA-256, and then what each file says:
+every event's hash recomputed and linked to the one before, the signed checkpoints in the range
+matching those hashes, every approval record's signature and each decision bound to its request, the
+counts, and the chain verification result. Every problem is reported, naming its file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from hoopgw.approvals import (
+    DECISION,
+    RecordError,
+    check_binding,
+    key_id,
+    load_public_key,
+    load_records,
+    verify_record,
+)
+from hoopgw.audit._chain import check_checkpoint
+from hoopgw.evidence._events import LineError, line_hash, parse_line
+from hoopgw.evidence._manifest import (
+    APPROVALS_FILE,
+    CHAIN_FILE,
+    CHECKPOINTS_FILE,
+    EVENTS_FILE,
+    MANIFEST_FILE,
+    PACK_FILES,
+    PROMPTS_FILE,
+    PUBLIC_KEY_FILE,
+    SESSIONS_FILE,
+    check_manifest,
+    file_sha256,
+)
+from hoopgw.evidence._pack import SESSION_COLUMNS
+
+#: The data of an event a retention purge erased (docs/AUDIT.md): its row keeps the original hash.
+_PURGED = re.compile(r'\{"purged":\d+\}')
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem: the file at fault (``""``: the pack as a whole) and what is wrong."""
+
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.message}" if self.file else self.message
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    """What ``verify_pack`` found."""
+
+    pack: Path
+    problems: list[Finding] = field(default_factory=list)
+    key_id: str | None = None
+    manifest: dict[str, Any] | None = None
+    events: int = 0  # events whose hash and link were checked
+    erased: int = 0  # of which tombstones: data erased by a retention purge, hash and link kept
+    checkpoints: int = 0
+    approval_records: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Nothing wrong."""
+        return not self.problems
+
+    def add(self, file: str, message: str) -> None:
+        """Record a problem."""
+        self.problems.append(Finding(file, message))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        manifest = self.manifest or {}
+        return {
+            "ok": self.ok,
+            "pack": str(self.pack),
+            "key_id": self.key_id,
+            "created_at": manifest.get("created_at"),
+            "since": manifest.get("since"),
+            "until": manifest.get("until"),
+            "first_seq": manifest.get("first_seq"),
+            "last_seq": manifest.get("last_seq"),
+            "events": self.events,
+            "erased": self.erased,
+            "checkpoints": self.checkpoints,
+            "approval_records": self.approval_records,
+            "problems": [{"file": p.file, "message": p.message} for p in self.problems],
+        }
+
+
+def verify_pack(
+    pack: Path, public_key: Ed25519PublicKey | None = None, key_source: str | None = None
+) -> VerifyResult:
+    """Check the pack in ``pack`` with ``public_key`` (default: the pack's own ``public_key.pem``;
+    ``key_source`` names where a given key came from, for messages)."""
+    result = VerifyResult(Path(pack))
+    if not result.pack.is_dir():
+        result.add("", "is not a directory: there is no evidence pack here")
+        return result
+    key = _pack_key(result, public_key, key_source)
+    if key is None:
+        return result
+    result.key_id = key_id(key)
+    manifest = _manifest(result, key, key_source or PUBLIC_KEY_FILE)
+    if manifest is None:
+        return result
+    result.manifest = manifest
+    present = _files(result, manifest)
+    counts = manifest["counts"]
+    if CHECKPOINTS_FILE in present and EVENTS_FILE in present:
+        cps = _checkpoints(result, key, manifest)
+        _events(result, manifest, cps)
+    if APPROVALS_FILE in present:
+        _approvals(result, key, counts["approval_records"])
+    if PROMPTS_FILE in present:
+        _lines_counted(result, PROMPTS_FILE, counts["prompts"])
+    if SESSIONS_FILE in present:
+        _sessions(result, counts["sessions"])
+    if CHAIN_FILE in present:
+        _chain(result, result.key_id)
+    return result
+
+
+def _pack_key(
+    result: VerifyResult, given: Ed25519PublicKey | None, source: str | None
+) -> Ed25519PublicKey | None:
+    """The key to check with; a pack key that differs from a given one is a problem."""
+    path = result.pack / PUBLIC_KEY_FILE
+    try:
+        own = load_public_key(path.read_bytes()) if path.is_file() else None
+    except ValueError as exc:
+        own = None
+        result.add(PUBLIC_KEY_FILE, str(exc))
+    if given is None:
+        if own is None and not result.problems:
+            result.add(PUBLIC_KEY_FILE, "is missing: without it, pass the gateway's key with --public-key")
+        return own
+    if own is not None and key_id(own) != key_id(given):
+        result.add(
+            PUBLIC_KEY_FILE,
+            f"is not the key given with --public-key{f' ({source})' if source else ''}: key id {key_id(own)},"
+            f" expected {key_id(given)}",
+        )
+    return given
+
+
+def _manifest(result: VerifyResult, key: Ed25519PublicKey, source: str) -> dict[str, Any] | None:
+    path = result.pack / MANIFEST_FILE
+    if not path.is_file():
+        result.add(MANIFEST_FILE, "is missing: nothing in the pack can be checked")
+        return None
+    try:
+        records = load_records(path.read_bytes())
+        if len(records) != 1:
+            raise RecordError("must hold one JSON object", code="malformed")  # noqa: TRY301
+        check_manifest(key, records[0])
+    except RecordError as exc:
+        result.add(MANIFEST_FILE, f"{exc} (key: {source}): nothing in the pack can be trusted")
+        return None
+    return records[0]
+
+
+def _files(result: VerifyResult, manifest: dict[str, Any]) -> set[str]:
+    """Exactly the listed files, each of the listed size and SHA-256; the names of those present."""
+    listed: dict[str, Any] = manifest["files"]
+    for name in PACK_FILES:
+        if name not in listed:
+            result.add(MANIFEST_FILE, f"does not list {name}")
+    present: set[str] = set()
+    for name, entry in listed.items():
+        path = result.pack / name
+        if Path(name).name != name or name in (".", "..", MANIFEST_FILE):
+            result.add(MANIFEST_FILE, f"lists {name!r}, which is not a file of the pack")
+        elif not path.exists():
+            result.add(name, "is missing (MANIFEST.json lists it): it was deleted")
+        elif path.is_symlink() or not path.is_file():
+            result.add(name, "is not a regular file")
+        elif path.stat().st_size != entry["bytes"]:
+            result.add(
+                name,
+                f"has {path.stat().st_size:,} bytes, MANIFEST.json says {entry['bytes']:,}: it was changed",
+            )
+            present.add(name)
+        elif file_sha256(path) != entry["sha256"]:
+            result.add(name, "its SHA-256 does not match MANIFEST.json: it was changed")
+            present.add(name)
+        else:
+            present.add(name)
+    for path in sorted(result.pack.iterdir()):
+        if path.name not in listed and path.name != MANIFEST_FILE:
+            result.add(path.name, "is not listed in MANIFEST.json: it was added to the pack")
+    return present
+
+
+def _lines(path: Path) -> list[bytes]:
+    return [line for line in path.read_bytes().split(b"\n") if line]
+
+
+def _checkpoints(result: VerifyResult, key: Ed25519PublicKey, manifest: dict[str, Any]) -> dict[int, str]:
+    """``{seq: hash hex}`` of the valid signed checkpoints in the range."""
+    out: dict[int, str] = {}
+    first, last = manifest["first_seq"], manifest["last_seq"]
+    lines = _lines(result.pack / CHECKPOINTS_FILE)
+    for n, raw in enumerate(lines, 1):
+        try:
+            [record] = load_records(raw)
+            check_checkpoint(key, record)
+        except (RecordError, ValueError) as exc:
+            result.add(CHECKPOINTS_FILE, f"line {n}: {exc}")
+            continue
+        seq = record["seq"]
+        if first is None or not first <= seq <= last:
+            result.add(
+                CHECKPOINTS_FILE, f"line {n}: the checkpoint at seq {seq} lies outside the exported events"
+            )
+            continue
+        out[seq] = str(record["hash"])[7:]
+    if len(lines) != manifest["counts"]["checkpoints"]:
+        result.add(
+            CHECKPOINTS_FILE,
+            f"holds {len(lines)} checkpoints, MANIFEST.json counts {manifest['counts']['checkpoints']}",
+        )
+    result.checkpoints = len(out)
+    return out
+
+
+def _events(result: VerifyResult, manifest: dict[str, Any], checkpoints: dict[int, str]) -> None:
+    """Every event's hash recomputed, each linked to the one before, seqs contiguous from first_seq.
+
+    Stops at the first bad line: what follows it cannot be linked anyway.
+    """
+    expect: int | None = manifest["first_seq"]
+    prev: bytes | None = None
+    count = 0
+    with (result.pack / EVENTS_FILE).open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                event = parse_line(raw)
+            except LineError as exc:
+                result.add(EVENTS_FILE, f"line {n}: {exc}")
+                return
+            wrong = _event_problem(event, expect, prev, checkpoints)
+            if wrong is not None:
+                result.add(EVENTS_FILE, f"line {n} (seq {event['seq']}): {wrong}")
+                return
+            prev = event["hash"]
+            expect = event["seq"] + 1
+            count += 1
+            result.erased += bool(_PURGED.fullmatch(event["data"]))
+    result.events = count
+    counted, first, last = manifest["counts"]["events"], manifest["first_seq"], manifest["last_seq"]
+    if count != counted or (count and expect is not None and expect - 1 != last):
+        result.add(EVENTS_FILE, f"holds {count} events, MANIFEST.json counts {counted} (seq {first}..{last})")
+
+
+def _event_problem(
+    event: dict[str, Any], expect: int | None, prev: bytes | None, checkpoints: dict[int, str]
+) -> str | None:
+    """What is wrong with one parsed event line, or None."""
+    if event["seq"] != expect:
+        return f"expected seq {expect}: events are missing, inserted or out of order"
+    if event["hash"] is None:
+        return "carries no hash, yet the events before it are chained" if prev is not None else None
+    if prev is not None and event["prev_hash"] != prev:
+        return "does not link to the event before it (its prev_hash differs)"
+    try:
+        digest = line_hash(event)
+    except LineError as exc:
+        return str(exc)
+    if digest != event["hash"] and not _PURGED.fullmatch(event["data"]):
+        return "was changed: its hash does not match its contents"
+    signed = checkpoints.get(event["seq"])
+    if signed is not None and signed != digest.hex():
+        return "differs from the signed checkpoint at its seq"
+    return None
+
+
+def _approvals(result: VerifyResult, key: Ed25519PublicKey, expected: int) -> None:
+    """Each record's signature; each decision bound to its request, which must come before it."""
+    requests: dict[str, dict[str, Any]] = {}
+    lines = _lines(result.pack / APPROVALS_FILE)
+    good = 0
+    for n, raw in enumerate(lines, 1):
+        what = f"line {n}"
+        try:
+            [record] = load_records(raw)
+            what = f"line {n} ({record.get('type')} {record.get('id')})"
+            verify_record(key, record)
+            if record["type"] == DECISION:
+                _bound(requests, record)
+            else:
+                requests[record["id"]] = record
+        except (RecordError, ValueError) as exc:
+            result.add(APPROVALS_FILE, f"{what}: {exc}")
+            continue
+        good += 1
+    result.approval_records = good
+    if len(lines) != expected:
+        result.add(APPROVALS_FILE, f"holds {len(lines)} records, MANIFEST.json counts {expected}")
+
+
+def _bound(requests: dict[str, dict[str, Any]], decision: dict[str, Any]) -> None:
+    """A verified decision belongs to a request earlier in the file; RecordError ``unbound``."""
+    request = requests.get(decision["request_id"])
+    if request is None:
+        raise RecordError(
+            f"its request {decision['request_id']} is not before it in the file", code="unbound"
+        )
+    check_binding(request, decision)
+
+
+def _lines_counted(result: VerifyResult, name: str, expected: int) -> None:
+    lines = _lines(result.pack / name)
+    for n, raw in enumerate(lines, 1):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            result.add(name, f"line {n}: not JSON: {exc}")
+            continue
+        if type(value) is not dict or not isinstance(value.get("id"), str):
+            result.add(name, f"line {n}: not an object with an id")
+    if len(lines) != expected:
+        result.add(name, f"holds {len(lines)} lines, MANIFEST.json counts {expected}")
+
+
+def _sessions(result: VerifyResult, expected: int) -> None:
+    with (result.pack / SESSIONS_FILE).open(encoding="utf-8", newline="") as f:
+        try:
+            rows = list(csv.reader(f))
+        except (csv.Error, UnicodeDecodeError) as exc:
+            result.add(SESSIONS_FILE, f"not CSV: {exc}")
+            return
+    if not rows or tuple(rows[0]) != SESSION_COLUMNS:
+        result.add(SESSIONS_FILE, "its header is not the sessions.csv columns")
+        return
+    if len(rows) - 1 != expected:
+        result.add(SESSIONS_FILE, f"holds {len(rows) - 1} sessions, MANIFEST.json counts {expected}")
+
+
+def _chain(result: VerifyResult, kid: str | None) -> None:
+    try:
+        chain = orjson.loads((result.pack / CHAIN_FILE).read_bytes())
+    except orjson.JSONDecodeError as exc:
+        result.add(CHAIN_FILE, f"not JSON: {exc}")
+        return
+    if type(chain) is not dict or type(chain.get("ok")) is not bool:
+        result.add(CHAIN_FILE, "holds no chain verification result (no ok)")
+        return
+    if chain.get("key_id") != kid:
+        result.add(CHAIN_FILE, f"the chain was verified with key {chain.get('key_id')!r}, not {kid!r}")
+    if not chain["ok"]:
+        problem = chain.get("problem") or {}
+        result.add(
+            CHAIN_FILE,
+            f"the audit store FAILED verification when the pack was made: at seq {problem.get('seq')}"
+            f" ({problem.get('code')}): {problem.get('message')}",
+        )
