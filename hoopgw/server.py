@@ -15,6 +15,7 @@ from hoopgw.api import ApiServer, ApprovalApi, KeyApi, build_app
 from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
 from hoopgw.api._prompts import PromptApi, prompt_routes
+from hoopgw.api._sessions import SessionApi, SessionReader, session_routes
 from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
 from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
@@ -94,7 +95,21 @@ class Gateway:
             auditors=gw.auditors,
             audit=self.writer.event,
         )
-        more = [*access_routes(access), *callback_routes(self.callback), *prompt_routes(prompts)]
+        sessions = SessionApi(
+            SessionReader(gw.data_dir),
+            self.authenticator,
+            admins=gw.admins,
+            auditors=gw.auditors,
+            audit=self.writer.event,
+            end_session=self.end_session,
+            api_keys=key_store,
+        )
+        more = [
+            *access_routes(access),
+            *callback_routes(self.callback),
+            *prompt_routes(prompts),
+            *session_routes(sessions),
+        ]
         app = build_app(self.status, keys=keys, approvals=approvals, routes=more)
         self.api = ApiServer(app, gw.api_listen) if gw.api_listen else None
         self.started_at = time.time()
@@ -154,6 +169,15 @@ class Gateway:
                 principal = session.principal
                 if principal is not None and principal.auth == "apikey" and principal.subject == name:
                     session.terminate("28P01", f"terminating connection: the API key {name!r} was revoked")
+
+    def end_session(self, session_id: str, message: str) -> bool:
+        """End the live session ``session_id`` (SQLSTATE 57P01, ``message``); False when none has it."""
+        for listener in self.listeners:
+            for session in list(listener.sessions):
+                if session.session_id == session_id and not session.closed:
+                    session.terminate("57P01", message)
+                    return True
+        return False
 
     def request_stop(self) -> None:
         if self._stop is not None:

@@ -23,6 +23,7 @@ from hoopgw.api import ApprovalApi, KeyApi, build_app, openapi_document
 from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
 from hoopgw.api._prompts import PromptApi, prompt_routes
+from hoopgw.api._sessions import SessionApi, SessionReader, session_routes
 from hoopgw.approvals import (
     ApprovalService,
     ApprovalStore,
@@ -217,6 +218,8 @@ def test_list_shows_each_caller_what_they_may_see(gw: Gateway, service: Approval
         ("?status=open", "status must be one of"),
         ("?limit=0", "limit must be"),
         ("?limit=x", "limit must be"),
+        ("?limit=%C2%B2", "limit must be"),  # a superscript two: isdigit() but not int()
+        ("?limit=" + "9" * 5000, "limit must be"),
         ("?owner=me", "unknown query parameter(s): owner"),
     ):
         status, data = get(gw, "/api/approvals" + query, "root")
@@ -556,6 +559,7 @@ def _in_process_app(tmp_path: Path) -> Any:
         *access_routes(AccessApi(config, service, auth)),
         *callback_routes(CallbackApi.from_config(service, config.approvals, None, None)),
         *prompt_routes(PromptApi(PromptStore(data_dir), data_dir, auth, lambda text: text)),
+        *session_routes(SessionApi(SessionReader(data_dir), auth)),
     ]
     return build_app(lambda: {}, keys=keys, approvals=approvals, routes=more)
 
@@ -571,7 +575,7 @@ def test_openapi_document(gw: Gateway, tmp_path: Path) -> None:
     app = _in_process_app(tmp_path)
     served_routes = {(r.path, m.lower()) for r in app.routes for m in r.methods if m != "HEAD"}
     assert {("/api/access-requests", "post"), ("/api/approvals/callback", "post")} < served_routes
-    assert len(served_routes) == 18
+    assert len(served_routes) == 21
     missing = sorted((p, m) for p, m in served_routes if m not in paths.get(p, {}))
     assert missing == []
     # and nothing is described that is not served

@@ -203,7 +203,7 @@ def _list_args(request: Request) -> tuple[Status | None, int]:
     text = query.get("limit")
     if text is None:
         return status, DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
+    if not (text.isascii() and text.isdigit()) or len(text) > 7 or not 1 <= int(text) <= MAX_LIST:
         raise HttpError(400, f"limit must be a whole number from 1 to {MAX_LIST}")
     return status, int(text)
 

@@ -31,6 +31,21 @@ _ID = {
 _MS = {"type": "integer", "description": "milliseconds since 1970-01-01T00:00:00Z"}
 _ISO = {"type": ["string", "null"], "format": "date-time", "description": "the same instant, RFC 3339 (UTC)"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_SECONDS = {"type": "number", "description": "seconds since the epoch"}
+_PROMPT_KNOWN = {
+    "enum": [True, False, "foreign"],
+    "description": (
+        "true: the same identity registered the prompt; foreign: another identity did; false: no prompt "
+        "has this id"
+    ),
+}
+_SESSION_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "the session id",
+    "schema": {"type": "string"},
+}
 
 _APPROVAL: dict[str, Any] = {
     "type": "object",
@@ -250,6 +265,71 @@ _SCHEMAS: dict[str, Any] = {
             "revoked_by": {"type": ["string", "null"]},
         },
     },
+    "Session": {
+        "type": "object",
+        "description": "A recorded session, as `hoopgw sessions list --json` shows it.",
+        "required": ["id", "status", "type", "connection", "subject", "started_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"enum": ["open", "closed"]},
+            "type": {"type": "string", "description": "postgres, ..."},
+            "connection": {"type": "string"},
+            "subject": {"type": "string", "description": "who opened it"},
+            "auth": {"type": ["string", "null"], "description": "token or apikey"},
+            "groups": {"type": "array", "items": {"type": "string"}},
+            "client_addr": {"type": ["string", "null"]},
+            "params": {
+                "type": "object",
+                "description": "user, database, application_name, prompt_id (its application_name tag)",
+            },
+            "started_at": _SECONDS,
+            "ended_at": {"type": ["number", "null"], "description": "seconds since the epoch"},
+            "close_reason": {"type": ["string", "null"]},
+            "statements": {"type": "integer", "minimum": 0},
+            "errors": {"type": "integer", "minimum": 0},
+            "masked": {
+                "type": "object",
+                "description": "values masked on the way to the client, per detector",
+                "additionalProperties": {"type": "integer"},
+            },
+        },
+    },
+    "SessionDetail": {
+        "allOf": [
+            _ref("Session"),
+            {
+                "type": "object",
+                "required": ["events", "next_after"],
+                "properties": {
+                    "prompt_known": _PROMPT_KNOWN,
+                    "events": {
+                        "type": "array",
+                        "description": (
+                            "the session's audit events in order: session_open, statements (with their "
+                            "result summary), denials, approval events, session_close, ..."
+                        ),
+                        "items": {
+                            "type": "object",
+                            "required": ["seq", "ts", "kind", "data"],
+                            "properties": {
+                                "seq": {"type": "integer", "description": "the event's position"},
+                                "ts": _SECONDS,
+                                "session_id": {"type": ["string", "null"]},
+                                "kind": {"type": "string"},
+                                "data": {"type": "object"},
+                                "prompt_id": {"type": ["string", "null"]},
+                                "prompt_known": _PROMPT_KNOWN,
+                            },
+                        },
+                    },
+                    "next_after": {
+                        "type": ["integer", "null"],
+                        "description": "more events follow: ask again with after=this; null: no more",
+                    },
+                },
+            },
+        ]
+    },
 }
 
 _DECIDE_RESPONSES: dict[str, Any] = {
@@ -320,14 +400,24 @@ _PATHS: dict[str, Any] = {
     "/api/keys/{name}": {
         "delete": _op(
             "revoke an API key (its sessions are ended)",
-            {"200": _json(_ref("ApiKey"), "the revoked key"), **_UNAUTHORIZED, "404": _error("no such key")},
+            {
+                "200": _json(_ref("ApiKey"), "the revoked key"),
+                **_UNAUTHORIZED,
+                "403": _error("not a gateway admin"),
+                "404": _error("no such key"),
+            },
             parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         )
     },
     "/api/keys/{name}/revoke": {
         "post": _op(
             "revoke an API key (the same as DELETE /api/keys/{name})",
-            {"200": _json(_ref("ApiKey"), "the revoked key"), **_UNAUTHORIZED, "404": _error("no such key")},
+            {
+                "200": _json(_ref("ApiKey"), "the revoked key"),
+                **_UNAUTHORIZED,
+                "403": _error("not a gateway admin"),
+                "404": _error("no such key"),
+            },
             parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         )
     },
@@ -573,6 +663,81 @@ _PATHS: dict[str, Any] = {
             ],
         )
     },
+    "/api/sessions": {
+        "get": _op(
+            "recorded sessions the caller may see, newest first",
+            {
+                "200": _json({"type": "array", "items": _ref("Session")}, "the sessions"),
+                "400": _error("a bad status or limit, or an unknown query parameter"),
+                **_UNAUTHORIZED,
+            },
+            description=(
+                "Admins and auditors see every session; anyone else the sessions of their own identity "
+                "(the same subject and kind of credential: token or API key)."
+            ),
+            parameters=[
+                {"name": "status", "in": "query", "schema": {"enum": ["open", "closed"]}},
+                {"name": "connection", "in": "query", "schema": {"type": "string"}},
+                {"name": "subject", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "description": "how many (default 50)",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            ],
+        )
+    },
+    "/api/sessions/{id}": {
+        "get": _op(
+            "one session and its events (a page of them)",
+            {
+                "200": _json(_ref("SessionDetail"), "the session"),
+                "400": _error("a bad after or limit, or an unknown query parameter"),
+                **_UNAUTHORIZED,
+                "404": _error("no such session, or one the caller may not see (the same answer)"),
+            },
+            description="Who sees a session: as for GET /api/sessions.",
+            parameters=[
+                _SESSION_ID,
+                {
+                    "name": "after",
+                    "in": "query",
+                    "description": "events after this seq (default 0: from the first)",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "description": "how many events (default 500)",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            ],
+        )
+    },
+    "/api/sessions/{id}/end": {
+        "post": _op(
+            "end a live session (admins)",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["id", "status"],
+                        "properties": {"id": {"type": "string"}, "status": {"const": "closed"}},
+                    },
+                    "the session was ended",
+                ),
+                **_UNAUTHORIZED,
+                "403": _error("not a gateway admin"),
+                "404": _error("no live session has this id (unknown, or closed already)"),
+            },
+            description=(
+                "The session's client gets SQLSTATE 57P01 with a message naming the admin; the "
+                "session's record gets a session_ended_by_admin event (by: the admin)."
+            ),
+            parameters=[_SESSION_ID],
+        )
+    },
     "/api/signing-key": {
         "get": _public(
             "the public key that verifies approval records (no authentication)",
@@ -593,8 +758,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "hoopgw control API",
             "version": __version__,
             "description": (
-                "Health, API keys, approvals and AI prompts of an hoopgw gateway (docs/APPROVALS.md, "
-                "docs/PROMPTS.md)."
+                "Health, API keys, approvals, AI prompts and recorded sessions of an hoopgw gateway "
+                "(docs/APPROVALS.md, docs/PROMPTS.md, docs/API.md)."
             ),
         },
         "paths": _PATHS,

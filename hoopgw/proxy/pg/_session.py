@@ -538,8 +538,10 @@ class PgClientSession:
             self.terminate("57P01", "terminating connection because the gateway is shutting down")
 
     def terminate(self, sqlstate: str, message: str, detail: str | None = None) -> None:
-        """End the session now with a FATAL error to the client (frame-aligned: we forward whole frames)."""
+        """End the session now with a FATAL error to the client (frame-aligned: we forward whole frames),
+        cancelling what the upstream still runs for it (a closed socket goes unnoticed by a busy backend)."""
         if self.upstream is not None and not self.upstream.conn.closed:
+            self._cancel_orphaned_work()
             self.upstream.conn.write(_TERMINATE)
             self.upstream.conn.close()
         self._refuse(sqlstate, message, detail)
