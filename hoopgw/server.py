@@ -20,6 +20,7 @@ from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, lo
 from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
 from hoopgw.audit._prompts import PromptStore
+from hoopgw.audit._siem import SiemStreamer
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
 from hoopgw.identity import ApiKeyStore, Authenticator
@@ -52,7 +53,16 @@ class Gateway:
         )
         self.authenticator = Authenticator.from_config(config)
         self.server_tls = server_context(gw)
-        self.writer = AuditWriter(gw.data_dir / "audit.db", flush_interval=gw.audit_flush_interval)
+        self.writer = AuditWriter(
+            gw.data_dir / "audit.db",
+            flush_interval=gw.audit_flush_interval,
+            checkpoint_every=config.audit.checkpoint_every,
+            checkpoint_interval=config.audit.checkpoint_interval,
+        )
+        #: committed events streamed to [[audit.siem]] sinks (bounded queues: never slows the writer)
+        self.siem = SiemStreamer.from_config(config.audit, writer=self.writer) if config.audit.siem else None
+        if self.siem is not None:
+            self.writer.add_listener(self.siem.offer)
         self.cancels = CancelRegistry()
         #: statement classification: the parser (cache misses) and the cache shared by every session
         self.classifier = Classifier(config.sql)
@@ -121,6 +131,7 @@ class Gateway:
             "uptime_s": round(time.time() - self.started_at, 1),
             "sessions": sum(len(listener.sessions) for listener in self.listeners),
             "connections": [listener.cfg.name for listener in self.listeners],
+            "siem": self.siem.stats() if self.siem is not None else [],
         }
 
     def _mask_text(self, connection: str, text: str) -> str:
@@ -190,6 +201,8 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         await self.notifier.start()
+        if self.siem is not None:
+            self.siem.start()
         try:
             for listener in self.listeners:
                 await listener.start()
@@ -227,7 +240,11 @@ class Gateway:
         if self.api is not None:
             await self.api.stop()
         await self.notifier.close(DRAIN_S)  # after the sessions and the API: their last closes go out
+        if self.siem is not None:
+            self.siem.report()  # the last counts go into the trail, sealed by the final checkpoint
         await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+        if self.siem is not None:  # after the writer: its last events and checkpoint are streamed too
+            await asyncio.get_running_loop().run_in_executor(None, self.siem.stop)
 
 
 def serve(config: Config) -> int:
