@@ -20,6 +20,7 @@ from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, lo
 from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
 from hoopgw.audit._prompts import PromptStore
+from hoopgw.audit._retention import purge
 from hoopgw.audit._siem import SiemStreamer
 from hoopgw.config import Config, PostgresConnection
 from hoopgw.errors import HoopError
@@ -34,6 +35,8 @@ log = logging.getLogger("hoopgw")
 
 #: how often pending approval requests past their expiry are closed
 _EXPIRY_SWEEP_S = 1.0
+#: the first audit purge after start (then every ``[audit] purge_interval``)
+_FIRST_PURGE_S = 60.0
 
 
 class Gateway:
@@ -173,6 +176,28 @@ class Gateway:
         self.approvals.expire_due()
         self.approvals.poll_waiters()
 
+    async def _purge_expired(self) -> None:
+        """Purge the audit events ``[audit] retention_days`` expires, every ``purge_interval``
+        (docs/AUDIT.md), in a worker thread; each purge is recorded as an ``audit_purge`` event."""
+        audit, data_dir = self.config.audit, self.config.gateway.data_dir
+        key = load_signing_key(data_dir)
+        loop = asyncio.get_running_loop()
+        delay = min(audit.purge_interval, _FIRST_PURGE_S)
+        while True:
+            await asyncio.sleep(delay)
+            delay = audit.purge_interval
+            try:
+                result = await loop.run_in_executor(
+                    None, purge, data_dir, audit.retention_days, time.time(), key
+                )
+                for payload in result.events:
+                    self.writer.event(None, "audit_purge", payload)
+            except HoopError as exc:
+                log.warning("cannot purge the audit store", extra={"error": str(exc)})
+                continue
+            if result.records:
+                log.info("audit events purged", extra=result.to_json())
+
     def key_revoked(self, name: str) -> None:
         """End the live sessions of the API key ``name`` (called by the API right after revoking it)."""
         for listener in self.listeners:
@@ -218,9 +243,12 @@ class Gateway:
                         extra={"connection": name})  # fmt: skip
         warm_up = asyncio.create_task(self.authenticator.warm_up())  # OIDC discovery and keys, never fatal
         sweep = asyncio.create_task(self._expire_approvals())
+        purger = asyncio.create_task(self._purge_expired()) if self.config.audit.retention_days else None
         await self._stop.wait()
         warm_up.cancel()
         sweep.cancel()
+        if purger is not None:
+            purger.cancel()
         log.info("shutting down", extra={"timeout_s": self.config.gateway.shutdown_timeout})
         await self._shutdown(self.config.gateway.shutdown_timeout)
         return 0

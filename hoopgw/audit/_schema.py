@@ -126,6 +126,30 @@ MIGRATIONS: tuple[str, ...] = (
         record TEXT NOT NULL
     );
     """,
+    # Retention (issue 6, docs/AUDIT.md "Retention and legal hold"): legal holds, one row per hold
+    # (released ones kept: who set and lifted it, when, why), at most one active per session; and one
+    # row per purge, ``record`` its signed canonical ``audit_purge`` record (``cut``: events up to
+    # this seq are deleted; ``deleted`` / ``tombstoned``: what this purge did).
+    """
+    CREATE TABLE legal_holds (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        released_by TEXT,
+        released_at REAL
+    );
+    CREATE UNIQUE INDEX legal_holds_active ON legal_holds (session_id) WHERE released_at IS NULL;
+    CREATE TABLE purges (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        cut INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        tombstoned INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

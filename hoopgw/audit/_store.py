@@ -55,12 +55,30 @@ class AuditStore:
             f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY started_at DESC, id DESC LIMIT ?",  # noqa: S608
             (limit,),
         )
-        return [_session(row) for row in rows]
+        return self._with_holds([_session(row) for row in rows])
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
         """One session by id, or None."""
         rows = self._query(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
-        return _session(rows[0]) if rows else None
+        return self._with_holds([_session(rows[0])])[0] if rows else None
+
+    def _with_holds(self, sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add ``legal_hold`` to each session: its active hold (set_by, set_at, reason) or None."""
+        holds: dict[str, dict[str, Any]] = {}
+        ids = [s["id"] for s in sessions]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = self._query(
+                "SELECT session_id, set_by, set_at, reason FROM legal_holds WHERE released_at IS NULL"  # noqa: S608
+                f" AND session_id IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            holds.update(
+                {row["session_id"]: {k: row[k] for k in ("set_by", "set_at", "reason")} for row in rows}
+            )
+        for s in sessions:
+            s["legal_hold"] = holds.get(s["id"])
+        return sessions
 
     def match_session_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """Ids starting with ``prefix`` (for short ids typed by people)."""

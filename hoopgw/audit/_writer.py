@@ -498,6 +498,10 @@ class AuditWriter:
     def _read_head(self) -> None:
         """Read the chain's head under the write lock (a rolled-back batch leaves nothing to undo)."""
         conn = self._conn
+        # another process (hoopgw audit purge, a second writer) may have sealed the chain since
+        cp = conn.execute("SELECT seq, ts FROM checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+        if cp is not None and cp[0] > self._cp_seq:
+            self._cp_seq, self._cp_time = cp
         self._tx_cp_seq = self._cp_seq
         self._tx_sealed.clear()
         row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()

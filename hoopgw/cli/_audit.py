@@ -1,9 +1,10 @@
-"""``hoopgw audit verify``: recompute the audit hash chain offline and check its signed checkpoints."""
+"""``hoopgw audit verify|purge``: check the audit hash chain offline; purge what retention expires."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hoopgw.approvals import key_id, load_public_key, load_signing_key
 from hoopgw.audit import DB_FILE, Report, open_readonly, verify_chain
+from hoopgw.audit._retention import PurgeResult, purge
 from hoopgw.cli._common import (
     CliError,
     Subparsers,
@@ -52,6 +54,18 @@ def register(subparsers: Subparsers) -> None:
     )
     verify.add_argument("--json", action="store_true", help="print the result as one JSON object")
     verify.set_defaults(func=run_verify)
+    prune = sub.add_parser(
+        "purge",
+        help="purge the events [audit] retention_days expires (offline, from data_dir)",
+        description="Delete the oldest expired events up to a signed checkpoint and erase the data of"
+        " other expired events, sealing each step with a signed purge record, so that what remains"
+        " still verifies. Events of sessions under legal hold, and events after the last checkpoint,"
+        " are never touched. The gateway runs the same purge every purge_interval.",
+    )
+    add_config_option(prune)
+    prune.add_argument("--dry-run", action="store_true", help="say what would be purged; change nothing")
+    prune.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    prune.set_defaults(func=run_purge)
 
 
 def _since(text: str) -> int | float:
@@ -114,7 +128,8 @@ def describe(report: Report) -> list[str]:
         out.append(f"OK: {verified} verified in {report.seconds:.2f} s{rate}")
     else:
         p = report.problem
-        out.append(f"FAILED at seq {p.seq} ({p.code}): {p.message}")
+        where = f"purge {p.purge}" if p.purge is not None and not p.seq else f"seq {p.seq}"
+        out.append(f"FAILED at {where} ({p.code}): {p.message}")
         out.append(f"verified before it: {verified}")
     if report.anchor is not None:
         out.append(f"started from the signed checkpoint at seq {report.anchor}")
@@ -130,7 +145,67 @@ def describe(report: Report) -> list[str]:
         )
     if report.unchained:
         out.append(f"not covered: {report.unchained:,} older events predate the chain (no hash)")
+    if report.purges:
+        out.append(f"purges: {report.purges} signed purge record{'s' * (report.purges != 1)} verified")
+    if report.tombstones:
+        out.append(
+            f"tombstones: the data of {report.tombstones:,} event{'s' * (report.tombstones != 1)} was erased"
+            " by a signed purge (their rows and links verified; their data is gone)"
+        )
     out.extend(report.notes)
+    return out
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    """Purge (or, --dry-run, plan to purge) what retention_days expires; print what it did."""
+    config = load(args)
+    data_dir = config.gateway.data_dir
+    retention = config.audit.retention_days
+    if not (data_dir / DB_FILE).exists():
+        raise CliError(f"no audit store at {data_dir / DB_FILE}")
+    key = load_signing_key(data_dir, create=False)
+    result = purge(data_dir, retention, time.time(), key, dry_run=args.dry_run, record_events=True)
+    if args.json:
+        print_json({**result.to_json(), "store": str(data_dir / DB_FILE)})
+    else:
+        for line in describe_purge(result):
+            print(printable(line))
+    return 0
+
+
+def describe_purge(result: PurgeResult) -> list[str]:
+    """The human summary of a purge."""
+    if not result.retention:
+        return ["nothing to purge: [audit] retention_days is not set, every event is kept"]
+    policy = ", ".join(f"{kind}={days}d" for kind, days in result.retention.items())
+    dry = result.dry_run
+    if not (result.deleted or result.tombstoned):
+        out = [f"nothing to purge (retention: {policy})"]
+    else:
+        out = [f"{'dry run, nothing changed: would purge' if dry else 'purged'} (retention: {policy})"]
+        if result.deleted:
+            n = result.deleted
+            out.append(
+                f"{'would delete' if dry else 'deleted'}: {n:,} event{'s' * (n != 1)}; the chain"
+                f" {'would start' if dry else 'now starts'} after the signed checkpoint at seq {result.cut}"
+            )
+        if result.tombstoned:
+            n = result.tombstoned
+            out.append(
+                f"{'would erase' if dry else 'erased'}: the data of {n:,} event{'s' * (n != 1)} (tombstones:"
+                " each row and its links kept)"
+            )
+        out.append("by kind: " + ", ".join(f"{k}={n:,}" for k, n in sorted(result.kinds.items())))
+        if result.sessions_deleted:
+            n = result.sessions_deleted
+            out.append(f"sessions: {n:,} left without any event, their summary row{'s' * (n != 1)} removed")
+        if result.records:
+            ids = [r["id"] for r in result.records]
+            span = str(ids[0]) if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
+            out.append(f"signed purge record{'s' * (len(ids) != 1)}: {span}")
+    if result.held:
+        out.append(f"legal hold: {result.held} session{'s' * (result.held != 1)} kept expired events")
+    out.append(f"untouched: events after the last checkpoint (seq {result.sealed})")
     return out
 
 

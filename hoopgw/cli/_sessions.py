@@ -1,4 +1,7 @@
-"""``hoopgw sessions list|show``: read recorded sessions offline from data_dir's audit store.
+"""``hoopgw sessions list|show|hold|release``: recorded sessions, offline from data_dir's audit store.
+
+``hold`` puts a session under legal hold (its events are never purged, docs/AUDIT.md) and
+``release`` lifts it; both are recorded as events in the chain.
 
 ``show`` names the prompt behind each statement (its ``hoop:prompt`` tag) and whether the tag can be
 trusted: ``known`` (the session's identity registered that prompt), ``FOREIGN`` (another identity did)
@@ -8,11 +11,13 @@ or ``UNKNOWN`` (no prompt has that id) — see docs/PROMPTS.md.
 from __future__ import annotations
 
 import argparse
+import getpass
 from pathlib import Path
 from typing import Any
 
 from hoopgw.audit import DB_FILE, AuditStore
 from hoopgw.audit._prompts import PromptStore, identity_ref, prompt_known
+from hoopgw.audit._retention import hold, release
 from hoopgw.cli._common import (
     CliError,
     Subparsers,
@@ -47,6 +52,29 @@ def register(subparsers: Subparsers) -> None:
     show.add_argument("id", metavar="ID", help="session id (a unique prefix is enough)")
     show.add_argument("--json", action="store_true", help="print one JSON array")
     show.set_defaults(func=run_show)
+    held = sub.add_parser(
+        "hold",
+        help="put a session under legal hold: its events are never purged",
+        description="Put a session under legal hold: retention never purges its events until it is"
+        " released. Recorded in the audit chain (legal_hold_set).",
+    )
+    add_config_option(held)
+    held.add_argument("id", metavar="ID", help="session id (a unique prefix is enough)")
+    held.add_argument("--reason", required=True, help="why (a case or matter reference)")
+    held.add_argument("--by", help="who sets it (default: the OS user)")
+    held.add_argument("--json", action="store_true", help="print the hold as JSON")
+    held.set_defaults(func=run_hold)
+    free = sub.add_parser(
+        "release",
+        help="lift a session's legal hold",
+        description="Lift a session's legal hold: retention applies to its events again. Recorded in"
+        " the audit chain (legal_hold_released).",
+    )
+    add_config_option(free)
+    free.add_argument("id", metavar="ID", help="session id (a unique prefix is enough)")
+    free.add_argument("--by", help="who lifts it (default: the OS user)")
+    free.add_argument("--json", action="store_true", help="print the released hold as JSON")
+    free.set_defaults(func=run_release)
 
 
 def _open(args: argparse.Namespace) -> AuditStore | None:
@@ -87,6 +115,7 @@ def run_list(args: argparse.Namespace) -> int:
             "DURATION",
             "STMTS",
             "ERRS",
+            "HOLD",
         )
     ]
     for s in sessions:
@@ -102,6 +131,7 @@ def run_list(args: argparse.Namespace) -> int:
                 format_seconds(_duration(s)) if s["status"] == "closed" else "open",
                 str(s["statements"]),
                 str(s["errors"]),
+                "legal" if s.get("legal_hold") else "-",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -110,26 +140,62 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _find(store: AuditStore, given: str) -> dict[str, Any]:
+    """The session ``given`` names (its id or a unique prefix of it); CliError if none."""
+    session = store.get_session(given)
+    if session is None:
+        matches = store.match_session_ids(given)
+        if len(matches) > 1:
+            raise CliError(f"session id prefix {given!r} is ambiguous")
+        session = store.get_session(matches[0]) if matches else None
+    if session is None:
+        raise CliError(f"no session {given!r}")
+    return session
+
+
 def run_show(args: argparse.Namespace) -> int:
     """Print one session and its events."""
     store = _open(args)
     if store is None:
         raise CliError(f"no session {args.id!r} (nothing recorded yet)")
     with store:
-        session = store.get_session(args.id)
-        if session is None:
-            matches = store.match_session_ids(args.id)
-            if len(matches) > 1:
-                raise CliError(f"session id prefix {args.id!r} is ambiguous")
-            session = store.get_session(matches[0]) if matches else None
-        if session is None:
-            raise CliError(f"no session {args.id!r}")
+        session = _find(store, args.id)
         events = store.session_events(session["id"])
     _judge_tags(store.path.parent, session, events)
     if args.json:
         print_json([{**session, "events": events}])
         return 0
     print(printable("\n".join(_describe(session, events))))
+    return 0
+
+
+def run_hold(args: argparse.Namespace) -> int:
+    """Set a legal hold on one session."""
+    store = _open(args)
+    if store is None:
+        raise CliError(f"no session {args.id!r} (nothing recorded yet)")
+    with store:
+        session_id = _find(store, args.id)["id"]
+    out = hold(store.path.parent, session_id, reason=args.reason, by=args.by or getpass.getuser())
+    if args.json:
+        print_json(out)
+    else:
+        print(printable(f"legal hold set on session {session_id} by {out['set_by']}: {out['reason']}"))
+    return 0
+
+
+def run_release(args: argparse.Namespace) -> int:
+    """Lift the legal hold on one session."""
+    store = _open(args)
+    if store is None:
+        raise CliError(f"no session {args.id!r} (nothing recorded yet)")
+    with store:
+        session_id = _find(store, args.id)["id"]
+    out = release(store.path.parent, session_id, by=args.by or getpass.getuser())
+    if args.json:
+        print_json(out)
+    else:
+        print(printable(f"legal hold on session {session_id} released by {out['released_by']}"))
     return 0
 
 
@@ -175,6 +241,9 @@ def _describe(s: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
         out.append("params      " + "  ".join(f"{k}={v}" for k, v in s["params"].items()))
     if s.get("masked"):
         out.append("masked      " + "  ".join(f"{k}={v}" for k, v in sorted(s["masked"].items())))
+    if s.get("legal_hold"):
+        h = s["legal_hold"]
+        out.append(f"legal hold  set by {h['set_by']} at {format_time(h['set_at'])} UTC: {h['reason']}")
     if s["params"].get("prompt_id"):
         out.append(
             f"prompt      {s['params']['prompt_id']} (application_name): {known_text(s.get('prompt_known'))}"
@@ -192,6 +261,8 @@ def event_lines(e: dict[str, Any]) -> list[str]:
     """An event as lines of text (none for session_open/session_close), the first one timed."""
     when = format_time(e["ts"])[11:] + f".{int(e['ts'] * 1000) % 1000:03d}"
     data = e["data"]
+    if isinstance(data, dict) and list(data) == ["purged"]:  # a tombstone: a purge erased its data
+        return [f"{when}  {e['kind']}  (data purged by purge {data['purged']})"]
     if e["kind"] != "statement":
         if e["kind"] in ("session_open", "session_close"):
             return []
