@@ -522,19 +522,58 @@ def test_a_tombstone_keeps_its_link_but_an_edit_does_not() -> None:
     digest = event_hash(7, 1.5, b"s1", b"statement", data.encode(), None, GENESIS)
     event = {"seq": 7, "ts": 1.5, "session_id": "s1", "kind": "statement", "data": data, "prompt_id": None,
              "prev_hash": GENESIS, "hash": digest}  # fmt: skip
-    assert _event_problem(event, 7, GENESIS, {}) is None
-    assert _event_problem({**event, "data": '{"purged":3}'}, 7, GENESIS, {}) is None  # erased by retention
-    assert _event_problem({**event, "data": '{"sql":"SELECT 2"}'}, 7, GENESIS, {}) == (
+    signed = [(5, 9)]  # tombstoned ranges of the pack's signed purge records
+    assert _event_problem(event, 7, GENESIS, {}, signed) == (None, False)
+    erased = {**event, "data": '{"purged":3}'}
+    assert _event_problem(erased, 7, GENESIS, {}, signed) == (None, True)  # erased by a signed purge
+    assert _event_problem(erased, 7, GENESIS, {}, [(8, 9)]) == (
+        "its data is erased, but no signed purge record in purges.jsonl lists it",
+        False,
+    )
+    assert _event_problem({**event, "data": '{"sql":"SELECT 2"}'}, 7, GENESIS, {}, signed)[0] == (
         "was changed: its hash does not match its contents"
     )
     assert (
-        _event_problem(event, 7, b"\1" * 32, {})
+        _event_problem(event, 7, b"\1" * 32, {}, signed)[0]
         == "does not link to the event before it (its prev_hash differs)"
     )
     assert (
-        _event_problem(event, 8, GENESIS, {})
+        _event_problem(event, 8, GENESIS, {}, signed)[0]
         == "expected seq 8: events are missing, inserted or out of order"
     )
     assert (
-        _event_problem(event, 7, GENESIS, {7: "00" * 32}) == "differs from the signed checkpoint at its seq"
+        _event_problem(event, 7, GENESIS, {7: "00" * 32}, signed)[0]
+        == "differs from the signed checkpoint at its seq"
     )
+
+
+def test_a_purged_store_exports_its_signed_purges(tmp_path: Path) -> None:
+    from hoopgw.approvals import load_signing_key
+    from hoopgw.audit._retention import purge
+
+    config = _config(tmp_path)
+    writer = AuditWriter(tmp_path / "var", 0.01, checkpoint_every=5)
+    for i in range(12):
+        writer.event(None, "auth_failed", {"client_addr": f"10.0.0.{i}:5000", "user": "mallory"})
+    kept = _session(writer, "alice", "SELECT 'kept'")
+    writer.close()
+    # auth_failed kept 1 day; a week later they go; the session's events are kept forever
+    result = purge(
+        tmp_path / "var", {"auth_failed": 1}, time.time() + 7 * 86400, load_signing_key(tmp_path / "var")
+    )
+    assert result.deleted + result.tombstoned >= 10, result.to_json()
+    out = tmp_path / "pack"
+    code, stdout, err = evidence("export", "--out", str(out), "-c", str(config))
+    assert code == 0, stdout + err
+    purges = lines(out / "purges.jsonl")
+    assert [p["type"] for p in purges] == ["audit_purge"] * len(purges) and purges
+    assert {e["session_id"] for e in lines(out / "events.jsonl") if e["session_id"]} == {kept}
+    result_ok = verify_pack(out)
+    assert result_ok.ok, result_ok.problems
+    # a pack whose purge record is forged no longer verifies (and names purges.jsonl)
+    forged = tmp_path / "forged"
+    shutil.copytree(out, forged)
+    record = purges[0]
+    record["tombstoned"] = [[1, 10**6]]
+    (forged / "purges.jsonl").write_bytes(orjson.dumps(record) + b"\n")
+    assert any(p.file == "purges.jsonl" for p in verify_pack(forged).problems)

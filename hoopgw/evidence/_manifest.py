@@ -28,6 +28,7 @@ SESSIONS_FILE = "sessions.csv"
 APPROVALS_FILE = "approvals.jsonl"
 PROMPTS_FILE = "prompts.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
+PURGES_FILE = "purges.jsonl"
 CHAIN_FILE = "chain.json"
 PUBLIC_KEY_FILE = "public_key.pem"
 REPORT_FILE = "report.html"
@@ -38,12 +39,13 @@ PACK_FILES = (
     APPROVALS_FILE,
     PROMPTS_FILE,
     CHECKPOINTS_FILE,
+    PURGES_FILE,
     CHAIN_FILE,
     PUBLIC_KEY_FILE,
     REPORT_FILE,
 )
 #: What the manifest counts (lines of the files, events also by seq).
-COUNTS = ("approval_records", "checkpoints", "events", "prompts", "sessions")
+COUNTS = ("approval_records", "checkpoints", "events", "prompts", "purges", "sessions")
 _FIELDS = (
     "counts",
     "created_at",

@@ -31,6 +31,7 @@ from hoopgw.evidence._manifest import (
     PACK_FILES,
     PROMPTS_FILE,
     PUBLIC_KEY_FILE,
+    PURGES_FILE,
     REPORT_FILE,
     SESSIONS_FILE,
     file_sha256,
@@ -113,6 +114,7 @@ class PackWriter:
             self._range()
             self._events()
             self._checkpoints()
+            self._purges()
             self._sessions()
             self._approvals()
             self._prompts()
@@ -205,6 +207,14 @@ class PackWriter:
                 f.write(str(record).encode() + b"\n")
                 self.counts["checkpoints"] += 1
         self.stats.checkpoints = self.counts["checkpoints"]
+
+    def _purges(self) -> None:
+        """Every signed retention purge record (docs/AUDIT.md): they say which events' data was erased
+        and where the chain starts, whatever the exported range."""
+        with self._file(PURGES_FILE) as f:
+            for (record,) in self.conn.execute("SELECT record FROM purges ORDER BY id"):
+                f.write(str(record).encode() + b"\n")
+                self.counts["purges"] += 1
 
     def _sessions(self) -> None:
         where, args = self._time_where("started_at")

@@ -27,7 +27,7 @@ from hoopgw.approvals import (
     load_records,
     verify_record,
 )
-from hoopgw.audit._chain import check_checkpoint
+from hoopgw.audit._chain import check_checkpoint, check_purge
 from hoopgw.evidence._events import LineError, line_hash, parse_line
 from hoopgw.evidence._manifest import (
     APPROVALS_FILE,
@@ -38,6 +38,7 @@ from hoopgw.evidence._manifest import (
     PACK_FILES,
     PROMPTS_FILE,
     PUBLIC_KEY_FILE,
+    PURGES_FILE,
     SESSIONS_FILE,
     check_manifest,
     file_sha256,
@@ -120,9 +121,10 @@ def verify_pack(
     result.manifest = manifest
     present = _files(result, manifest)
     counts = manifest["counts"]
+    erasable = _purges(result, key, counts["purges"]) if PURGES_FILE in present else []
     if CHECKPOINTS_FILE in present and EVENTS_FILE in present:
         cps = _checkpoints(result, key, manifest)
-        _events(result, manifest, cps)
+        _events(result, manifest, cps, erasable)
     if APPROVALS_FILE in present:
         _approvals(result, key, counts["approval_records"])
     if PROMPTS_FILE in present:
@@ -237,8 +239,31 @@ def _checkpoints(result: VerifyResult, key: Ed25519PublicKey, manifest: dict[str
     return out
 
 
-def _events(result: VerifyResult, manifest: dict[str, Any], checkpoints: dict[int, str]) -> None:
-    """Every event's hash recomputed, each linked to the one before, seqs contiguous from first_seq.
+def _purges(result: VerifyResult, key: Ed25519PublicKey, expected: int) -> list[tuple[int, int]]:
+    """Each purge record's signature; the seq ranges whose data they erased."""
+    ranges: list[tuple[int, int]] = []
+    lines = _lines(result.pack / PURGES_FILE)
+    for n, raw in enumerate(lines, 1):
+        try:
+            [record] = load_records(raw)
+            check_purge(key, record)
+        except (RecordError, ValueError) as exc:
+            result.add(PURGES_FILE, f"line {n}: {exc}")
+            continue
+        ranges.extend((int(a), int(b)) for a, b in record["tombstoned"])
+    if len(lines) != expected:
+        result.add(PURGES_FILE, f"holds {len(lines)} records, MANIFEST.json counts {expected}")
+    return ranges
+
+
+def _events(
+    result: VerifyResult,
+    manifest: dict[str, Any],
+    checkpoints: dict[int, str],
+    erasable: list[tuple[int, int]],
+) -> None:
+    """Every event's hash recomputed, each linked to the one before, seqs contiguous from first_seq;
+    an event whose data a purge erased must be listed by a signed purge record of the pack.
 
     Stops at the first bad line: what follows it cannot be linked anyway.
     """
@@ -252,14 +277,14 @@ def _events(result: VerifyResult, manifest: dict[str, Any], checkpoints: dict[in
             except LineError as exc:
                 result.add(EVENTS_FILE, f"line {n}: {exc}")
                 return
-            wrong = _event_problem(event, expect, prev, checkpoints)
+            wrong, erased = _event_problem(event, expect, prev, checkpoints, erasable)
             if wrong is not None:
                 result.add(EVENTS_FILE, f"line {n} (seq {event['seq']}): {wrong}")
                 return
             prev = event["hash"]
             expect = event["seq"] + 1
             count += 1
-            result.erased += bool(_PURGED.fullmatch(event["data"]))
+            result.erased += erased
     result.events = count
     counted, first, last = manifest["counts"]["events"], manifest["first_seq"], manifest["last_seq"]
     if count != counted or (count and expect is not None and expect - 1 != last):
@@ -267,25 +292,34 @@ def _events(result: VerifyResult, manifest: dict[str, Any], checkpoints: dict[in
 
 
 def _event_problem(
-    event: dict[str, Any], expect: int | None, prev: bytes | None, checkpoints: dict[int, str]
-) -> str | None:
-    """What is wrong with one parsed event line, or None."""
+    event: dict[str, Any],
+    expect: int | None,
+    prev: bytes | None,
+    checkpoints: dict[int, str],
+    erasable: list[tuple[int, int]],
+) -> tuple[str | None, bool]:
+    """What is wrong with one parsed event line (or None), and whether a purge erased its data."""
     if event["seq"] != expect:
-        return f"expected seq {expect}: events are missing, inserted or out of order"
+        return f"expected seq {expect}: events are missing, inserted or out of order", False
     if event["hash"] is None:
-        return "carries no hash, yet the events before it are chained" if prev is not None else None
+        return ("carries no hash, yet the events before it are chained" if prev is not None else None), False
     if prev is not None and event["prev_hash"] != prev:
-        return "does not link to the event before it (its prev_hash differs)"
+        return "does not link to the event before it (its prev_hash differs)", False
     try:
         digest = line_hash(event)
     except LineError as exc:
-        return str(exc)
-    if digest != event["hash"] and not _PURGED.fullmatch(event["data"]):
-        return "was changed: its hash does not match its contents"
+        return str(exc), False
+    erased = False
+    if digest != event["hash"]:
+        if not _PURGED.fullmatch(event["data"]):
+            return "was changed: its hash does not match its contents", False
+        if not any(a <= event["seq"] <= b for a, b in erasable):
+            return "its data is erased, but no signed purge record in purges.jsonl lists it", False
+        erased, digest = True, event["hash"]
     signed = checkpoints.get(event["seq"])
     if signed is not None and signed != digest.hex():
-        return "differs from the signed checkpoint at its seq"
-    return None
+        return "differs from the signed checkpoint at its seq", erased
+    return None, erased
 
 
 def _approvals(result: VerifyResult, key: Ed25519PublicKey, expected: int) -> None:
