@@ -127,6 +127,11 @@ class Statement:
     #: now_ns passed with the client bytes that completed the request / the server bytes that completed it.
     started_ns: int
     ended_ns: int
+    #: ``(columns, rows)``: the first rows of the first result set that had rows, as forwarded to the
+    #: client (masked), each value as text ("\\x<hex>" when binary, None for NULL) cut at the
+    #: session's character limit ("…" appended); columns empty when the shape was not seen. None
+    #: when there were no rows, for COPY, and when previews are off (:meth:`PgSession.set_preview`).
+    preview: tuple[list[str], list[list[str | None]]] | None
 
 @final
 class PgSession:
@@ -221,6 +226,11 @@ class PgSession:
         returning the wrong shape) denies with XX000; the exception goes to ``sys.unraisablehook``.
         ``check`` must not use this session.
         """
+    def set_preview(self, rows: int, chars: int) -> None:
+        """Keep a preview of the first ``rows`` rows of each statement's result (0: off, the
+        default) in :attr:`Statement.preview`, each value and column name cut at ``chars``
+        characters; at most 4 KiB of text per statement. A multi-statement Query previews its
+        first result set that has rows; COPY data is never previewed."""
     def set_param_guard(self, guard: list[tuple[str, list[str]]]) -> None:
         """Guard server parameters: ``[(name, accepted values)]``, ASCII case-insensitive.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from typing import Any
 
@@ -33,6 +34,8 @@ from hoopgw.proxy.pg import CancelRegistry, PgListener
 
 log = logging.getLogger("hoopgw")
 
+#: how long a thread may hold the GIL while another waits for it (Python's default: 5 ms)
+_SWITCH_INTERVAL_S = 0.0005
 #: how often pending approval requests past their expiry are closed
 _EXPIRY_SWEEP_S = 1.0
 #: the first audit purge after start (then every ``[audit] purge_interval``)
@@ -282,4 +285,7 @@ def serve(config: Config) -> int:
     except HoopError as exc:
         log.error("cannot start: %s", exc)  # noqa: TRY400 - a clear line, no traceback
         return 1
+    # The audit writer thread needs the GIL back promptly after each commit (write-ahead sessions
+    # wait for it); the default 5 ms switch interval lets a busy event loop keep it that long.
+    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     return uvloop.run(gateway.run())

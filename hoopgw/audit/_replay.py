@@ -4,7 +4,8 @@ A transcript is a list of :class:`Entry`: the session header first (offset 0), t
 event of the session in time order — a statement at the time it started, any other event at the time
 it was recorded; equal times keep the store's order — and the ``session_close`` entry last when the
 session has ended. Each entry's ``fields`` are the event's data as recorded (statements, parameters
-and refused SQL are masked before they are stored), plus its ``prompt_id`` when the event has one.
+and refused SQL are masked before they are stored; a statement's ``preview`` holds the first rows of its
+result as the client got them, masked), plus its ``prompt_id`` when the event has one.
 """
 
 from __future__ import annotations

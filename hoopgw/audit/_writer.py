@@ -111,10 +111,14 @@ def intent_data(stmt: Statement) -> dict[str, Any]:
 
 
 def statement_data(stmt: Statement) -> dict[str, Any]:
-    """The JSON payload of a "statement" event (attributes read duck-typed from ``_core.Statement``)."""
+    """The JSON payload of a "statement" event (attributes read duck-typed from ``_core.Statement``).
+
+    ``preview`` (the first rows of the result as the client got them, masked) is there only when
+    the statement returned rows and previews are on; a statement object without the attribute has none.
+    """
     error = stmt.error
     started, ended = int(stmt.started_ns), int(stmt.ended_ns)
-    return {
+    data: dict[str, Any] = {
         "kind": stmt.kind,
         "sql": stmt.sql,
         "statement_name": stmt.statement_name,
@@ -126,6 +130,11 @@ def statement_data(stmt: Statement) -> dict[str, Any]:
         "error": {"sqlstate": error[0], "message": error[1]} if error else None,
         "duration_ms": round(max(0, ended - started) / 1e6, 3),
     }
+    preview = getattr(stmt, "preview", None)
+    if preview is not None:
+        columns, rows = preview
+        data["preview"] = {"columns": list(columns), "rows": [list(row) for row in rows]}
+    return data
 
 
 class AuditWriter:
@@ -216,15 +225,25 @@ class AuditWriter:
         """
         self._put(("stmt", session_id, time.time(), stmt, prompt_id), droppable=True)
 
-    def intents(self, session_id: str, statements: list[Any], prompt_id: str | None, done: Durable) -> None:
+    def intents(
+        self,
+        session_id: str,
+        statements: list[Any],
+        prompt_id: str | None,
+        done: Durable,
+        *,
+        urgent: bool = True,
+    ) -> None:
         """Write-ahead: record ``statements`` (``_core.Statement`` intents, not run yet) as
-        ``statement_intent`` events now, in a transaction of their own or with whatever else is
-        queued (group commit across sessions), and call ``done(None)`` in the writer thread once it
-        committed (``synchronous = FULL``: durable), or ``done(reason)`` if it cannot be written.
+        ``statement_intent`` events, and call ``done(None)`` in the writer thread once they are
+        committed (``synchronous = FULL``: durable), or ``done(reason)`` if they cannot be written.
 
-        Never dropped for a full queue; a closed writer raises StoreError.
+        ``urgent``: commit now, in a transaction of its own or with whatever else is queued (group
+        commit across sessions); else with the next commit, within the flush interval. Never dropped
+        for a full queue; a closed writer raises StoreError.
         """
-        self._put(("intent", session_id, time.time(), (statements, done), prompt_id), droppable=False)
+        item = ("intent", session_id, time.time(), (statements, done), prompt_id)
+        self._put(item, droppable=False, urgent=urgent)
 
     def event(
         self, session_id: str | None, kind: str, payload: dict[str, Any], prompt_id: str | None = None
@@ -257,7 +276,7 @@ class AuditWriter:
         (hand the events to a bounded queue); an exception it raises is logged and ignored."""
         self._listeners.append(listener)
 
-    def _put(self, item: _Item, *, droppable: bool) -> None:
+    def _put(self, item: _Item, *, droppable: bool, urgent: bool = False) -> None:
         with self._cond:
             if self._closing:
                 raise StoreError("the audit writer is closed")
@@ -270,7 +289,7 @@ class AuditWriter:
             self._items.append(item)
             self._enqueued += 1
             n = len(self._items)
-            if item[0] == "intent":
+            if urgent:
                 self._urgent += 1
                 if self._urgent == 1:
                     self._cond.notify()

@@ -21,7 +21,7 @@ _INDENT = " " * 11  # under the text that follows the "+M:SS.mmm" offset column
 #: The fields of a statement record the renderer shows in its own way; any other is listed as is.
 _STATEMENT_KEYS = frozenset(
     {"kind", "sql", "statement_name", "portal", "params", "tags", "rows", "status", "error", "duration_ms",
-     "prompt_id"}
+     "prompt_id", "preview"}
 )  # fmt: skip
 
 
@@ -191,8 +191,60 @@ def _statement(f: dict[str, Any], paint: Painter) -> list[str]:
         lines.append(f"{_INDENT}params: {_params(f['params'])}")
     if f.get("prompt_id"):
         lines.append(f"{_INDENT}prompt: {_p(f['prompt_id'])}")
+    lines.extend(_preview(f.get("preview"), f, paint))
     # whatever else a statement record carries (fields added later) is shown, not dropped
     lines.extend(f"{_INDENT}{_p(k)}: {_p(v)}" for k, v in f.items() if k not in _STATEMENT_KEYS and v)
+    return lines
+
+
+def _cell(value: object) -> str:
+    """One recorded value for a table cell: escaped, on one line, tabs shown as ``\\t``."""
+    return printable(value, newlines=False).replace("\t", "\\t")
+
+
+def _width(text: str) -> int:
+    """Terminal columns ``text`` takes (East Asian wide and full-width characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _preview(preview: object, f: dict[str, Any], paint: Painter) -> list[str]:
+    """The recorded result preview as an aligned table (NULL shown as ``NULL``), or nothing."""
+    if preview is None:
+        return []
+    if not isinstance(preview, dict):
+        return [f"{_INDENT}preview: {_p(preview)}"]  # not what the gateway writes: shown as it is
+    raw_columns, raw_rows = preview.get("columns"), preview.get("rows")
+    columns: list[str | None] = [_cell(c) for c in raw_columns] if isinstance(raw_columns, list) else []
+    rows: list[list[str | None]] = [
+        [None if v is None else _cell(v) for v in row]
+        for row in (raw_rows if isinstance(raw_rows, list) else [])
+        if isinstance(row, list)
+    ]
+    if not columns and not rows:
+        return []
+    widths = [0] * max([len(columns), *(len(r) for r in rows)])
+    for row in [columns, *rows]:
+        for i, v in enumerate(row):
+            widths[i] = max(widths[i], _width("NULL" if v is None else v))
+
+    def line(row: list[str | None]) -> str:
+        cells = []
+        for i, width in enumerate(widths):
+            v = row[i] if i < len(row) else ""
+            text = "NULL" if v is None else v
+            pad = " " * (width - _width(text))
+            cells.append((paint.dim(text) if v is None else text) + pad)
+        return (_INDENT + " | ".join(cells)).rstrip()
+
+    lines = []
+    if columns:
+        lines.append(line(columns))
+        lines.append(_INDENT + "-+-".join("-" * w for w in widths))
+    lines.extend(line(r) for r in rows)
+    shown, total = len(rows), f.get("rows")
+    if type(total) is int and total > shown and len(f.get("tags") or []) <= 1:
+        more = total - shown
+        lines.append(_INDENT + paint.dim(f"({more} more row{'s' * (more != 1)} not recorded)"))
     return lines
 
 

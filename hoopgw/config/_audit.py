@@ -102,6 +102,10 @@ class AuditConfig(BaseModel):
     #: how often expired events are purged
     purge_interval: Seconds = Field(default=3600.0, ge=1, le=7 * 86_400)
     siem: tuple[SiemConfig, ...] = ()
+    #: rows of each statement's result kept in its record, as the client got them (masked); 0: none
+    preview_rows: int = Field(default=5, ge=0, le=100)
+    #: characters each previewed value and column name is cut at
+    preview_chars: int = Field(default=200, ge=8, le=10_000)
 
     @model_validator(mode="after")
     def _days(self) -> AuditConfig:

@@ -30,6 +30,12 @@
 //! server answers that Sync). Inside an extended batch the server already skips (it failed an
 //! earlier message), denials are silent: one error per batch, as from PostgreSQL.
 //!
+//! Previews (when [`Session::set_preview`] turned them on): each Query and Execute keeps the
+//! first rows of its first result set that has rows, as forwarded to the client (after masking),
+//! with the column names; see [`super::preview`]. A multi-statement Query previews only that first
+//! result set; COPY TO STDOUT data is never previewed (its rows are only counted). Past the last
+//! row a preview keeps, a DataRow costs one more branch.
+//!
 //! Holding (when the check says [`Verdict::hold`](super::Verdict)): the held Query, Parse, Bind
 //! or FunctionCall is not forwarded, and from it on every byte the client sends is kept, in
 //! order, unprocessed (bounded at twice the message size guard), while the server direction
@@ -74,6 +80,7 @@ use super::messages::row_description::RowDescription;
 use super::messages::sync_flush_terminate::{Flush, Sync, Terminate};
 use super::messages::{FromBytes, Message};
 use super::policy::{denial, ready_for_query, Decision, Policy};
+use super::preview::{Preview, PreviewBuilder, PreviewLimits};
 use crate::mask::Masker;
 
 /// Frontend message types valid after authentication.
@@ -183,6 +190,9 @@ pub struct Statement {
     pub error: Option<(String, String)>,
     pub started_ns: i64,
     pub ended_ns: i64,
+    /// The first rows of the first result set that had rows, as forwarded (None: no rows, or
+    /// previews are off).
+    pub preview: Option<Preview>,
 }
 
 /// A prepared statement as the client defined it.
@@ -258,6 +268,8 @@ struct Running {
     row_description: Option<Bytes>,
     /// COPY TO STDOUT responses seen so far (which COPY of a multi-statement query is running).
     copies: usize,
+    /// The preview of its rows, from the first DataRow on.
+    preview: Option<Box<PreviewBuilder>>,
 }
 
 impl Running {
@@ -275,6 +287,7 @@ impl Running {
             started_ns,
             row_description: None,
             copies: 0,
+            preview: None,
         })
     }
 
@@ -309,6 +322,7 @@ impl Running {
             error: self.error,
             started_ns: self.started_ns,
             ended_ns,
+            preview: self.preview.map(|p| p.finish()),
         }
     }
 }
@@ -492,6 +506,11 @@ struct State {
     /// The session is certainly inside an explicit transaction block: the last ReadyForQuery said
     /// so with nothing pending, and the client sent no barrier since.
     in_block: bool,
+    /// How much of each result previews keep (rows 0: off).
+    preview: PreviewLimits,
+    /// The next DataRow may go into the preview of the request at the head of the FIFO: set when
+    /// previews are on and a result set ends, cleared once the current one is previewed in full.
+    preview_armed: bool,
 }
 
 /// Protocol state of one proxied session after authentication, both directions.
@@ -568,6 +587,8 @@ impl Session {
                 intents_strict: false,
                 wal_barrier: false,
                 in_block: false,
+                preview: PreviewLimits::default(),
+                preview_armed: false,
             },
         }
     }
@@ -576,6 +597,13 @@ impl Session {
     pub fn set_masker(&mut self, masker: Option<Arc<Masker>>) {
         self.state.masking = masker.map(Masking::new);
         self.state.rows_plan = None;
+    }
+
+    /// Keeps a preview of the first `rows` rows of each statement's result (0: off, the default),
+    /// each value and column name cut at `chars` characters (see [`super::preview`]).
+    pub fn set_preview(&mut self, rows: usize, chars: usize) {
+        self.state.preview = PreviewLimits { rows, chars: chars.max(1) };
+        self.state.preview_armed = rows > 0;
     }
 
     /// Checks Query, Parse and FunctionCall messages with `policy` (`None`: forward everything).
@@ -1101,6 +1129,7 @@ impl State {
             error: None,
             started_ns: running.started_ns,
             ended_ns: running.started_ns,
+            preview: None,
         };
         if let Some(m) = &self.masking {
             statement.sql = m.record(std::mem::take(&mut statement.sql));
@@ -1326,10 +1355,18 @@ impl State {
                     let step = self.mask_row(f.bytes());
                     if step != Step::Pause {
                         self.rows += 1;
+                        if self.preview_armed {
+                            // the row as the client gets it: masked
+                            let row = if let Step::Replace(frame) = &step { &frame[..] } else { f.bytes() };
+                            self.preview_row(row);
+                        }
                     }
                     return Ok(step);
                 }
                 self.rows += 1;
+                if self.preview_armed {
+                    self.preview_row(f.bytes());
+                }
             }
             CommandComplete::CODE => {
                 let c = CommandComplete::from_bytes(&f.body())?;
@@ -1345,6 +1382,7 @@ impl State {
             PortalSuspended::CODE => {
                 PortalSuspended::from_bytes(&f.body())?;
                 self.rows_plan = None;
+                self.preview_armed = self.preview.rows > 0;
                 if matches!(self.fifo.front(), Some(Request::Execute(_))) {
                     if let Some(Request::Execute(mut r)) = self.pop() {
                         r.rows += std::mem::take(&mut self.rows);
@@ -1449,6 +1487,37 @@ impl State {
         self.in_copy = false;
         self.copy = None;
         self.rows_plan = None;
+        if self.preview.rows > 0 {
+            // a preview is taken from one result set only
+            if let Some(Request::Query(r) | Request::Execute(r)) = self.fifo.front_mut() {
+                if let Some(p) = r.preview.as_mut() {
+                    p.sealed = true;
+                }
+            }
+            self.preview_armed = true;
+        }
+    }
+
+    /// Adds a DataRow (as forwarded) to the preview of the request it answers; disarms once that
+    /// preview is full or the request takes none.
+    fn preview_row(&mut self, frame: &[u8]) {
+        let starts = match self.fifo.front() {
+            Some(Request::Query(r) | Request::Execute(r)) => r.preview.is_none(),
+            _ => {
+                self.preview_armed = false;
+                return;
+            }
+        };
+        let shape = if starts { Some(self.result_shape()) } else { None };
+        let limits = self.preview;
+        let masking = self.masking.as_ref();
+        let Some(Request::Query(r) | Request::Execute(r)) = self.fifo.front_mut() else { return };
+        let builder = r.preview.get_or_insert_with(|| {
+            let shape = shape.flatten();
+            let shape = shape.as_ref().map(|(rd, formats, _)| (rd, &formats[..]));
+            Box::new(PreviewBuilder::new(shape, limits, masking))
+        });
+        self.preview_armed = builder.push(frame);
     }
 
     /// The RowDescription body and per-column formats of the rows now arriving, when known.

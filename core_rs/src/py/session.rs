@@ -87,6 +87,13 @@ impl Statement {
         self.inner.ended_ns
     }
 
+    /// `(columns, rows)` of the first rows of the result as forwarded, or None.
+    #[getter]
+    #[allow(clippy::type_complexity)]
+    fn preview(&self) -> Option<(Vec<String>, Vec<Vec<Option<String>>>)> {
+        self.inner.preview.as_ref().map(|p| (p.columns.clone(), p.rows.clone()))
+    }
+
     fn __repr__(&self) -> String {
         // parameters are not shown: they may carry unmasked data
         let s = &self.inner;
@@ -282,6 +289,12 @@ impl PgSession {
         let (forward, terminate) = self.inner.reject(Bytes::copy_from_slice(error), now_ns)?;
         let reply = self.inner.take_reply().map(|r| PyBytes::new(py, &r));
         Ok((PyBytes::new(py, &forward), terminate, reply))
+    }
+
+    /// Keeps a preview of the first `rows` rows of each statement's result, each value cut at
+    /// `chars` characters (0 rows: off, the default).
+    fn set_preview(&mut self, rows: usize, chars: usize) {
+        self.inner.set_preview(rows, chars);
     }
 
     /// Guards server parameters: `[(name, [accepted values])]` (ASCII case-insensitive).

@@ -327,6 +327,7 @@ class PgClientSession:
         assert self.guard is not None
         self.guard.start(self.state)
         self.state.set_param_guard(self.guard.parameter_guard(self.upstream.parameters))
+        self.state.set_preview(gw.config.audit.preview_rows, gw.config.audit.preview_chars)
         if gw.config.audit.write_ahead:
             self.state.set_write_ahead(WRITE_AHEAD_MASK, CONTAINED_MASK)
             self.wal = WriteAhead(self)

@@ -71,18 +71,21 @@ class WriteAhead:
                 return False
         else:
             intents, strict, barrier = noted
+            writer = session.gateway.writer
             in_flight = self._enqueued > self._durable
             if intents:
                 sid = session.session_id
                 assert sid is not None
                 try:
-                    session.gateway.writer.intents(sid, intents, session.prompt_id, self._done)
+                    # committed at once, even when nothing waits for them yet: by the time the
+                    # transaction's COMMIT comes the commit is done or under way (group commit)
+                    writer.intents(sid, intents, session.prompt_id, self._done)
                 except StoreError as exc:
                     self._failed(str(exc))
                     return True
                 self._enqueued += 1
             if not (self._queue or strict or (barrier and in_flight)):
-                return False  # plain writes inside a transaction: they run while recorded
+                return False  # plain writes inside a transaction: they run while being recorded
         if forward:
             self._queue.append((self._enqueued, forward))
             self._buffered += len(forward)
