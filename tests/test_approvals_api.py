@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import orjson
 import pytest
@@ -161,6 +162,28 @@ def cli(gw: Gateway, who: str | None, *args: str, env: dict[str, str] | None = N
 
 
 # ----------------------------------------------------------------------------------------- list / show
+def test_an_api_key_named_like_a_user_is_not_that_user(gw: Gateway, service: ApprovalService) -> None:
+    users = open_request(service)  # alice's, with her token
+    bot = Principal(subject="alice", groups=frozenset({"dev"}), auth="apikey")
+    keys = open_request(service, bot)  # an API key that happens to be called alice
+    res = httpx.post(
+        gw.api_url + "/api/keys",
+        json={"name": "alice", "groups": ["dev"]},
+        headers={"Authorization": f"Bearer {token(gw, 'root')}"},
+        timeout=15,
+        trust_env=False,
+    )
+    assert res.status_code == 201, res.text
+    key = str(res.json()["key"])
+    # the key sees what the key asked for, not the user's request; the user the other way round
+    assert get(gw, f"/api/approvals/{keys['id']}", bearer=key)[0] == 200
+    assert get(gw, f"/api/approvals/{users['id']}", bearer=key)[0] == 404
+    assert get(gw, f"/api/approvals/{users['id']}", "alice")[0] == 200
+    assert get(gw, f"/api/approvals/{keys['id']}", "alice")[0] == 404
+    status, data = get(gw, "/api/approvals", bearer=key)
+    assert status == 200 and users["id"] not in {a["id"] for a in data}
+
+
 def test_list_shows_each_caller_what_they_may_see(gw: Gateway, service: ApprovalService) -> None:
     mine = open_request(service)  # alice's, decided by group:dba
     daves = open_request(service, principal("dave"), approvers=["user:erin"])

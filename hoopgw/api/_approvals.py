@@ -40,7 +40,7 @@ from hoopgw.approvals import (
     public_key_b64,
     public_key_pem,
 )
-from hoopgw.approvals._store import MAX_LIST
+from hoopgw.approvals._store import MAX_LIST, owner_subject
 from hoopgw.identity import Authenticator, Principal
 
 log = logging.getLogger("hoopgw.api")
@@ -153,10 +153,16 @@ class ApprovalApi:
         return any(principal.matches(s) for s in (*self.admins, *self.auditors))
 
     def may_see(self, principal: Principal, request: StoredRequest) -> bool:
-        """Whether ``principal`` may see ``request``: they see all, made it, or may decide it."""
+        """Whether ``principal`` may see ``request``: they see all, made it (the same subject with the
+        same kind of credential: an API key named like a user is not that user), own the API key
+        that made it, or may decide it."""
+        requester = request.record["requester"]
+        made_it = principal.subject == requester["subject"] and principal.auth == requester["auth"]
+        owns_key = principal.auth == "token" and principal.subject == owner_subject(request.requester_owner)
         return (
             self.sees_all(principal)
-            or principal.subject in request.identities
+            or made_it
+            or owns_key
             or any(principal.matches(ref) for ref in request.record["approvers"])
         )
 
