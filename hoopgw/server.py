@@ -20,6 +20,7 @@ from hoopgw.api._sessions import SessionApi, SessionReader, session_routes
 from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
 from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
+from hoopgw.audit._db import Store
 from hoopgw.audit._prompts import PromptStore
 from hoopgw.audit._retention import purge
 from hoopgw.audit._siem import SiemStreamer
@@ -59,8 +60,10 @@ class Gateway:
         )
         self.authenticator = Authenticator.from_config(config)
         self.server_tls = server_context(gw)
+        #: the audit store: data_dir's SQLite file, or the PostgreSQL database of [audit] store
+        self.store = store = Store.for_config(config)
         self.writer = AuditWriter(
-            gw.data_dir / "audit.db",
+            store,
             flush_interval=gw.audit_flush_interval,
             checkpoint_every=config.audit.checkpoint_every,
             checkpoint_interval=config.audit.checkpoint_interval,
@@ -80,10 +83,10 @@ class Gateway:
             for c in config.connections
             if isinstance(c, PostgresConnection)
         ]
-        key_store = ApiKeyStore(gw.data_dir)
+        key_store = ApiKeyStore(store)
         #: approval requests and decisions, signed with the gateway's key (docs/APPROVALS.md)
         self.approvals = ApprovalService(
-            ApprovalStore(gw.data_dir),
+            ApprovalStore(store),
             load_signing_key(gw.data_dir),
             load_digest_key(gw.data_dir),
             api_keys=key_store,
@@ -103,8 +106,8 @@ class Gateway:
         )
         access = AccessApi(config, self.approvals, self.authenticator, audit=self.writer.event)
         prompts = PromptApi(
-            PromptStore(gw.data_dir),
-            gw.data_dir,
+            PromptStore(store),
+            store,
             self.authenticator,
             self.mask_prompt,
             admins=gw.admins,
@@ -112,7 +115,7 @@ class Gateway:
             audit=self.writer.event,
         )
         sessions = SessionApi(
-            SessionReader(gw.data_dir),
+            SessionReader(store),
             self.authenticator,
             admins=gw.admins,
             auditors=gw.auditors,
@@ -191,7 +194,7 @@ class Gateway:
             delay = audit.purge_interval
             try:
                 result = await loop.run_in_executor(
-                    None, purge, data_dir, audit.retention_days, time.time(), key
+                    None, purge, self.store, audit.retention_days, time.time(), key
                 )
                 for payload in result.events:
                     self.writer.event(None, "audit_purge", payload)

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from hoopgw.api._http import HttpError, authenticate, endpoint, json_response, read_json
+from hoopgw.audit._db import Store
 from hoopgw.audit._prompts import Prompt, PromptStore, identity_ref, prompt_report
 from hoopgw.identity import Authenticator, Principal
 
@@ -55,7 +56,7 @@ class PromptApi:
     """
 
     store: PromptStore
-    data_dir: Path
+    data_dir: Path | Store
     authenticator: Authenticator
     mask: Callable[[str], str]
     admins: Sequence[str] = ()

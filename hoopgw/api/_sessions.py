@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from hoopgw.api._http import (
     require_role,
 )
 from hoopgw.audit import is_session_id
+from hoopgw.audit._db import Db, Store
 from hoopgw.audit._prompts import PromptStore, identity_ref, prompt_known
 from hoopgw.audit._tables import SqliteTables
 from hoopgw.identity import ApiKeyStore, Authenticator, Principal
@@ -84,12 +84,13 @@ class Owner:
 
 
 class SessionReader(SqliteTables):
-    """Reads the ``sessions`` and ``events`` tables of ``data_dir/audit.db``; thread-safe, blocking (run
-    it in a thread). It never creates the store: before the first session there is nothing to read."""
+    """Reads the ``sessions`` and ``events`` tables of the audit store (``data_dir/audit.db`` or a
+    PostgreSQL :class:`Store`); thread-safe, blocking (run it in a thread). It never creates the store:
+    before the first session there is nothing to read."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path | Store) -> None:
         super().__init__(data_dir, "session records")
-        self._prompts = PromptStore(data_dir)
+        self._prompts = PromptStore(self.store)
 
     def sessions(
         self,
@@ -164,13 +165,12 @@ class SessionReader(SqliteTables):
         self._prompts.close()
 
 
-def _rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
-    cur = conn.cursor()
-    cur.row_factory = sqlite3.Row
-    return cur.execute(sql, args).fetchall()
+def _rows(conn: Db, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    rows: list[Any] = conn.dict_cursor().execute(sql, args).fetchall()
+    return rows
 
 
-def _session(row: sqlite3.Row) -> dict[str, Any]:
+def _session(row: Any) -> dict[str, Any]:
     """A session as ``hoopgw sessions list --json`` shows it."""
     out = dict(row)
     out["groups"] = orjson.loads(out["groups"])
@@ -179,7 +179,7 @@ def _session(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def _event(row: sqlite3.Row) -> dict[str, Any]:
+def _event(row: Any) -> dict[str, Any]:
     out = dict(row)
     out["data"] = orjson.loads(out["data"])
     return out

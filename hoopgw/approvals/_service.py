@@ -133,7 +133,7 @@ class ApprovalService:
         self._api_keys = api_keys
         #: a connection of its own for the key look-ups of :meth:`active_grants` (session start, on the
         #: event loop): never waits behind a key being created or revoked on ``api_keys``
-        self._grant_keys = ApiKeyStore(api_keys.path.parent) if api_keys is not None else None
+        self._grant_keys = ApiKeyStore(api_keys.store) if api_keys is not None else None
         self._clock = clock
         self._lock = threading.Lock()
         self._waiters: dict[str, list[_Waiter]] = {}

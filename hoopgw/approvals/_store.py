@@ -1,9 +1,11 @@
-"""The approval store: signed request and decision records in the gateway's SQLite store (``audit.db``).
+"""The approval store: signed request and decision records in the gateway's audit store (``audit.db``,
+or the PostgreSQL store of ``[audit] store``).
 
-Every write is its own durable transaction (WAL, ``synchronous = FULL``) on this object's own
-connection. A decision and the status change it causes are one ``BEGIN IMMEDIATE`` transaction that
-re-reads the request and its earlier decisions under the write lock, so decisions made at the same time
-(threads, or other processes on the same ``data_dir``) are counted exactly once.
+Every write is its own durable transaction on this object's own connection. A decision and the status
+change it causes are one write transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL the store's advisory
+write lock) that re-reads the request and its earlier decisions under the write lock, so decisions made
+at the same time (threads, other processes on the same ``data_dir``, other gateway nodes on the same
+PostgreSQL store) are counted exactly once.
 
 Times are integer milliseconds since the epoch, as in the records.
 """
@@ -11,7 +13,7 @@ Times are integer milliseconds since the epoch, as in the records.
 from __future__ import annotations
 
 import builtins
-import sqlite3
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any, Literal, cast
 import orjson
 
 from hoopgw.approvals._records import DECISION, GRANT, REQUEST
+from hoopgw.audit._db import INTEGRITY_ERRORS, SQLITE, Db, Dialect, Store, unique_violation
 from hoopgw.audit._tables import SqliteTables
 from hoopgw.errors import HoopError
 
@@ -34,17 +37,26 @@ MAX_LIST = 1000
 #: The longest access grant, in ms (``max_grant`` is at most 31 days). :meth:`ApprovalStore.active_grants`
 #: relies on it: a grant still running was approved (before its request expired) less than this long ago.
 MAX_GRANT_MS = 31 * 86_400_000
-_ACTIVE_GRANTS = """
-    SELECT id, connection, json_extract(record, '$.rule'), closed_at,
-           closed_at + json_extract(record, '$.duration_ms'), created_at
+
+
+@functools.cache
+def _active_grants_sql(d: Dialect) -> str:
+    duration = d.json("record", "duration_ms", "bigint")
+    # PostgreSQL must know the parameter's type to test it for NULL
+    any_connection = ":connection IS NULL" if d is SQLITE else "CAST(:connection AS text) IS NULL"
+    return f"""
+    SELECT id, connection, {d.json("record", "rule")}, closed_at, closed_at + {duration}, created_at
     FROM approval_requests
     WHERE status = 'approved' AND expires_at >= :floor
-      AND requester = :subject AND (:connection IS NULL OR connection = :connection)
-      AND json_extract(record, '$.type') = 'access_grant'
-      AND json_extract(record, '$.requester.auth') = :auth
-      AND closed_at + json_extract(record, '$.duration_ms') > :now
+      AND requester = :subject AND ({any_connection} OR connection = :connection)
+      AND {d.json("record", "type")} = 'access_grant'
+      AND {d.json("record", "requester.auth")} = :auth
+      AND closed_at + {duration} > :now
     ORDER BY closed_at, id
-"""
+"""  # noqa: S608
+
+
+_ACTIVE_GRANTS = _active_grants_sql(SQLITE)  # the SQLite text (its query plan is tested)
 
 
 def owner_subject(created_by: str | None) -> str | None:
@@ -231,11 +243,11 @@ def _dumps(record: Mapping[str, Any]) -> str:
 class ApprovalStore(SqliteTables):
     """Reads and writes the approval tables; safe to share between threads (one lock)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path | Store) -> None:
         super().__init__(data_dir, "approval tables")
         #: a connection of its own for :meth:`active_grants` (session start, on the event loop): it
         #: never waits for this store's lock while a decision waits for the database's write lock
-        self._grant_reads = SqliteTables(data_dir, "approval tables")
+        self._grant_reads = SqliteTables(self.store, "approval tables")
 
     def close(self) -> None:
         """Close both connections (each is reopened on next use)."""
@@ -249,7 +261,7 @@ class ApprovalStore(SqliteTables):
         with self._use() as conn:
             return self._get(conn, request_id)
 
-    def _get(self, conn: sqlite3.Connection, request_id: str) -> StoredRequest | None:
+    def _get(self, conn: Db, request_id: str) -> StoredRequest | None:
         row = conn.execute(
             f"SELECT {_REQUEST_COLUMNS} FROM approval_requests WHERE id = ?",  # noqa: S608
             (request_id,),
@@ -306,7 +318,7 @@ class ApprovalStore(SqliteTables):
             "now": now,
         }
         with self._grant_reads._peek() as conn:
-            rows = [] if conn is None else conn.execute(_ACTIVE_GRANTS, args).fetchall()
+            rows = [] if conn is None else conn.execute(_active_grants_sql(conn.dialect), args).fetchall()
         return [ActiveGrant(r[0], r[1], r[2], r[3], r[4]) for r in rows if since is None or r[5] >= since]
 
     # --- writes -----------------------------------------------------------------------------------------
@@ -330,8 +342,8 @@ class ApprovalStore(SqliteTables):
         with self._use() as conn, self._immediate(conn):
             if max_pending is not None:
                 (pending,) = conn.execute(
-                    "SELECT count(*) FROM approval_requests WHERE status = 'pending' AND expires_at > ?"
-                    " AND requester = ? AND json_extract(record, '$.type') = ?",
+                    "SELECT count(*) FROM approval_requests WHERE status = 'pending' AND expires_at > ?"  # noqa: S608
+                    f" AND requester = ? AND {conn.dialect.json('record', 'type')} = ?",
                     (record["created_at"], subject, record["type"]),
                 ).fetchone()
                 if pending >= max_pending:
@@ -354,8 +366,8 @@ class ApprovalStore(SqliteTables):
                         _dumps(record),
                     ),
                 )
-            except sqlite3.IntegrityError as exc:
-                if "approval_requests.id" in str(exc):
+            except INTEGRITY_ERRORS as exc:
+                if unique_violation(exc, "approval_requests.id", "approval_requests_pkey"):
                     raise KeyError(record["id"]) from None
                 raise
             stored = self._get(conn, record["id"])
@@ -421,8 +433,8 @@ class ApprovalStore(SqliteTables):
                                     _dumps(record),
                                 ),
                             )
-                        except sqlite3.IntegrityError as exc:
-                            if "approval_decisions.id" in str(exc):
+                        except INTEGRITY_ERRORS as exc:
+                            if unique_violation(exc, "approval_decisions.id", "approval_decisions_pkey"):
                                 raise KeyError(record["id"]) from None
                             raise
                         status, reason = tally(request, (*request.decisions, new))
@@ -472,7 +484,7 @@ class ApprovalStore(SqliteTables):
         return after
 
 
-def _close(conn: sqlite3.Connection, request_id: str, status: Status, at: int, reason: str | None) -> None:
+def _close(conn: Db, request_id: str, status: Status, at: int, reason: str | None) -> None:
     conn.execute(
         "UPDATE approval_requests SET status = ?, closed_at = ?, close_reason = ?"
         " WHERE id = ? AND status = 'pending'",

@@ -1,8 +1,10 @@
-"""The audit trail: SQLite store (schema, migrations, readers) and the batched background writer."""
+"""The audit trail: the store (SQLite or PostgreSQL: schema, migrations, readers) and the batched
+background writer."""
 
 from __future__ import annotations
 
 from hoopgw.audit._chain import Problem, Report, open_readonly, verify_chain
+from hoopgw.audit._db import Store
 from hoopgw.audit._ids import is_session_id, new_session_id
 from hoopgw.audit._schema import DB_FILE, SCHEMA_VERSION
 from hoopgw.audit._store import AuditStore
@@ -17,6 +19,7 @@ __all__ = [
     "Report",
     "SessionInfo",
     "Statement",
+    "Store",
     "is_session_id",
     "new_session_id",
     "open_readonly",

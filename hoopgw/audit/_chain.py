@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import sqlite3
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +22,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hoopgw.audit._schema import SCHEMA_VERSION
+from hoopgw.audit._db import DB_ERRORS, Db, Store, as_store
 from hoopgw.errors import StoreError
 
 #: The ``prev_hash`` of a chain's first event.
@@ -343,29 +342,14 @@ _NO_MORE = 1 << 62
 _PURGE_KIND = PURGE.encode()
 
 
-def open_readonly(path: Path) -> sqlite3.Connection:
-    """Open an audit store read-only (verification never writes to the evidence); raises StoreError."""
-    if not path.exists():
-        raise StoreError(f"no audit store at {path}")
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the audit store {path}: {exc}") from None
-    if version != SCHEMA_VERSION:
-        conn.close()
-        why = (
-            "newer than this hoopgw"
-            if version > SCHEMA_VERSION
-            else "older: start the gateway once to migrate"
-        )
-        raise StoreError(f"the audit store {path} has schema version {version}, {why} ({SCHEMA_VERSION})")
-    return conn
+def open_readonly(path: Path | Store) -> Db:
+    """Open an audit store read-only (verification never writes to the evidence): the SQLite file
+    ``path`` (or the one in directory ``path``), or a :class:`Store`; raises StoreError."""
+    return as_store(path).open_readonly()
 
 
 def verify_chain(
-    conn: sqlite3.Connection,
+    conn: Db,
     public_key: Ed25519PublicKey,
     *,
     since_seq: int | None = None,
@@ -383,13 +367,13 @@ def verify_chain(
     started = time.perf_counter()
     report = Report()
     conn.text_factory = bytes  # the stored UTF-8 as is: hashed without decoding, never undecodable
-    conn.execute("BEGIN")
+    conn.begin_read()
     try:
         _Verifier(conn, public_key, report).run(since_seq, since_ts, until_seq)
     except _Found as found:
         report.problem = found.problem
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the audit store: {exc}") from None
+    except DB_ERRORS as exc:
+        raise StoreError(f"cannot read the audit store: {conn.store.scrub(str(exc))}") from None
     finally:
         conn.execute("ROLLBACK")
         conn.text_factory = str
@@ -408,7 +392,7 @@ class _Purge:
 
 
 class _Verifier:
-    def __init__(self, conn: sqlite3.Connection, public_key: Ed25519PublicKey, report: Report) -> None:
+    def __init__(self, conn: Db, public_key: Ed25519PublicKey, report: Report) -> None:
         self.conn = conn
         self.key = public_key
         self.report = report
@@ -573,7 +557,7 @@ class _Verifier:
         sha256, pack, join = hashlib.sha256, HASH_HEADER.pack, b"".join
         tag, null, purge_kind = HASH_TAG, NULL_LENGTH, _PURGE_KIND
         try:
-            for seq, ts, sid, kind, data, pid, stored_prev, stored in self.conn.execute(
+            for seq, ts, sid, kind, data, pid, stored_prev, stored in self.conn.stream(
                 _EVENTS_SQL, (start, stop)
             ):
                 if prev is None:  # before the chain: events written before it existed carry no hash

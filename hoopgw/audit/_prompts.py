@@ -17,7 +17,6 @@ approval requests whose signed record names the id.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ from typing import Any, Literal
 
 import orjson
 
+from hoopgw.audit._db import INTEGRITY_ERRORS, Store, as_store
 from hoopgw.audit._ids import new_session_id
 from hoopgw.audit._prompt import statement_prompt
-from hoopgw.audit._schema import DB_FILE
 from hoopgw.audit._store import AuditStore
 from hoopgw.audit._tables import SqliteTables
 
@@ -115,7 +114,7 @@ def _prompt(row: tuple[Any, ...]) -> Prompt:
 class PromptStore(SqliteTables):
     """Reads and writes the ``prompts`` table (and reads what refers to a prompt); thread-safe."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path | Store) -> None:
         super().__init__(data_dir, "prompt table")
 
     def add(self, prompt: Prompt) -> None:
@@ -136,7 +135,7 @@ class PromptStore(SqliteTables):
                         prompt.generated_code,
                     ),
                 )
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 raise KeyError(prompt.id) from None
 
     def register(
@@ -197,7 +196,7 @@ class PromptStore(SqliteTables):
             if conn is None:
                 return []
             rows = conn.execute(
-                "SELECT id FROM sessions WHERE json_extract(params, '$.prompt_id') = ?"
+                f"SELECT id FROM sessions WHERE {conn.dialect.json('params', 'prompt_id')} = ?"  # noqa: S608
                 " ORDER BY started_at, id",
                 (prompt_id,),
             ).fetchall()
@@ -210,8 +209,8 @@ class PromptStore(SqliteTables):
             if conn is None:
                 return []
             rows = conn.execute(
-                "SELECT id, status, created_at, closed_at, close_reason, record FROM approval_requests"
-                " WHERE json_extract(record, '$.prompt_id') = ? ORDER BY created_at, id",
+                "SELECT id, status, created_at, closed_at, close_reason, record FROM approval_requests"  # noqa: S608
+                f" WHERE {conn.dialect.json('record', 'prompt_id')} = ? ORDER BY created_at, id",
                 (prompt_id,),
             ).fetchall()
             out = []
@@ -258,7 +257,9 @@ def _own_tag(event: dict[str, Any]) -> str | None:
     return statement_prompt(sql) if isinstance(sql, str) else None
 
 
-def prompt_report(data_dir: Path, prompt_id: str, *, viewer: str | None = None) -> dict[str, Any] | None:
+def prompt_report(
+    data_dir: Path | Store, prompt_id: str, *, viewer: str | None = None
+) -> dict[str, Any] | None:
     """The prompt ``prompt_id`` (``registered`` says whether it is) and ``caused``: what it caused, in
     time order, each item with ``prompt_known`` (see :func:`prompt_known`), ``subject``, ``auth``.
 
@@ -266,21 +267,22 @@ def prompt_report(data_dir: Path, prompt_id: str, *, viewer: str | None = None) 
     through the API sees their own sessions only). None when there is no store, or when the id is
     neither registered nor found on any event or approval request.
     """
-    if not (Path(data_dir) / DB_FILE).exists():
+    store = as_store(data_dir)
+    if not store.exists():
         return None
-    prompts = PromptStore(data_dir)
+    prompts = PromptStore(store)
     try:
         prompt = prompts.get(prompt_id)
         sessions_tagged = prompts.tagged_sessions(prompt_id)
         approvals = prompts.approvals(prompt_id)
     finally:
         prompts.close()
-    with AuditStore.open(data_dir, create=False) as store:
+    with AuditStore.open(store, create=False) as reader:
         # the registration itself is in the head, not among what the prompt caused
-        events = [e for e in store.prompt_events(prompt_id) if e["kind"] != "prompt_registered"]
+        events = [e for e in reader.prompt_events(prompt_id) if e["kind"] != "prompt_registered"]
         requests = {a["id"] for a in approvals}
         for session_id in sessions_tagged:
-            for event in store.session_events(session_id):
+            for event in reader.session_events(session_id):
                 if event.get("prompt_id") is not None:
                     continue  # tagged itself: with this prompt (listed already) or another one
                 data = event["data"]
@@ -295,7 +297,7 @@ def prompt_report(data_dir: Path, prompt_id: str, *, viewer: str | None = None) 
         who = {
             sid: (s["subject"], s["auth"])
             for sid in {e["session_id"] for e in events if e["session_id"] is not None}
-            if (s := store.get_session(sid)) is not None
+            if (s := reader.get_session(sid)) is not None
         }
     if prompt is None and not events and not approvals:
         return None

@@ -11,7 +11,6 @@ event in the chain.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from hoopgw.audit._chain import (
     sign_purge,
     verify_chain,
 )
-from hoopgw.audit._schema import DB_FILE, connect
+from hoopgw.audit._db import DB_ERRORS, Db, Store, as_store
 from hoopgw.errors import StoreError
 
 DAY = 86_400.0
@@ -47,7 +46,6 @@ _HELD = (
     "(session_id IS NOT NULL AND session_id IN"
     " (SELECT session_id FROM legal_holds WHERE released_at IS NULL))"
 )
-_TOMBSTONE = """data GLOB '{"purged":[0-9]*}'"""
 _RETRIES = 3  # plans made again when another purge or a hold changed the store meanwhile
 
 
@@ -108,7 +106,7 @@ def purge_event(record: Mapping[str, Any], sessions_deleted: int = 0) -> dict[st
 
 
 def purge(
-    data_dir: Path,
+    data_dir: Path | Store,
     retention: Mapping[str, int],
     now: float,
     signing_key: Ed25519PrivateKey,
@@ -123,11 +121,12 @@ def purge(
     ``record_events``: append each purge's ``audit_purge`` event to the chain in the purge's own
     transaction (offline); the gateway leaves it False and records them through its writer.
     """
-    conn = connect(Path(data_dir) / DB_FILE, create=False)
+    store = as_store(data_dir)
+    conn = store.connect(create=False)
     try:
         return _Purger(conn, retention, now, signing_key, batch, record_events=record_events).run(dry_run)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot purge the audit store: {exc}") from None
+    except DB_ERRORS as exc:
+        raise StoreError(f"cannot purge the audit store {store.label}: {store.scrub(str(exc))}") from None
     finally:
         conn.close()
 
@@ -149,7 +148,7 @@ class _Plan:
 class _Purger:
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Db,
         retention: Mapping[str, int],
         now: float,
         key: Ed25519PrivateKey,
@@ -162,13 +161,14 @@ class _Purger:
         self.key = key
         self.batch = max(1, batch)
         self.record_events = record_events
+        self.tombstone = conn.dialect.purge_marker("data")  # data erased already
         named, star = cutoffs(retention, now)
         if named:
             cases = " ".join("WHEN ? THEN ts < ?" for _ in named)
-            rest = "0" if star is None else "ts < ?"
+            rest = "FALSE" if star is None else "ts < ?"
             self.expired = f"(CASE kind {cases} ELSE {rest} END)"
         else:
-            self.expired = "0" if star is None else "(ts < ?)"
+            self.expired = "FALSE" if star is None else "(ts < ?)"
         self.args: tuple[Any, ...] = (
             *(v for item in sorted(named.items()) for v in item),
             *(() if star is None else (star,)),
@@ -255,8 +255,8 @@ class _Purger:
                 seq
                 for (seq,) in self.conn.execute(
                     f"SELECT seq FROM events WHERE seq > ? AND seq <= ? AND hash IS NOT NULL"  # noqa: S608
-                    f" AND NOT {_TOMBSTONE} AND {self.expired} AND NOT {_HELD} ORDER BY seq LIMIT ?",
-                    (final, sealed, *self.args, -1 if room is None else room),
+                    f" AND NOT {self.tombstone} AND {self.expired} AND NOT {_HELD} ORDER BY seq LIMIT ?",
+                    (final, sealed, *self.args, self.conn.dialect.no_limit if room is None else room),
                 )
             ]
         return plan
@@ -295,7 +295,7 @@ class _Purger:
         """Erase and delete what ``plan`` says and sign it, in one transaction; None if the store
         changed since it was planned (another purge ran, a hold was set or lifted)."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         try:
             last = conn.execute("SELECT id, cut FROM purges ORDER BY id DESC LIMIT 1").fetchone()
             if tuple(last or (0, 0)) != (plan.prev_id, plan.prev_cut) or self._held() != plan.held:
@@ -387,10 +387,8 @@ def _utf8(text: str | None) -> bytes | None:
 # --- events written outside the gateway's writer ---------------------------------------------------------
 
 
-def append_event(
-    conn: sqlite3.Connection, ts: float, session_id: str | None, kind: str, data: Mapping[str, Any]
-) -> int:
-    """Append one chained event in ``conn``'s open write transaction (BEGIN IMMEDIATE); its seq.
+def append_event(conn: Db, ts: float, session_id: str | None, kind: str, data: Mapping[str, Any]) -> int:
+    """Append one chained event in ``conn``'s open write transaction (``begin_write``); its seq.
 
     The head is read under the write lock, as the gateway's writer does in each of its
     transactions, so this is safe while a gateway runs; it signs no checkpoint (the gateway's
@@ -421,13 +419,14 @@ def append_event(
 
 
 def hold(
-    data_dir: Path, session_id: str, *, reason: str, by: str, now: float | None = None
+    data_dir: Path | Store, session_id: str, *, reason: str, by: str, now: float | None = None
 ) -> dict[str, Any]:
     """Put session ``session_id`` under legal hold (its events are never purged); the hold."""
     when = time.time() if now is None else now
-    conn = connect(Path(data_dir) / DB_FILE, create=False)
+    store = as_store(data_dir)
+    conn = store.connect(create=False)
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         try:
             if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise StoreError(f"no session {session_id!r}")  # noqa: TRY301
@@ -446,20 +445,21 @@ def hold(
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot set the legal hold: {exc}") from None
+    except DB_ERRORS as exc:
+        raise StoreError(f"cannot set the legal hold: {store.scrub(str(exc))}") from None
     finally:
         conn.close()
     assert out is not None
     return out
 
 
-def release(data_dir: Path, session_id: str, *, by: str, now: float | None = None) -> dict[str, Any]:
+def release(data_dir: Path | Store, session_id: str, *, by: str, now: float | None = None) -> dict[str, Any]:
     """Lift the legal hold on session ``session_id``; the hold, released."""
     when = time.time() if now is None else now
-    conn = connect(Path(data_dir) / DB_FILE, create=False)
+    store = as_store(data_dir)
+    conn = store.connect(create=False)
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         try:
             active = _active(conn, session_id)
             if active is None:
@@ -473,14 +473,14 @@ def release(data_dir: Path, session_id: str, *, by: str, now: float | None = Non
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot release the legal hold: {exc}") from None
+    except DB_ERRORS as exc:
+        raise StoreError(f"cannot release the legal hold: {store.scrub(str(exc))}") from None
     finally:
         conn.close()
     return {**active, "released_by": by, "released_at": when}
 
 
-def _active(conn: sqlite3.Connection, session_id: str) -> dict[str, Any] | None:
+def _active(conn: Db, session_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT id, session_id, set_by, set_at, reason FROM legal_holds"
         " WHERE session_id = ? AND released_at IS NULL",

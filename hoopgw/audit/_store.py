@@ -1,14 +1,13 @@
-"""AuditStore: open the SQLite store and read sessions and events back (CLI, API)."""
+"""AuditStore: open the audit store (SQLite or PostgreSQL) and read sessions and events back (CLI, API)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from hoopgw.audit._schema import DB_FILE, connect
+from hoopgw.audit._db import DB_ERRORS, Db, Store, as_store
 from hoopgw.errors import StoreError
 
 _SESSION_COLUMNS = (
@@ -19,17 +18,19 @@ _EVENT_COLUMNS = "seq, ts, session_id, kind, data, prompt_id"
 
 
 class AuditStore:
-    """Read access to ``data_dir/audit.db`` (the writer is ``AuditWriter``)."""
+    """Read access to the audit store (the writer is ``AuditWriter``)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: Db) -> None:
         self.path = path
+        self.store: Store = conn.store
         self._conn = conn
 
     @classmethod
-    def open(cls, data_dir: Path, *, create: bool = True) -> AuditStore:
-        """Open (creating and migrating unless ``create=False``) the store in ``data_dir``."""
-        path = Path(data_dir) / DB_FILE
-        return cls(path, connect(path, create=create))
+    def open(cls, data_dir: Path | Store, *, create: bool = True) -> AuditStore:
+        """Open (creating and migrating unless ``create=False``) the store in ``data_dir`` (or ``data_dir``
+        itself, a :class:`Store`)."""
+        store = as_store(data_dir)
+        return cls(store.path, store.connect(create=create))
 
     def close(self) -> None:
         """Close the connection."""
@@ -41,13 +42,14 @@ class AuditStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows as mappings (``sqlite3.Row`` or dicts)."""
         try:
-            cur = self._conn.cursor()
-            cur.row_factory = sqlite3.Row
-            return cur.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the audit store {self.path}: {exc}") from None
+            rows: list[Any] = self._conn.dict_cursor().execute(sql, args).fetchall()
+        except DB_ERRORS as exc:
+            store = self.store
+            raise StoreError(f"cannot read the audit store {store.label}: {store.scrub(str(exc))}") from None
+        return rows
 
     def list_sessions(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` sessions, newest first."""
@@ -113,7 +115,7 @@ class AuditStore:
         return [_event(row) for row in rows]
 
 
-def _session(row: sqlite3.Row) -> dict[str, Any]:
+def _session(row: Any) -> dict[str, Any]:
     out = dict(row)
     out["groups"] = orjson.loads(out["groups"])
     out["params"] = orjson.loads(out["params"])
@@ -121,7 +123,7 @@ def _session(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def _event(row: sqlite3.Row) -> dict[str, Any]:
+def _event(row: Any) -> dict[str, Any]:
     out = dict(row)
     out["data"] = orjson.loads(out["data"])
     return out

@@ -8,7 +8,6 @@ The thread also extends the hash chain as it inserts (each row's ``prev_hash`` a
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -22,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hoopgw import log
 from hoopgw.audit._chain import GENESIS, HASH_HEADER, HASH_TAG, NULL_LENGTH, record_json, sign_checkpoint
+from hoopgw.audit._db import DB_ERRORS, PgDb, Store, as_store
 from hoopgw.audit._ids import new_session_id
 from hoopgw.audit._limit import EventBudget
 from hoopgw.audit._prompt import statement_prompt
-from hoopgw.audit._schema import DB_FILE, connect
 from hoopgw.errors import StoreError
 
 _logger = log.get_logger("hoopgw.audit")
@@ -38,7 +37,15 @@ _COLUMNS = 8
 _INSERT_EVENTS = "INSERT INTO events (seq, ts, session_id, kind, data, prompt_id, prev_hash, hash) VALUES "
 _ROW_SQL = "(" + ", ".join(["?"] * _COLUMNS) + ")"
 _INSERT_SQL: dict[int, str] = {}
+#: A PostgreSQL store takes event rows by binary COPY (in the transaction), this many at a time.
+_ROWS_PER_COPY = 1000
+_COPY_EVENTS = (
+    "COPY events (seq, ts, session_id, kind, data, prompt_id, prev_hash, hash) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = ("int8", "float8", "text", "text", "text", "text", "bytea", "bytea")
 _pack_header = HASH_HEADER.pack
+#: what fails a batch (a record of the wrong shape fails alone when the batch is retried one by one)
+_WRITE_ERRORS: tuple[type[Exception], ...] = (*DB_ERRORS, AttributeError, TypeError, ValueError)
 _sha256 = hashlib.sha256
 
 
@@ -133,7 +140,7 @@ def statement_data(stmt: Statement) -> dict[str, Any]:
     preview = getattr(stmt, "preview", None)
     if preview is not None:
         columns, rows = preview
-        data["preview"] = {"columns": list(columns), "rows": [list(row) for row in rows]}
+        data["preview"] = {"columns": columns, "rows": rows}
     return data
 
 
@@ -152,7 +159,7 @@ class AuditWriter:
 
     def __init__(
         self,
-        store_path: Path,
+        store_path: Path | Store,
         flush_interval: float = 0.2,
         *,
         max_queue: int = 100_000,
@@ -161,22 +168,25 @@ class AuditWriter:
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
     ) -> None:
-        path = Path(store_path)
-        if path.is_dir() or path.suffix != ".db":
-            path = path / DB_FILE
-        self.path = path
+        #: the store: a SQLite file (``store_path`` a directory or a ``*.db`` file) or a PostgreSQL one
+        self.store = store = as_store(store_path)
+        self.path = store.path
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
-        self._conn = connect(path, create=True)
-        # Multi-row INSERTs open a statement journal; keep it in memory, not in a temp file.
-        self._conn.execute("PRAGMA temp_store = MEMORY")
+        self._conn = store.connect(create=True)
+        self._pg = self._conn if isinstance(self._conn, PgDb) else None  # rows go by COPY
+        #: flattened row values that make one INSERT (SQLite) or COPY (PostgreSQL)
+        self._flush_at = (_ROWS_PER_COPY if self._pg is not None else _ROWS_PER_INSERT) * _COLUMNS
+        if self._pg is None:
+            # Multi-row INSERTs open a statement journal; keep it in memory, not in a temp file.
+            self._conn.execute("PRAGMA temp_store = MEMORY")
         if signing_key is None:
             from hoopgw.approvals._signing import load_signing_key  # approvals imports audit: not at the top
 
-            signing_key = load_signing_key(path.parent)
+            signing_key = load_signing_key(store.data_dir)
         self._key = signing_key
         # The chain, writer thread only: the head (last seq and its hash, re-read in each transaction),
         # the seq before the chain's first event (counts run from it), the last checkpoint.
@@ -236,7 +246,8 @@ class AuditWriter:
     ) -> None:
         """Write-ahead: record ``statements`` (``_core.Statement`` intents, not run yet) as
         ``statement_intent`` events, and call ``done(None)`` in the writer thread once they are
-        committed (``synchronous = FULL``: durable), or ``done(reason)`` if they cannot be written.
+        committed (SQLite ``synchronous = FULL``, a PostgreSQL COMMIT: durable), or ``done(reason)``
+        if they cannot be written.
 
         ``urgent``: commit now, in a transaction of its own or with whatever else is queued (group
         commit across sessions); else with the next commit, within the flush interval. Never dropped
@@ -366,13 +377,14 @@ class AuditWriter:
     def _write(self, batch: list[_Item], dropped: int) -> None:
         try:
             self._transaction(batch, dropped)
-        except (sqlite3.Error, AttributeError, TypeError, ValueError) as exc:
+        except _WRITE_ERRORS as exc:
             if len(batch) <= 1:
                 self.write_errors += len(batch) or 1
+                error = self.store.scrub(str(exc))
                 _logger.exception(
-                    "audit_write_failed", records=len(batch), error=str(exc), path=str(self.path)
+                    "audit_write_failed", records=len(batch), error=error, path=self.store.label
                 )
-                _tell_durable(batch, f"the audit store cannot record it: {exc}")
+                _tell_durable(batch, f"the audit store cannot record it: {error}")
                 return
             # Keep every record that can be written: retry one by one, losing only the bad ones.
             for item in batch:
@@ -388,7 +400,7 @@ class AuditWriter:
         conn = self._conn
         rows = self._rows
         rows.clear()
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_write()
         try:
             self._read_head()
             for op, session_id, ts, payload, prompt_id in batch:
@@ -455,7 +467,7 @@ class AuditWriter:
     def _append(
         self, ts: float, session_id: str | None, kind: str, data: Any, prompt_id: str | None = None
     ) -> None:
-        """Buffer one event row, chained to the one before; rows go to SQLite in multi-row INSERTs."""
+        """Buffer one event row, chained to the one before; rows go to the store in multi-row INSERTs."""
         body = orjson.dumps(data)
         seq = self._seq + 1
         prev = self._head
@@ -480,7 +492,7 @@ class AuditWriter:
         self._head = digest
         if self._listeners:
             self._tx_events.append((seq, ts, session_id, kind, rows[-4], prompt_id, digest))
-        if len(rows) >= _ROWS_PER_INSERT * _COLUMNS:
+        if len(rows) >= self._flush_at:
             self._flush_rows()
         if seq - self._tx_cp_seq >= self.checkpoint_every:
             self._flush_rows()
@@ -489,11 +501,14 @@ class AuditWriter:
     def _flush_rows(self) -> None:
         rows = self._rows
         if rows:
-            n = len(rows) // _COLUMNS
-            sql = _INSERT_SQL.get(n)
-            if sql is None:
-                sql = _INSERT_SQL[n] = _INSERT_EVENTS + ", ".join([_ROW_SQL] * n)
-            self._conn.execute(sql, rows)
+            if self._pg is not None:
+                self._pg.copy_rows(_COPY_EVENTS, _COPY_TYPES, rows, _COLUMNS)
+            else:
+                n = len(rows) // _COLUMNS
+                sql = _INSERT_SQL.get(n)
+                if sql is None:
+                    sql = _INSERT_SQL[n] = _INSERT_EVENTS + ", ".join([_ROW_SQL] * n)
+                self._conn.execute(sql, rows)
             rows.clear()
             self._chained = True
 
@@ -575,7 +590,7 @@ class AuditWriter:
         """A transaction of its own that writes a checkpoint if events are unsealed."""
         conn = self._conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.begin_write()
             try:
                 self._read_head()
                 if self._seq > self._cp_seq and self._chained:
@@ -585,9 +600,10 @@ class AuditWriter:
                 self._tx_events.clear()
                 conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             self.write_errors += 1
-            _logger.exception("audit_checkpoint_failed", error=str(exc), path=str(self.path))
+            error = self.store.scrub(str(exc))
+            _logger.exception("audit_checkpoint_failed", error=error, path=self.store.label)
             self._cp_time = time.time()  # retry after another interval, not in a busy loop
             return
         self._committed_checkpoints()

@@ -11,7 +11,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hoopgw.approvals import key_id, load_public_key, load_signing_key
-from hoopgw.audit import DB_FILE, Report, open_readonly, verify_chain
+from hoopgw.audit import Report, open_readonly, verify_chain
+from hoopgw.audit._db import Store
 from hoopgw.audit._retention import PurgeResult, purge
 from hoopgw.cli._common import (
     CliError,
@@ -94,10 +95,11 @@ def _public_key(args: argparse.Namespace, data_dir: Path) -> Ed25519PublicKey:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify the chain; print a summary (or JSON); exit 1 at the first bad event."""
-    data_dir = load(args).gateway.data_dir
-    path = data_dir / DB_FILE
+    config = load(args)
+    data_dir = config.gateway.data_dir
+    store = Store.for_config(config)
     since = args.since
-    conn = open_readonly(path)
+    conn = open_readonly(store)
     try:
         public = _public_key(args, data_dir)
         report = verify_chain(
@@ -109,7 +111,7 @@ def run_verify(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     if args.json:
-        print_json({**report.to_json(), "store": str(path), "key_id": key_id(public)})
+        print_json({**report.to_json(), "store": store.label, "key_id": key_id(public)})
     else:
         for line in describe(report):
             print(printable(line))
@@ -161,12 +163,13 @@ def run_purge(args: argparse.Namespace) -> int:
     config = load(args)
     data_dir = config.gateway.data_dir
     retention = config.audit.retention_days
-    if not (data_dir / DB_FILE).exists():
-        raise CliError(f"no audit store at {data_dir / DB_FILE}")
+    store = Store.for_config(config)
+    if not store.exists():
+        raise CliError(f"no audit store at {store.label}")
     key = load_signing_key(data_dir, create=False)
-    result = purge(data_dir, retention, time.time(), key, dry_run=args.dry_run, record_events=True)
+    result = purge(store, retention, time.time(), key, dry_run=args.dry_run, record_events=True)
     if args.json:
-        print_json({**result.to_json(), "store": str(data_dir / DB_FILE)})
+        print_json({**result.to_json(), "store": store.label})
     else:
         for line in describe_purge(result):
             print(printable(line))

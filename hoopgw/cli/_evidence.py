@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hoopgw.approvals import load_public_key
+from hoopgw.audit._db import Store
 from hoopgw.cli._common import (
     CliError,
     Subparsers,
@@ -115,6 +116,7 @@ def run_export(args: argparse.Namespace) -> int:
             until=args.until,
             classifier=Classifier(config.sql),
             progress=lambda label, total: Progress(f"exporting {label}", total),
+            store=Store.for_config(config),
         )
     except ExportError as exc:
         raise CliError(str(exc)) from None

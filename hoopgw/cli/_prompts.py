@@ -12,7 +12,7 @@ import os
 import urllib.parse
 from typing import Any
 
-from hoopgw.audit import DB_FILE
+from hoopgw.audit._db import Store
 from hoopgw.audit._prompt import statement_prompt
 from hoopgw.audit._prompts import prompt_report
 from hoopgw.cli._common import (
@@ -65,13 +65,13 @@ def register(subparsers: Subparsers) -> None:
 def run_show(args: argparse.Namespace) -> int:
     """Print one prompt and what it caused."""
     config = load(args)
-    data_dir = config.gateway.data_dir
+    store = Store.for_config(config)
     report: dict[str, Any] | None = None
-    why = f"there is no readable audit store in {data_dir}"
-    path = data_dir / DB_FILE
+    why = f"there is no readable audit store in {config.gateway.data_dir}"
+    path = store.path
     try:
-        if path.is_file() and os.access(path, os.R_OK):
-            report = prompt_report(data_dir, args.id)
+        if store.postgres or (path.is_file() and os.access(path, os.R_OK)):
+            report = prompt_report(store, args.id)
             if report is None:
                 raise CliError(
                     f"no prompt {args.id!r}: none is registered with this id, and no event or approval "

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from hoopgw.audit import DB_FILE, AuditStore
+from hoopgw.audit import AuditStore
+from hoopgw.audit._db import Store
 from hoopgw.audit._replay import MAX_PAUSE, REPLAYABLE_TYPES, Entry, play, transcript
 from hoopgw.cli._common import CliError, Subparsers, format_seconds, format_time, load, new_parser, printable
 
@@ -81,10 +82,10 @@ def run_replay(args: argparse.Namespace, *, sleep: Callable[[float], None] = tim
 
 def _load(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The session named by ``args.id`` (an id or a unique prefix) and its events."""
-    config = load(args)
-    if not (config.gateway.data_dir / DB_FILE).exists():
+    where = Store.for_config(load(args))
+    if not where.exists():
         raise CliError(f"no session {args.id!r} (nothing recorded yet)")
-    with AuditStore.open(config.gateway.data_dir, create=False) as store:
+    with AuditStore.open(where, create=False) as store:
         session = store.get_session(args.id)
         if session is None:
             matches = store.match_session_ids(args.id)

@@ -15,7 +15,8 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from hoopgw.audit import DB_FILE, AuditStore
+from hoopgw.audit import AuditStore
+from hoopgw.audit._db import Store
 from hoopgw.audit._prompts import PromptStore, identity_ref, prompt_known
 from hoopgw.audit._retention import hold, release
 from hoopgw.cli._common import (
@@ -78,10 +79,10 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _open(args: argparse.Namespace) -> AuditStore | None:
-    config = load(args)
-    if not (config.gateway.data_dir / DB_FILE).exists():
+    store = Store.for_config(load(args))
+    if not store.exists():
         return None
-    return AuditStore.open(config.gateway.data_dir, create=False)
+    return AuditStore.open(store, create=False)
 
 
 def _duration(session: dict[str, Any]) -> float | None:
@@ -161,7 +162,7 @@ def run_show(args: argparse.Namespace) -> int:
     with store:
         session = _find(store, args.id)
         events = store.session_events(session["id"])
-    _judge_tags(store.path.parent, session, events)
+    _judge_tags(store.store, session, events)
     if args.json:
         print_json([{**session, "events": events}])
         return 0
@@ -176,7 +177,7 @@ def run_hold(args: argparse.Namespace) -> int:
         raise CliError(f"no session {args.id!r} (nothing recorded yet)")
     with store:
         session_id = _find(store, args.id)["id"]
-    out = hold(store.path.parent, session_id, reason=args.reason, by=args.by or getpass.getuser())
+    out = hold(store.store, session_id, reason=args.reason, by=args.by or getpass.getuser())
     if args.json:
         print_json(out)
     else:
@@ -191,7 +192,7 @@ def run_release(args: argparse.Namespace) -> int:
         raise CliError(f"no session {args.id!r} (nothing recorded yet)")
     with store:
         session_id = _find(store, args.id)["id"]
-    out = release(store.path.parent, session_id, by=args.by or getpass.getuser())
+    out = release(store.store, session_id, by=args.by or getpass.getuser())
     if args.json:
         print_json(out)
     else:
@@ -199,7 +200,7 @@ def run_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judge_tags(data_dir: Path, session: dict[str, Any], events: list[dict[str, Any]]) -> None:
+def _judge_tags(data_dir: Path | Store, session: dict[str, Any], events: list[dict[str, Any]]) -> None:
     """Add ``prompt_known`` to each event with a prompt tag (and to the session, for its own tag)."""
     tagged = [e for e in events if e.get("prompt_id")]
     own = session["params"].get("prompt_id")

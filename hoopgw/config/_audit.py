@@ -21,11 +21,32 @@ _KIND = re.compile(r"(\*|[a-z][a-z0-9_]{0,62})\Z")
 _ADDRESS = re.compile(r"(udp|tcp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})\Z")
 
 
-def _store(value: object) -> str:
-    if not isinstance(value, str) or not (
-        value == "sqlite" or value.startswith(("postgresql://", "postgres://"))
-    ):
-        raise PydanticCustomError("store", 'must be "sqlite" (the file in data_dir) or a postgresql:// URL')
+def _store(value: object, info: ValidationInfo) -> str | SecretRef:
+    """``sqlite``, a postgresql:// URL without a password, or an ``env:``/``file:`` reference to a URL
+    (a URL that holds a password is a secret)."""
+    if isinstance(value, SecretRef):
+        return value
+    if isinstance(value, str) and value.startswith(("env:", "file:")):
+        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+        try:
+            return SecretRef.parse(value, base)
+        except ValueError as exc:
+            raise PydanticCustomError("secret", str(exc)) from None
+    if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+        from hoopgw.audit._db import has_password  # the audit package is heavy: only when needed
+
+        if has_password(value):
+            raise PydanticCustomError(
+                "secret",
+                "the URL holds a password: secrets must be references (env:NAME or file:PATH holding the"
+                " URL), never inline",
+            )
+        return value
+    if value != "sqlite":
+        raise PydanticCustomError(
+            "store",
+            'must be "sqlite" (the file in data_dir), a postgresql:// URL, or an env:/file: reference to one',
+        )
     return value
 
 
@@ -90,8 +111,9 @@ class AuditConfig(BaseModel):
 
     model_config = MODEL_CONFIG
 
-    #: "sqlite" (``data_dir/audit.db``) or a ``postgresql://`` URL (several gateway nodes)
-    store: Annotated[str, BeforeValidator(_store)] = "sqlite"
+    #: "sqlite" (``data_dir/audit.db``), or a ``postgresql://`` URL (several gateway nodes) or an
+    #: ``env:``/``file:`` reference to one (docs/AUDIT.md "Stores")
+    store: Annotated[str | SecretRef, BeforeValidator(_store)] = "sqlite"
     #: a statement that is not a read or a session statement is durably committed before it is forwarded
     write_ahead: bool = True
     #: a signed checkpoint at least every this many events, and this long after an unsealed event

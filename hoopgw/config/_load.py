@@ -109,7 +109,6 @@ def unsupported_features(config: Config) -> list[Problem]:
         "identity": {"issuer": config.identity.issuer},
         "connections": tuple({"type": c.type} for c in config.connections),
         "policy": config.policies,
-        "audit": {"store": config.audit.store},
     }
     return [(str(config.path), key, reason) for key, reason in _unsupported_raw(raw)]
 
@@ -297,13 +296,6 @@ def _unsupported_raw(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
         kind = conn.get("type")
         if isinstance(kind, str) and kind in CONNECTION_TYPES and kind != "postgres":
             yield f"connections[{i}].type", f"{kind} connections are not supported yet"
-    audit = data.get("audit")
-    store = audit.get("store") if isinstance(audit, dict) else None
-    if isinstance(store, str) and store != "sqlite":
-        yield (
-            "audit.store",
-            "a PostgreSQL audit store is not supported yet (use the SQLite store)",
-        )
 
 
 def _dedup(problems: list[Problem]) -> list[Problem]:

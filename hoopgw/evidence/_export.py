@@ -1,4 +1,5 @@
-"""``export_pack``: write an evidence pack for a time range from the audit store in ``data_dir``.
+"""``export_pack``: write an evidence pack for a time range from the audit store (``data_dir``'s, or a
+PostgreSQL one).
 
 Everything is read in one snapshot of the store (a running gateway keeps writing), events are
 streamed (memory does not grow with the store), and the pack is written into a temporary directory
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from hoopgw.approvals import key_id, load_signing_key
-from hoopgw.audit import DB_FILE, open_readonly, verify_chain
+from hoopgw.audit import open_readonly, verify_chain
+from hoopgw.audit._db import DB_ERRORS, Store, as_store
 from hoopgw.errors import HoopError, StoreError
 from hoopgw.evidence._pack import PackWriter
 from hoopgw.evidence._progress import Progress, ProgressFactory
@@ -57,9 +58,13 @@ def export_pack(
     until: float | None = None,
     classifier: Classifier | None = None,
     progress: ProgressFactory = _no_progress,
+    store: Store | None = None,
 ) -> ExportResult:
     """Write the evidence pack of ``[since, until)`` (seconds since the epoch; None: from the start,
-    until now) into the new or empty directory ``out``; ExportError or StoreError when it cannot."""
+    until now) into the new or empty directory ``out``; ExportError or StoreError when it cannot.
+
+    ``store``: the audit store (default: the SQLite file in ``data_dir``, which holds the signing key
+    either way)."""
     out = Path(out)
     created = time.time()
     until = created if until is None else until
@@ -67,7 +72,7 @@ def export_pack(
         raise ExportError("the range is empty: --since must be before --until")
     _check_out(out)
     key = load_signing_key(data_dir, create=False)
-    db = Path(data_dir) / DB_FILE
+    db = as_store(data_dir) if store is None else store
     conn = open_readonly(db)
     try:
         head = int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
@@ -91,8 +96,8 @@ def export_pack(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the audit store {db}: {exc}") from None
+    except DB_ERRORS as exc:
+        raise StoreError(f"cannot read the audit store {db.label}: {db.scrub(str(exc))}") from None
     finally:
         conn.close()
     return ExportResult(out, manifest, chain, pack.stats)

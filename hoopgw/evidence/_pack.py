@@ -10,7 +10,6 @@ import contextlib
 import csv
 import datetime as dt
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +18,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hoopgw.approvals import key_id, public_key_pem
+from hoopgw.audit._db import Db
 from hoopgw.audit._prompts import Prompt
 from hoopgw.evidence._events import COLUMNS, event_line, text_of
 from hoopgw.evidence._manifest import (
@@ -79,7 +79,7 @@ class PackWriter:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Db,
         root: Path,
         since: float | None,
         until: float,
@@ -109,7 +109,7 @@ class PackWriter:
 
     def write(self, key: Ed25519PrivateKey, chain: dict[str, Any], created: float) -> dict[str, Any]:
         """Every file, then the signed manifest (returned)."""
-        self.conn.execute("BEGIN")  # one snapshot for everything read below
+        self.conn.begin_read()  # one snapshot for everything read below
         try:
             self._range()
             self._events()
@@ -184,7 +184,7 @@ class PackWriter:
         try:
             with self._file(EVENTS_FILE) as f:
                 if total:
-                    rows = self.conn.execute(
+                    rows = self.conn.stream(
                         f"SELECT {COLUMNS} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",  # noqa: S608
                         (self.lo, self.hi),
                     )
@@ -224,10 +224,8 @@ class PackWriter:
         with self._file(SESSIONS_FILE, text=True) as f:
             out = csv.writer(f, lineterminator="\r\n")
             out.writerow(SESSION_COLUMNS)
-            cur = self.conn.cursor()
-            cur.row_factory = sqlite3.Row
             sql = f"{_SESSION_SQL} WHERE {where} ORDER BY started_at, id"
-            for row in cur.execute(sql, args):
+            for row in self.conn.stream(sql, args, mapping=True):
                 session = dict(row)
                 params = _json(session["params"])
                 started, ended = session["started_at"], session["ended_at"]
@@ -273,10 +271,8 @@ class PackWriter:
     def _prompts(self) -> None:
         where, args = self._time_where("created_at")
         requested, requested_args = self._time_where("created_at", 1000)
-        where = (
-            f"({where}) OR id IN (SELECT json_extract(record, '$.prompt_id') FROM approval_requests"  # noqa: S608
-            f" WHERE {requested})"
-        )
+        prompt_of = self.conn.dialect.json("record", "prompt_id")
+        where = f"({where}) OR id IN (SELECT {prompt_of} FROM approval_requests WHERE {requested})"  # noqa: S608
         args += requested_args
         if self.lo is not None:
             where += (

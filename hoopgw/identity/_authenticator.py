@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
+from hoopgw.audit._db import Store
 from hoopgw.errors import AuthError
 from hoopgw.identity._apikeys import ApiKeyVerifier
 from hoopgw.identity._keystore import ApiKeyStore
@@ -55,7 +56,8 @@ class Authenticator:
             verifiers.append(_LocalTokens(LocalIssuer(config.gateway.data_dir, config.identity.audience)))
         else:
             verifiers.append(OidcVerifier(config.identity))
-        verifiers.append(ApiKeyVerifier(ApiKeyStore(config.gateway.data_dir)))  # with every issuer
+        # with every issuer; the keys live in the audit store (shared by nodes on a PostgreSQL one)
+        verifiers.append(ApiKeyVerifier(ApiKeyStore(Store.for_config(config))))
         return cls(verifiers)
 
     async def warm_up(self) -> None:

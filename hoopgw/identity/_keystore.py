@@ -1,14 +1,14 @@
-"""The API key table in the gateway's SQLite store (``data_dir/audit.db``): hashes, never keys.
+"""The API key table in the gateway's audit store (``data_dir/audit.db``, or the PostgreSQL store of
+``[audit] store``): hashes, never keys.
 
-Every write is its own durable transaction (WAL, ``synchronous = FULL``) on this object's own
-connection, so a key exists, or is revoked, for every reader as soon as a call returns.
+Every write is its own durable transaction on this object's own connection, so a key exists, or is
+revoked, for every reader as soon as a call returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
+from hoopgw.audit._db import INTEGRITY_ERRORS, Store, unique_violation
 from hoopgw.audit._tables import SqliteTables
 from hoopgw.errors import HoopError
 
@@ -119,7 +120,7 @@ def _record(row: tuple[Any, ...]) -> ApiKeyRecord:
 class ApiKeyStore(SqliteTables):
     """Reads and writes the ``api_keys`` table; safe to share between threads (one lock)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path | Store) -> None:
         super().__init__(data_dir, "API key table")
 
     def lookup(self, key_id: str) -> ApiKeyRecord | None:
@@ -157,12 +158,12 @@ class ApiKeyStore(SqliteTables):
                         record.expires_at,
                     ),
                 )
-            except sqlite3.IntegrityError as exc:
-                if "api_keys.name" in str(exc):
+            except INTEGRITY_ERRORS as exc:
+                if unique_violation(exc, "api_keys.name", "api_keys_live_name"):
                     raise KeyNameTaken(
                         f"an API key named {record.name!r} already exists (revoke it first to reuse the name)"
                     ) from None
-                if "api_keys.id" in str(exc):
+                if unique_violation(exc, "api_keys.id", "api_keys_pkey"):
                     raise KeyError(record.id) from None
                 raise
 
