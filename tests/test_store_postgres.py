@@ -414,6 +414,10 @@ def test_gateway_on_postgres(empty: PgStore, gateway_factory: GatewayFactory, pg
     result = gw.run_cli("audit", "verify")
     assert result.returncode == 0 and result.stdout.startswith("OK: "), result.stdout + result.stderr
     assert "not signed yet" not in result.stdout
+    # the signed approval records, read offline from the PostgreSQL store (the gateway is stopped)
+    records = gw.run_cli("approvals", "verify", record["id"])
+    assert records.returncode == 0, records.stdout + records.stderr
+    assert "postgresql://" in records.stdout + records.stderr and empty.password not in records.stdout
     kinds = set(empty.psql("SELECT DISTINCT kind FROM events").split())
     assert {"session_open", "statement", "statement_intent", "policy_denied", "approval_requested"} <= kinds
     assert (

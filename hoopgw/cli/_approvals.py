@@ -33,6 +33,7 @@ from hoopgw.approvals import (
     load_signing_key,
     verify_record,
 )
+from hoopgw.audit._db import Store
 from hoopgw.cli._common import (
     TOKEN_ENV,
     CliError,
@@ -456,18 +457,20 @@ def _names_a_file(arg: str) -> bool:
 
 
 def _records_of(args: argparse.Namespace, config: Config, request_id: str) -> tuple[list[Any], str]:
-    """The signed records of a request, and where they came from: data_dir's store, else the API."""
-    data_dir = config.gateway.data_dir
-    store = ApprovalStore(data_dir)
-    why = f"the store in {data_dir} cannot be read"
+    """The signed records of a request, and where they came from: the configured store (data_dir's
+    SQLite file, or the PostgreSQL store), else the API."""
+    where = Store.for_config(config)
+    store = ApprovalStore(where)
+    why = f"the store {where.label} cannot be read"
     try:
-        if store.path.is_file() and os.access(store.path, os.R_OK):
+        readable = where.source is not None or (store.path.is_file() and os.access(store.path, os.R_OK))
+        if readable:
             found = store.get(request_id)
             if found is not None:
-                return [found.record, *(d.record for d in found.decisions)], f"the store in {data_dir}"
-            why = f"the store in {data_dir} has no request {request_id}"
+                return [found.record, *(d.record for d in found.decisions)], f"the store {where.label}"
+            why = f"the store {where.label} has no request {request_id}"
         else:
-            why = f"there is no readable store in {data_dir}"
+            why = f"there is no readable store in {config.gateway.data_dir}"
     except StoreError:
         pass
     finally:
