@@ -307,6 +307,39 @@ def test_legal_hold_blocks_purging_until_released(store: tuple[Path, list[str]])
 # --- tampering with what a purge left -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "lift",
+    ["UPDATE legal_holds SET released_at = 1, released_by = 'counsel'", "DELETE FROM legal_holds"],
+)
+def test_a_hold_lifted_in_the_table_alone_still_holds(store: tuple[Path, list[str]], lift: str) -> None:
+    """The legal_holds table is an index anyone with the file can edit; the chain's legal_hold_set
+    event, without a legal_hold_released after it, keeps the session's events."""
+    data_dir, ids = store
+    held = ids[1]
+    hold(data_dir, held, reason="litigation", by="counsel")
+    original = rows(data_dir, "SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq", (held,))
+    execute(data_dir, lift)
+    result = run_purge(data_dir, ALL)
+    assert result.held == 1
+    after = rows(data_dir, "SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq", (held,))
+    assert after == original
+    assert verify(data_dir).ok
+
+
+def test_a_deleted_hold_event_stops_the_purge(store: tuple[Path, list[str]]) -> None:
+    data_dir, ids = store
+    held = ids[0]
+    hold(data_dir, held, reason="litigation", by="counsel")
+    AuditWriter(data_dir, flush_interval=0.01, checkpoint_every=EVERY).close()  # seals the hold event
+    original = rows(data_dir, "SELECT count(*) FROM events WHERE session_id = ?", (held,))
+    execute(data_dir, "DELETE FROM events WHERE kind = 'legal_hold_set'")
+    execute(data_dir, "DELETE FROM legal_holds")
+    with pytest.raises(PurgeRefused, match="missing"):
+        run_purge(data_dir, ALL)
+    left = rows(data_dir, "SELECT count(*) FROM events WHERE session_id = ?", (held,))
+    assert left[0][0] == original[0][0] - 1  # only the deleted event is gone
+
+
 @pytest.fixture
 def purged(store: tuple[Path, list[str]]) -> Path:
     """A store with a prefix cut at seq 10 (purge 1: up to the first session_close, which stays, and

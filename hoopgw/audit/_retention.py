@@ -41,10 +41,19 @@ DAY = 86_400.0
 BATCH = 10_000
 HOLD_SET = "legal_hold_set"
 HOLD_RELEASED = "legal_hold_released"
-#: a session under an active legal hold (gateway-wide events, session_id NULL, never are)
-_HELD = (
-    "(session_id IS NOT NULL AND session_id IN"
-    " (SELECT session_id FROM legal_holds WHERE released_at IS NULL))"
+#: sessions whose last hold event in the chain set a hold: the ``legal_holds`` table is a mutable
+#: index, so a hold lifted there (or deleted) without its ``legal_hold_released`` event still holds
+_CHAIN_HELD = (  # constants only
+    f"SELECT h.session_id FROM events h WHERE h.kind = '{HOLD_SET}' AND h.session_id IS NOT NULL"  # noqa: S608
+    f" AND NOT EXISTS (SELECT 1 FROM events r WHERE r.kind = '{HOLD_RELEASED}'"
+    " AND r.session_id = h.session_id AND r.seq > h.seq)"
+)
+#: a session under an active legal hold, by the table or by the chain (gateway-wide events,
+#: session_id NULL, never are)
+_HELD = (  # constants only
+    "(session_id IS NOT NULL AND (session_id IN"  # noqa: S608
+    " (SELECT session_id FROM legal_holds WHERE released_at IS NULL)"
+    f" OR session_id IN ({_CHAIN_HELD})))"
 )
 _RETRIES = 3  # plans made again when another purge or a hold changed the store meanwhile
 
@@ -139,6 +148,7 @@ class _Plan:
     first: int = 0  # the first event left
     cut: int = 0  # delete events up to here (prev_cut: none)
     tombs: list[int] = field(default_factory=list)  # erase the data of these
+    sealed: int = 0  # the last event a checkpoint seals
 
     @property
     def empty(self) -> bool:
@@ -223,7 +233,7 @@ class _Purger:
         """What to purge next: read without the write lock (rows a checkpoint seals never change)."""
         last = self.conn.execute("SELECT id, cut FROM purges ORDER BY id DESC LIMIT 1").fetchone()
         prev_id, prev_cut = last if last is not None else (0, 0)
-        plan = _Plan(prev_id, prev_cut, self._held())
+        plan = _Plan(prev_id, prev_cut, self._held(), sealed=sealed)
         head = self._one("SELECT max(seq) FROM events")
         first = self._one("SELECT min(seq) FROM events")
         if head is None or first is None:
@@ -262,7 +272,9 @@ class _Purger:
         return plan
 
     def _held(self) -> frozenset[str]:
-        rows = self.conn.execute("SELECT session_id FROM legal_holds WHERE released_at IS NULL")
+        rows = self.conn.execute(
+            f"SELECT session_id FROM legal_holds WHERE released_at IS NULL UNION {_CHAIN_HELD}"  # noqa: S608
+        )
         return frozenset(sid for (sid,) in rows)
 
     def _kinds(self, plan: _Plan) -> Counter[str]:
@@ -280,9 +292,10 @@ class _Purger:
         return kinds
 
     def _verify(self, plan: _Plan) -> None:
-        """The events it is about to erase verify (else the purge would launder tampering)."""
+        """The sealed chain from the first event it erases on verifies (else the purge would launder
+        tampering: an edited event, or a deleted ``legal_hold_set`` that should have kept some)."""
         low = plan.first if plan.cut > plan.prev_cut else plan.tombs[0]
-        high = max(plan.cut, plan.tombs[-1] if plan.tombs else 0)
+        high = max(plan.cut, plan.tombs[-1] if plan.tombs else 0, plan.sealed)
         report = verify_chain(self.conn, self.key.public_key(), since_seq=low, until_seq=high)
         if report.problem is not None:
             p = report.problem
