@@ -25,6 +25,7 @@ from hoopgw.audit._db import DB_ERRORS, PgDb, Store, as_store
 from hoopgw.audit._ids import new_session_id
 from hoopgw.audit._limit import EventBudget
 from hoopgw.audit._prompt import statement_prompt
+from hoopgw.audit._secrets import redact_params, redact_sql
 from hoopgw.errors import StoreError
 
 _logger = log.get_logger("hoopgw.audit")
@@ -107,13 +108,15 @@ _Item = tuple[str, str | None, float, Any, str | None]
 
 
 def intent_data(stmt: Statement) -> dict[str, Any]:
-    """The JSON payload of a "statement_intent" event: what the client asked for, before it runs."""
+    """The JSON payload of a "statement_intent" event: what the client asked for, before it runs
+    (passwords in the SQL and the parameters it uses as passwords redacted)."""
+    sql = stmt.sql
     return {
         "kind": stmt.kind,
-        "sql": stmt.sql,
+        "sql": redact_sql(sql),
         "statement_name": stmt.statement_name,
         "portal": stmt.portal,
-        "params": list(stmt.params) if stmt.params is not None else None,
+        "params": redact_params(sql, stmt.params),
     }
 
 
@@ -125,12 +128,13 @@ def statement_data(stmt: Statement) -> dict[str, Any]:
     """
     error = stmt.error
     started, ended = int(stmt.started_ns), int(stmt.ended_ns)
+    sql = stmt.sql
     data: dict[str, Any] = {
         "kind": stmt.kind,
-        "sql": stmt.sql,
+        "sql": redact_sql(sql),
         "statement_name": stmt.statement_name,
         "portal": stmt.portal,
-        "params": list(stmt.params) if stmt.params is not None else None,
+        "params": redact_params(sql, stmt.params),
         "tags": list(stmt.tags),
         "rows": int(stmt.rows),
         "status": stmt.status,

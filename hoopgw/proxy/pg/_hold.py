@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from hoopgw import _core
 from hoopgw.audit._prompt import statement_prompt
+from hoopgw.audit._secrets import redact_params, redact_sql
 from hoopgw.errors import HoopError
 
 if TYPE_CHECKING:
@@ -180,7 +181,9 @@ class HeldStatements:
                 )
             )
             return None
-        every = [self._params(b) for b in binds] or [([], [])]
+        # parameters the statement uses as passwords are never shown to approvers (nor recorded)
+        every = [(sent, redact_params(sql, shown) or []) for sent, shown in map(self._params, binds)]
+        every = every or [([], [])]
         (params, shown), more = every[0], every[1:]
         longest = max([len(sql), *(len(p) for _, each in every for p in each if p is not None)])
         if longest > STATEMENT_MAX:
@@ -196,7 +199,7 @@ class HeldStatements:
             )
             return None
         masker = session.listener.masker
-        text = masker.mask_text(sql) if masker is not None else sql
+        text = redact_sql(masker.mask_text(sql) if masker is not None else sql)
         decision = reason.decision
         rules = decision.rules
         assert rules is not None and decision.rule is not None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from hoopgw import _core
 from hoopgw.audit._prompt import statement_prompt
+from hoopgw.audit._secrets import redact_sql
 from hoopgw.policy import ALL, classes_of, mask_of
 from hoopgw.policy._engine import Decision, policies_for, refusal
 from hoopgw.policy._settings import SAFE_PG_ENCODINGS
@@ -394,7 +395,7 @@ class StatementGuard:
 
     def _masked(self, text: str) -> str:
         masker = self.session.listener.masker
-        return masker.mask_text(text) if masker is not None else text
+        return redact_sql(masker.mask_text(text) if masker is not None else text)
 
     def _record_refusal(
         self,
