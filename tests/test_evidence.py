@@ -236,7 +236,7 @@ def test_report_is_offline_and_has_the_charts(pack: Path) -> None:
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
     assert "http://" not in html and "https://" not in html
     assert "<script" not in html.lower() and "@import" not in html and "url(" not in html
-    assert ">bot<" in html and ">credit_card<" in html and ">agents<" in html  # identity, detector, rule
+    assert ">user:bot<" in html and ">credit_card<" in html and ">agents<" in html  # identity, detector, rule
     assert "The audit chain verified" in html
     assert re.search(r"<title>write: 1</title>", html)  # the approved UPDATE, by class
     assert re.search(r"<title>ddl: 1</title>", html)  # the denied CREATE TABLE
@@ -577,3 +577,237 @@ def test_a_purged_store_exports_its_signed_purges(tmp_path: Path) -> None:
     record["tombstoned"] = [[1, 10**6]]
     (forged / "purges.jsonl").write_bytes(orjson.dumps(record) + b"\n")
     assert any(p.file == "purges.jsonl" for p in verify_pack(forged).problems)
+
+
+# -- the pack is bound to the chain: edits of the tables it does not cover ---------------------------------
+def _store_copy(recorded: tuple[Gateway, dict[str, str]], tmp_path: Path, *edits: str) -> Path:
+    """A copy of the recorded store with ``edits`` made behind the gateway's back; its config."""
+    gw, _ = recorded
+    data = tmp_path / "gw"
+    shutil.copytree(gw.data_dir, data / "var")
+    config = data / "gw.toml"
+    config.write_text(gw.config_path.read_text().replace(str(gw.data_dir), str(data / "var")))
+    with sqlite3.connect(data / "var" / "audit.db") as db:
+        for sql in edits:
+            db.execute(sql)
+    return config
+
+
+def _export(config: Path, out: Path) -> str:
+    code, stdout, err = evidence("export", "--out", str(out), "-c", str(config))
+    assert code == 0, stdout + err  # the chain itself is intact: `audit verify` is OK
+    return stdout
+
+
+def _resign(pack: Path, key: Ed25519PrivateKey) -> None:
+    """What whoever holds the gateway's key can do: re-sign a pack after editing its files."""
+    from hoopgw.evidence import sign_manifest
+    from hoopgw.evidence._manifest import file_sha256
+
+    [manifest] = load_records((pack / "MANIFEST.json").read_bytes())
+    body = {k: v for k, v in manifest.items() if k not in ("version", "type", "key_id", "signature")}
+    body["files"] = {
+        name: {"sha256": file_sha256(pack / name), "bytes": (pack / name).stat().st_size}
+        for name in PACK_FILES
+    }
+    (pack / "MANIFEST.json").write_bytes(orjson.dumps(sign_manifest(key, body)))
+
+
+def _bot_row(pack: Path) -> dict[str, str]:
+    with (pack / "sessions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    (bot,) = [r for r in rows if r["subject"] == "bot"]
+    return bot
+
+
+def test_prompt_registered_carries_the_stored_prompts_digest(
+    recorded: tuple[Gateway, dict[str, str]],
+) -> None:
+    from hoopgw.audit._prompts import PromptStore, prompt_digest
+
+    gw, ids = recorded
+    with sqlite3.connect(gw.data_dir / "audit.db") as db:
+        (data,) = db.execute(
+            "SELECT data FROM events WHERE kind = 'prompt_registered' AND prompt_id = ?", (ids["prompt"],)
+        ).fetchone()
+    store = PromptStore(gw.data_dir)
+    try:
+        stored = store.get(ids["prompt"])
+    finally:
+        store.close()
+    assert stored is not None
+    assert json.loads(data)["digest"] == prompt_digest(stored)
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", prompt_digest(stored))
+
+
+def test_edited_sessions_table_the_chain_wins(
+    recorded: tuple[Gateway, dict[str, str]], pack: Path, tmp_path: Path
+) -> None:
+    config = _store_copy(
+        recorded,
+        tmp_path,
+        "UPDATE sessions SET subject = 'bob', auth = 'apikey', client_addr = '10.6.6.6:1', statements = 0,"
+        " errors = 0 WHERE subject = 'bot'",
+    )
+    out = tmp_path / "pack"
+    stdout = _export(config, out)
+    assert "warning      the sessions table differs from the audit chain for 1 session" in stdout
+    chain = json.loads((out / "chain.json").read_text())
+    assert chain["ok"] is True and any("sessions table differs" in w for w in chain["warnings"])
+    assert "Warning: the sessions table differs from the audit chain" in (out / "report.html").read_text()
+    bot, real = _bot_row(out), _bot_row(pack)
+    assert bot == real  # what the chain recorded, not the edited row
+    assert bot["auth"] == "token" and int(bot["statements"]) >= 2
+    assert verify_pack(out).ok
+    assert "warnings" not in json.loads((pack / "chain.json").read_text())  # none for an intact store
+
+
+def test_a_resigned_sessions_csv_is_checked_against_the_chain(
+    recorded: tuple[Gateway, dict[str, str]], copy: Path, tmp_path: Path
+) -> None:
+    gw, _ = recorded
+    bot = _bot_row(copy)
+    text = (copy / "sessions.csv").read_bytes().decode()
+    row = next(line for line in text.split("\r\n") if line.startswith(bot["id"] + ","))
+    edited = row.replace(",bot,", ",bob,", 1).replace(",token,", ",apikey,", 1)
+    edited = edited.replace(f",{bot['statements']},{bot['errors']},", ",0,0,", 1)
+    (copy / "sessions.csv").write_bytes(text.replace(row, edited).encode())
+    key = load_signing_key(gw.data_dir, create=False)
+    _resign(copy, key)
+    key_file = tmp_path / "gateway.pem"
+    key_file.write_text(public_key_pem(key.public_key()))
+    found = problems(copy, key_file)
+    assert any(
+        p.startswith(
+            f"sessions.csv: line 2 (session {bot['id']}): its subject, auth differ from its session_open"
+        )
+        or (p.startswith("sessions.csv: line") and f"(session {bot['id']}): its subject, auth differ" in p)
+        for p in found
+    ), found
+    assert any(f"(session {bot['id']}): 0 statements, 0 errors, but events.jsonl" in p for p in found), found
+
+
+def test_deleted_approval_decisions_are_named(
+    recorded: tuple[Gateway, dict[str, str]], tmp_path: Path
+) -> None:
+    config = _store_copy(
+        recorded, tmp_path, "DELETE FROM approval_decisions", "UPDATE approval_requests SET status = 'denied'"
+    )
+    out = tmp_path / "pack"
+    stdout = _export(config, out)
+    assert "have no signed record in the store" in stdout or "has no signed record in the store" in stdout
+    # the report counts the status the signed records give: no decision, not denied
+    html = (out / "report.html").read_text()
+    assert "<title>denied: 1</title>" not in html
+    found = problems(out)
+    assert any(
+        p.startswith("approvals.jsonl: the signed record of decision ")
+        and "approval_decided event at seq" in p
+        for p in found
+    ), found
+
+
+def test_an_edited_request_status_is_reported_and_not_trusted(
+    recorded: tuple[Gateway, dict[str, str]], tmp_path: Path
+) -> None:
+    _, ids = recorded
+    config = _store_copy(recorded, tmp_path, "UPDATE approval_requests SET status = 'denied'")
+    out = tmp_path / "pack"
+    stdout = _export(config, out)
+    assert f"status differs from the signed decisions for 1 request ({ids['request']})" in stdout
+    html = (out / "report.html").read_text()
+    assert "<title>approved: 1</title>" in html and "<title>denied: 1</title>" not in html
+    assert verify_pack(out).ok  # every signed record is there
+
+
+def test_a_deleted_request_is_named(recorded: tuple[Gateway, dict[str, str]], tmp_path: Path) -> None:
+    _, ids = recorded
+    config = _store_copy(
+        recorded, tmp_path, "DELETE FROM approval_decisions", "DELETE FROM approval_requests"
+    )
+    out = tmp_path / "pack"
+    _export(config, out)
+    found = problems(out)
+    assert any(
+        p.startswith(f"approvals.jsonl: the signed record of request {ids['request']} is missing")
+        and "approval_requested event at seq" in p
+        for p in found
+    ), found
+
+
+def test_an_edited_prompt_is_named(recorded: tuple[Gateway, dict[str, str]], tmp_path: Path) -> None:
+    _, ids = recorded
+    config = _store_copy(
+        recorded, tmp_path, "UPDATE prompts SET prompt = 'harmless', assistant = 'human-typed'"
+    )
+    out = tmp_path / "pack"
+    _export(config, out)
+    found = problems(out)
+    assert any(
+        p.startswith(f"prompts.jsonl: line 1 (prompt {ids['prompt']}): does not match the digest")
+        for p in found
+    ), found
+    code, stdout, _ = evidence("verify", str(out), "--json")
+    assert code == 1 and json.loads(stdout)["prompts_covered"] == 0
+
+
+def test_a_deleted_prompt_is_named(recorded: tuple[Gateway, dict[str, str]], tmp_path: Path) -> None:
+    _, ids = recorded
+    config = _store_copy(recorded, tmp_path, "DELETE FROM prompts")
+    out = tmp_path / "pack"
+    _export(config, out)
+    found = problems(out)
+    assert any(p.startswith(f"prompts.jsonl: prompt {ids['prompt']} is missing") for p in found), found
+
+
+def test_verify_json_says_whether_the_key_was_pinned(
+    recorded: tuple[Gateway, dict[str, str]], pack: Path, tmp_path: Path
+) -> None:
+    gw, _ = recorded
+    code, out, _ = evidence("verify", str(pack), "--json")
+    own = json.loads(out)
+    assert code == 0 and own["key_pinned"] is False and own["key_source"] == "public_key.pem"
+    assert own["prompts_covered"] == 1 and own["prompts_not_covered"] == 0
+    key_file = tmp_path / "gateway.pem"
+    key_file.write_text(public_key_pem(load_signing_key(gw.data_dir, create=False).public_key()))
+    code, out, _ = evidence("verify", str(pack), "--public-key", str(key_file), "--json")
+    pinned = json.loads(out)
+    assert code == 0 and pinned["key_pinned"] is True and pinned["key_source"] == str(key_file)
+
+
+def test_a_prompt_registered_without_a_digest_is_not_covered(tmp_path: Path) -> None:
+    from hoopgw.audit._prompts import Prompt, PromptStore
+
+    config = _config(tmp_path)
+    writer = AuditWriter(tmp_path / "var", 0.01)
+    writer.event(None, "auth_failed", {"client_addr": "10.0.0.1:5000", "user": "x"})  # creates the store
+    assert writer.flush(10)
+    store = PromptStore(tmp_path / "var")
+    old = Prompt(id="prm_0000000000000001", created_at=time.time(), subject="bot", auth="token", prompt="p")
+    try:
+        store.add(old)
+    finally:
+        store.close()
+    writer.event(None, "prompt_registered", {"id": old.id, "subject": "bot", "auth": "token"}, old.id)
+    writer.close()
+    out = tmp_path / "pack"
+    assert evidence("export", "--out", str(out), "-c", str(config))[0] == 0
+    result = verify_pack(out)
+    assert result.ok, result.problems
+    assert (result.prompts_covered, result.prompts_not_covered) == (0, 1)
+
+
+def test_identities_are_split_by_credential(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    writer = AuditWriter(tmp_path / "var", 0.01)
+    for auth in ("token", "apikey", "apikey"):
+        sid = writer.new_session_id()
+        writer.session_open(SessionInfo(sid, "postgres", "bankdb", "alice", [], "127.0.0.1:5000", auth))
+        writer.session_close(sid, "client_terminated", {})
+    writer.close()
+    out = tmp_path / "pack"
+    assert evidence("export", "--out", str(out), "-c", str(config))[0] == 0
+    html = (out / "report.html").read_text()
+    assert re.search(r"<td>key:alice</td><td class=\"n\">2</td>", html), html
+    assert re.search(r"<td>user:alice</td><td class=\"n\">1</td>", html), html
+    assert verify_pack(out).ok

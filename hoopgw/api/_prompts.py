@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from hoopgw.api._http import HttpError, authenticate, endpoint, json_response, read_json
 from hoopgw.audit._db import Store
-from hoopgw.audit._prompts import Prompt, PromptStore, identity_ref, prompt_report
+from hoopgw.audit._prompts import Prompt, PromptStore, identity_ref, prompt_digest, prompt_report
 from hoopgw.identity import Authenticator, Principal
 
 log = logging.getLogger("hoopgw.api")
@@ -140,6 +140,7 @@ def prompt_routes(api: PromptApi) -> list[BaseRoute]:
                     "assistant": prompt.assistant,
                     "model": prompt.model,
                     "human": prompt.human,
+                    "digest": prompt_digest(prompt),  # the stored prompt, bound to the chain
                 },
                 prompt.id,
             )

@@ -17,6 +17,7 @@ approval requests whose signed record names the id.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -95,6 +96,21 @@ class Prompt:
             "prompt": self.prompt,
             "generated_code": self.generated_code,
         }
+
+
+#: the fields a prompt's digest covers, in this order (docs/PROMPTS.md)
+DIGEST_FIELDS = (
+    "id", "created_at", "subject", "auth", "assistant", "model", "human", "prompt", "generated_code",
+)  # fmt: skip
+
+
+def prompt_digest(prompt: Prompt) -> str:
+    """``sha256:<hex>`` of the prompt as stored (texts masked): the SHA-256 of the compact JSON array
+    of :data:`DIGEST_FIELDS`' values in that order (``created_at`` the stored double, as JSON carries
+    it exactly). The ``prompt_registered`` event carries it, so the chain vouches for the prompt."""
+    values = [getattr(prompt, name) for name in DIGEST_FIELDS]
+    values[1] = float(values[1])  # a REAL column: reads back as a double whatever was written
+    return "sha256:" + hashlib.sha256(orjson.dumps(values)).hexdigest()
 
 
 def _prompt(row: tuple[Any, ...]) -> Prompt:

@@ -142,6 +142,7 @@ def _export_json(result: ExportResult) -> dict[str, object]:
         "counts": m["counts"],
         "files": m["files"],
         "chain": result.chain,
+        "warnings": list(result.stats.warnings),
     }
 
 
@@ -168,6 +169,7 @@ def describe_export(result: ExportResult) -> list[str]:
         f"  prompts      {counts['prompts']:,}",
         f"  checkpoints  {counts['checkpoints']:,} signed, in the range",
         f"  audit chain  {verdict}",
+        *(f"  warning      {w}" for w in stats.warnings),
         f"  manifest     signed by key {m['key_id']}",
         f"open {result.out / 'report.html'}; check the pack with: hoopgw evidence verify {result.out}",
     ]
@@ -216,7 +218,10 @@ def describe_verify(result: VerifyResult, *, given: bool) -> list[str]:
     m = result.manifest or {}
     seqs = f" (seq {m['first_seq']}..{m['last_seq']})" if m.get("first_seq") is not None else ""
     whose = (
-        "the key given" if given else "the pack's own public_key.pem (pass --public-key to pin the gateway's)"
+        "the key given (pinned)"
+        if given
+        else "the pack's own public_key.pem, not pinned: it only shows the pack is consistent (pass"
+        " --public-key to pin the gateway's)"
     )
     return [
         f"OK: evidence pack {result.pack}",
@@ -229,6 +234,14 @@ def describe_verify(result: VerifyResult, *, given: bool) -> list[str]:
             else ""
         ),
         f"  checkpoints  {result.checkpoints:,} signed, matching the events",
-        f"  approvals    {_n(result.approval_records, 'signed record')} valid",
+        f"  approvals    {_n(result.approval_records, 'signed record')} valid, one for each request and"
+        " decision the events record",
+        "  sessions     as their session_open events in events.jsonl recorded them",
+        f"  prompts      {result.prompts_covered:,} matching the digest their registration recorded"
+        + (
+            f" ({result.prompts_not_covered:,} registered without a digest: not covered)"
+            if result.prompts_not_covered
+            else ""
+        ),
         "  audit chain  verified when the pack was made (chain.json)",
     ]

@@ -10,14 +10,14 @@ import contextlib
 import csv
 import datetime as dt
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hoopgw.approvals import key_id, public_key_pem
+from hoopgw.approvals import StoredDecision, StoredRequest, key_id, public_key_pem, tally
 from hoopgw.audit._db import Db
 from hoopgw.audit._prompts import Prompt
 from hoopgw.evidence._events import COLUMNS, event_line, text_of
@@ -46,10 +46,38 @@ SESSION_COLUMNS = (
     "id", "type", "connection", "subject", "groups", "client_addr", "auth", "status", "started_at",
     "ended_at", "close_reason", "statements", "errors", "masked", "prompt_id", "params",
 )  # fmt: skip
+#: A session's row, its ``session_open`` and ``session_close`` events (chained: they win over the
+#: row, which nothing seals) and its statements counted from its ``statement`` events, in one query.
 _SESSION_SQL = (
-    "SELECT id, type, connection, subject, groups, client_addr, auth, status, started_at, ended_at,"
-    " close_reason, statements, errors, masked, params FROM sessions"
+    "SELECT s.id, s.type, s.connection, s.subject, s.groups, s.client_addr, s.auth, s.status, s.started_at,"
+    " s.ended_at, s.close_reason, s.statements, s.errors, s.masked, s.params,"
+    " o.ts AS chain_open_ts, o.data AS chain_open_data, c.ts AS chain_close_ts, c.data AS chain_close_data,"
+    " n.statements AS chain_statements, n.errors AS chain_errors, n.erased AS chain_erased"
+    " FROM sessions s"
+    " LEFT JOIN events o ON o.session_id = s.id AND o.kind = 'session_open'"
+    " LEFT JOIN events c ON c.session_id = s.id AND c.kind = 'session_close'"
+    " LEFT JOIN (SELECT session_id, count(*) AS statements,"
+    " sum(CASE WHEN data LIKE ? THEN 1 ELSE 0 END) AS errors,"
+    " sum(CASE WHEN {erased} THEN 1 ELSE 0 END) AS erased"
+    " FROM events WHERE kind = 'statement' AND session_id IN (SELECT s.id FROM sessions s WHERE {where})"
+    " GROUP BY session_id) n ON n.session_id = s.id"
+    " WHERE {where} ORDER BY s.started_at, s.id"
 )
+#: a statement event that failed: its data as the writer encodes it (compact JSON; a quote inside a
+#: string value is escaped, so only the member itself matches)
+_ERROR_STATUS = '%"status":"error"%'
+#: the session fields ``session_open`` records, which the chain vouches for
+_OPEN_FIELDS = ("type", "connection", "subject", "groups", "client_addr", "auth", "params")
+#: events that name an approval request (``request_id``; ``access_requested``: ``id``) or a decision
+_REQUEST_EVENTS = frozenset(
+    {"approval_requested", "approval_decided", "approval_closed", "approval_void", "approval_callback"}
+)
+_DECISION_EVENTS = frozenset({"approval_decided", "approval_callback"})
+_REQUEST_COLUMNS = (
+    "id, status, connection, requester, requester_owner, one_of_each_group, created_at, expires_at,"
+    " closed_at, close_reason, record"
+)
+_DECISION_COLUMNS = "id, approver_owner, record"
 _PROMPT_SQL = (
     "SELECT id, created_at, subject, auth, assistant, model, human, prompt, generated_code FROM prompts"
 )
@@ -97,6 +125,8 @@ class PackWriter:
         self.counts = dict.fromkeys(COUNTS, 0)
         self.lo: int | None = None
         self.hi: int | None = None
+        self.requests_named: set[str] = set()  # approval requests named by an exported event
+        self.decisions_named: dict[str, int] = {}  # decision id -> seq of the exported event naming it
 
     @contextlib.contextmanager
     def _file(self, name: str, *, text: bool = False) -> Iterator[IO[Any]]:
@@ -120,6 +150,8 @@ class PackWriter:
             self._prompts()
         finally:
             self.conn.execute("ROLLBACK")
+        if self.stats.warnings:  # the tables disagree with the chain: the pack follows the chain
+            chain["warnings"] = list(self.stats.warnings)
         with self._file(CHAIN_FILE) as f:
             f.write(orjson.dumps(chain, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
         with self._file(PUBLIC_KEY_FILE, text=True) as f:
@@ -190,12 +222,27 @@ class PackWriter:
                     )
                     for row in rows:
                         f.write(event_line(row))
-                        stats.add_event(text_of(row[3]) or "", text_of(row[4]) or "")
+                        kind, data = text_of(row[3]) or "", text_of(row[4]) or ""
+                        stats.add_event(kind, data)
+                        if kind in _REQUEST_EVENTS or kind == "access_requested":
+                            self._names_approval(row[0], kind, data)
                         bar.advance()
         finally:
             self.conn.text_factory = str
             bar.finish()
         self.counts["events"] = stats.events
+
+    def _names_approval(self, seq: int, kind: str, text: str) -> None:
+        """Note the request (and decision) an exported approval event names: the pack holds them."""
+        data = _json(text)
+        if not isinstance(data, dict):
+            return  # erased by retention, or a tampered row (its hash fails)
+        request = data.get("id" if kind == "access_requested" else "request_id")
+        if isinstance(request, str):
+            self.requests_named.add(request)
+        decision = data.get("decision_id")
+        if kind in _DECISION_EVENTS and isinstance(decision, str):
+            self.decisions_named[decision] = seq
 
     def _checkpoints(self) -> None:
         with self._file(CHECKPOINTS_FILE) as f:
@@ -217,16 +264,23 @@ class PackWriter:
                 self.counts["purges"] += 1
 
     def _sessions(self) -> None:
-        where, args = self._time_where("started_at")
+        where, args = self._time_where("s.started_at")
         if self.lo is not None:
-            where = f"({where}) OR id IN (SELECT session_id FROM events WHERE seq BETWEEN ? AND ?)"  # noqa: S608
+            where = f"({where}) OR s.id IN (SELECT session_id FROM events WHERE seq BETWEEN ? AND ?)"  # noqa: S608
             args += [self.lo, self.hi]
+        sql = _SESSION_SQL.format(where=where, erased=self.conn.dialect.purge_marker("data"))
+        differ: set[str] = set()
+        last = None
         with self._file(SESSIONS_FILE, text=True) as f:
             out = csv.writer(f, lineterminator="\r\n")
             out.writerow(SESSION_COLUMNS)
-            sql = f"{_SESSION_SQL} WHERE {where} ORDER BY started_at, id"
-            for row in self.conn.stream(sql, args, mapping=True):
-                session = dict(row)
+            for row in self.conn.stream(sql, [_ERROR_STATUS, *args, *args], mapping=True):
+                if row["id"] == last:
+                    continue  # a second session_open or session_close row: the chain has the first
+                last = row["id"]
+                session, changed = _chained_session(dict(row))
+                if changed:
+                    differ.add(str(session["id"]))
                 params = _json(session["params"])
                 started, ended = session["started_at"], session["ended_at"]
                 in_range = (self.since is None or started >= self.since) and started < self.until
@@ -247,26 +301,73 @@ class PackWriter:
                     ]
                 )  # fmt: skip
                 self.counts["sessions"] += 1
+        if differ:
+            self.stats.warnings.append(
+                f"the sessions table differs from the audit chain for {len(differ)} session"
+                f"{'s' * (len(differ) != 1)} ({_some(differ)}):"
+                " sessions.csv shows what the chain recorded"
+            )
 
     def _approvals(self) -> None:
         where, args = self._time_where("created_at", 1000)
+        now = _ms(self.until)
+        seen: set[str] = set()
+        decided: set[str] = set()
+        differ: list[str] = []
         decisions = self.conn.cursor()
         with self._file(APPROVALS_FILE) as f:
-            for rid, status, created_at, closed_at, record in self.conn.execute(
-                f"SELECT id, status, created_at, closed_at, record FROM approval_requests WHERE {where}"  # noqa: S608
-                " ORDER BY created_at, id",
-                args,
-            ):
-                f.write(_line(record))
-                made = 0
-                for (decision,) in decisions.execute(
-                    "SELECT record FROM approval_decisions WHERE request_id = ? ORDER BY decided_at, rowid",
-                    (rid,),
-                ):
-                    f.write(_line(decision))
-                    made += 1
-                self.stats.add_request(status, created_at, closed_at, made)
-                self.counts["approval_records"] += 1 + made
+
+            def write(rows: Iterable[tuple[Any, ...]]) -> None:
+                for row in rows:
+                    rid = str(row[0])
+                    if rid in seen:
+                        continue
+                    seen.add(rid)
+                    f.write(_line(row[-1]))
+                    drows = decisions.execute(
+                        f"SELECT {_DECISION_COLUMNS} FROM approval_decisions WHERE request_id = ?"  # noqa: S608
+                        " ORDER BY decided_at, rowid",
+                        (rid,),
+                    ).fetchall()
+                    for drow in drows:
+                        f.write(_line(drow[-1]))
+                        if drow[0] in self.decisions_named:
+                            decided.add(str(drow[0]))
+                    status, closed_at = _signed_status(row, drows, now)
+                    if status != row[1]:
+                        differ.append(rid)
+                    self.stats.add_request(status, int(row[6]), closed_at, len(drows))
+                    self.counts["approval_records"] += 1 + len(drows)
+
+            write(
+                self.conn.execute(
+                    f"SELECT {_REQUEST_COLUMNS} FROM approval_requests WHERE {where} ORDER BY created_at, id",  # noqa: S608
+                    args,
+                )
+            )
+            named = sorted(self.requests_named - seen)
+            for start in range(0, len(named), 500):  # requests made before the range, named in it
+                chunk = named[start : start + 500]
+                write(
+                    self.conn.execute(
+                        f"SELECT {_REQUEST_COLUMNS} FROM approval_requests"  # noqa: S608
+                        f" WHERE id IN ({', '.join('?' * len(chunk))}) ORDER BY created_at, id",
+                        chunk,
+                    ).fetchall()
+                )
+        missing = sorted(set(self.decisions_named) - decided)
+        if differ:
+            self.stats.warnings.append(
+                f"the approval_requests table's status differs from the signed decisions for {len(differ)}"
+                f" request{'s' * (len(differ) != 1)} ({_some(differ)}):"
+                " the report counts the status the signed decisions give"
+            )
+        if missing:
+            self.stats.warnings.append(
+                f"{len(missing)} approval decision{'s' * (len(missing) != 1)} recorded in the audit chain"
+                f" {'have' if len(missing) != 1 else 'has'} no signed record in the store"
+                f" ({_some(missing)})"
+            )
 
     def _prompts(self) -> None:
         where, args = self._time_where("created_at")
@@ -289,6 +390,90 @@ class PackWriter:
                 f.write(orjson.dumps(prompt.public()) + b"\n")
                 self.counts["prompts"] += 1
         self.stats.prompts = self.counts["prompts"]
+
+
+def _chained_session(row: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A session as its ``session_open`` / ``session_close`` events and its ``statement`` events say
+    (the chain wins over the row), and whether the row said otherwise. A session whose open event a
+    retention purge erased or deleted is as the row says."""
+    session = {k: row[k] for k in row if not k.startswith("chain_")}
+    opened = _json(row["chain_open_data"])
+    if not isinstance(opened, dict) or not all(k in opened for k in _OPEN_FIELDS):
+        return session, False  # not covered by the chain (erased, or a store from before it)
+    chained: dict[str, Any] = {name: opened[name] for name in _OPEN_FIELDS}
+    chained["started_at"] = row["chain_open_ts"]
+    closed = _json(row["chain_close_data"])
+    if isinstance(closed, dict):
+        masked = closed.get("masked")
+        chained.update(
+            status="closed", ended_at=row["chain_close_ts"], close_reason=closed.get("reason"),
+            masked=masked if isinstance(masked, dict) and masked else None,
+        )  # fmt: skip
+    elif row["chain_close_ts"] is None:
+        chained.update(status="open", ended_at=None, close_reason=None, masked=None)
+    if row["chain_statements"] is not None or row["chain_open_ts"] is not None:
+        chained["statements"] = int(row["chain_statements"] or 0)
+        if not int(row["chain_erased"] or 0):  # an erased statement's status is gone: the row's count stands
+            chained["errors"] = int(row["chain_errors"] or 0)
+    changed = False
+    for name, value in chained.items():
+        stored = session[name]
+        if name in ("groups", "params", "masked"):
+            stored = _json(stored) if stored else None
+            if name == "groups":
+                value = sorted(map(str, value)) if isinstance(value, list) else value
+        if stored != value:
+            changed = True
+    for name in ("groups", "params", "masked"):
+        if name in chained:
+            value = chained[name]
+            session[name] = None if value is None else orjson.dumps(value).decode()
+    session.update({k: v for k, v in chained.items() if k not in ("groups", "params", "masked")})
+    return session, changed
+
+
+def _request(row: tuple[Any, ...]) -> StoredRequest:
+    return StoredRequest(
+        id=row[0], status=row[1], connection=row[2], requester=row[3], requester_owner=row[4],
+        one_of_each_group=bool(row[5]), created_at=int(row[6]), expires_at=int(row[7]),
+        closed_at=row[8], close_reason=row[9], record=orjson.loads(row[10]),
+    )  # fmt: skip
+
+
+def _decision(row: tuple[Any, ...]) -> StoredDecision:
+    record = orjson.loads(row[-1])
+    return StoredDecision(
+        id=record["id"], request_id=record["request_id"], approver=record["approver"]["subject"],
+        approver_owner=row[1], decision=record["decision"], decided_at=int(record["decided_at"]),
+        record=record,
+    )  # fmt: skip
+
+
+def _signed_status(row: tuple[Any, ...], decisions: list[Any], now: int) -> tuple[str, int | None]:
+    """The status the signed decisions give a request (a row of ``_REQUEST_COLUMNS``, its decisions'
+    rows), and when it closed (ms): approved or denied as they tally (the status column is not
+    signed); otherwise the row's pending, expired or void (none signed: the chain's ``approval_*``
+    events tell them), or expired or pending by the signed ``expires_at`` when the row claims a
+    decision the records do not hold. A record that cannot be read: the row as it is."""
+    column, closed_at = str(row[1]), row[8]
+    try:
+        request = _request(row)
+        stored = [_decision(d) for d in decisions]
+        status, _ = tally(request, stored)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return column, closed_at  # a tampered record: its signature fails in approvals.jsonl
+    if status != "pending":
+        return status, closed_at if status == column else max(d.decided_at for d in stored)
+    if column in ("pending", "expired", "void"):
+        return column, closed_at
+    expires = request.expires_at
+    return ("expired", expires) if expires <= now else ("pending", None)
+
+
+def _some(ids: Iterable[str], most: int = 5) -> str:
+    """The first ``most`` of ``ids`` (sorted), and ``...`` if there are more."""
+    ordered = sorted(ids)
+    return ", ".join(ordered[:most]) + (", ..." if len(ordered) > most else "")
 
 
 def _json(text: Any) -> Any:

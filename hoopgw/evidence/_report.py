@@ -145,6 +145,7 @@ def render(info: ReportInfo, stats: Stats) -> str:
         _table(("", ""), summary),
         "<h2>Integrity</h2>",
         _chain(info.chain),
+        *(f'<p class="bad">Warning: {escape(w)}.</p>' for w in stats.warnings),
         "<p>Every file of this pack is listed with its SHA-256 in <code>MANIFEST.json</code>, signed with the"
         " gateway's Ed25519 key (<code>public_key.pem</code>; compare it with the key the operator gave you"
         " out of band). Check the whole pack offline with"

@@ -63,9 +63,22 @@ def statement_classifier(classifier: Classifier | None = None) -> Callable[[str,
     return classify
 
 
+#: An identity: its subject and how it authenticated (``token``, ``apikey``; None: not recorded).
+Who = tuple[str, str | None]
+
+
+def identity_name(who: Who) -> str:
+    """``user:alice`` (a token), ``key:alice`` (an API key): the config's subject syntax, so a key named
+    like a person is never merged with them (a bare subject when the kind was not recorded)."""
+    subject, auth = who
+    if auth is None:
+        return subject
+    return f"{'key' if auth == 'apikey' else 'user'}:{subject}"
+
+
 @dataclass(slots=True)
 class Identity:
-    """One subject's activity in the range."""
+    """One identity's activity in the range."""
 
     sessions: int = 0
     statements: int = 0
@@ -89,7 +102,7 @@ class Stats:
     denial_classes: Counter[str] = field(default_factory=Counter)
     denial_rules: Counter[str] = field(default_factory=Counter)
     masked: Counter[str] = field(default_factory=Counter)
-    identities: dict[str, Identity] = field(default_factory=dict)
+    identities: dict[Who, Identity] = field(default_factory=dict)
     approval_requests: int = 0
     approval_decisions: int = 0
     approval_status: Counter[str] = field(default_factory=Counter)
@@ -97,12 +110,15 @@ class Stats:
     latencies: list[float] = field(default_factory=list)  # seconds, one per decided request
     prompts: int = 0
     checkpoints: int = 0
+    #: where the store's mutable tables disagree with the chain (the pack follows the chain)
+    warnings: list[str] = field(default_factory=list)
 
-    def identity(self, subject: str) -> Identity:
-        """The counters of ``subject`` (created on first use)."""
-        found = self.identities.get(subject)
+    def identity(self, subject: str, auth: str | None) -> Identity:
+        """The counters of ``subject`` authenticated by ``auth`` (created on first use)."""
+        key = (subject, auth)
+        found = self.identities.get(key)
         if found is None:
-            found = self.identities[subject] = Identity()
+            found = self.identities[key] = Identity()
         return found
 
     def add_event(self, kind: str, data_text: str) -> None:
@@ -130,7 +146,8 @@ class Stats:
                 self.denial_classes[str(cls)] += 1
             self.denial_rules[str(data.get("rule") or "(no matching policy)")] += 1
             if isinstance(data.get("subject"), str):
-                self.identity(data["subject"]).denials += 1
+                auth = data.get("auth")
+                self.identity(data["subject"], auth if isinstance(auth, str) else None).denials += 1
         else:
             masked = data.get("masked")
             if isinstance(masked, dict):
@@ -144,7 +161,8 @@ class Stats:
         self.session_types[str(session["type"])] += 1
         if day is not None:
             self.sessions_per_day[day] += 1
-        who = self.identity(str(session["subject"]))
+        auth = session["auth"]
+        who = self.identity(str(session["subject"]), None if auth is None else str(auth))
         who.sessions += 1
         who.statements += int(session["statements"] or 0)
 
@@ -160,6 +178,8 @@ class Stats:
             self.approval_latency[label] += 1
 
     def top_identities(self, n: int = 10) -> list[tuple[str, Identity]]:
-        """The ``n`` most active subjects: by sessions, then statements, then name."""
-        ranked = sorted(self.identities.items(), key=lambda kv: (-kv[1].sessions, -kv[1].statements, kv[0]))
+        """The ``n`` most active identities (``user:alice``, ``key:alice``): by sessions, then
+        statements, then name."""
+        named = [(identity_name(who), found) for who, found in self.identities.items()]
+        ranked = sorted(named, key=lambda kv: (-kv[1].sessions, -kv[1].statements, kv[0]))
         return ranked[:n]

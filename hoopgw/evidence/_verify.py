@@ -4,8 +4,10 @@ In order: the manifest's signature (with ``public_key.pem`` or a key given out o
 holds exactly the files the manifest lists, each file's size and SHA-256, and then what each file says:
 every event's hash recomputed and linked to the one before, the signed checkpoints in the range
 matching those hashes, every approval record's signature and each decision bound to its request, the
-counts, and the chain verification result. Every problem is reported, naming its file.
-"""
+counts, and the chain verification result; then the files the chain does not seal against the events
+that do: sessions as their ``session_open`` recorded them, a signed record for every request and
+decision an event names, each prompt matching its ``prompt_registered`` digest. Every problem is
+reported, naming its file (and the id at fault)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from hoopgw.approvals import (
     verify_record,
 )
 from hoopgw.audit._chain import check_checkpoint, check_purge
+from hoopgw.audit._prompts import DIGEST_FIELDS, Prompt, prompt_digest
 from hoopgw.evidence._events import LineError, line_hash, parse_line
 from hoopgw.evidence._manifest import (
     APPROVALS_FILE,
@@ -43,8 +46,19 @@ from hoopgw.evidence._manifest import (
     check_manifest,
     file_sha256,
 )
-from hoopgw.evidence._pack import SESSION_COLUMNS
+from hoopgw.evidence._pack import _FORMULA, SESSION_COLUMNS
 
+#: The kinds of event whose data the other files of a pack must agree with (statements aside).
+_CHAINED_KINDS = frozenset(
+    {
+        "session_open", "session_close", "prompt_registered", "access_requested", "approval_requested",
+        "approval_decided", "approval_callback",
+    }
+)  # fmt: skip
+#: A statement event that failed, as the writer encodes it (the export counts errors the same way).
+_ERROR_STATUS = '"status":"error"'
+#: The session fields sessions.csv must show as the session's ``session_open`` event recorded them.
+_SESSION_FIELDS = ("type", "connection", "subject", "client_addr", "auth")
 #: The data of an event a retention purge erased (docs/AUDIT.md): its row keeps the original hash.
 _PURGED = re.compile(r'\{"purged":\d+\}')
 
@@ -61,6 +75,51 @@ class Finding:
 
 
 @dataclass(slots=True)
+class _Chained:
+    """What the verified lines of ``events.jsonl`` say about the other files: the chain vouches for
+    it, so sessions.csv, approvals.jsonl and prompts.jsonl must agree."""
+
+    opens: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # session -> open event
+    closes: set[str] = field(default_factory=set)  # sessions whose session_close is in the pack
+    erased: set[str] = field(default_factory=set)  # sessions with an event a retention purge erased
+    statements: dict[str, list[int]] = field(default_factory=dict)  # session -> [statements, errors]
+    requests: dict[str, tuple[int, str]] = field(default_factory=dict)  # request id -> (seq, kind)
+    decisions: dict[str, tuple[int, str, dict[str, Any]]] = field(default_factory=dict)
+    prompts: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # id -> (seq, digest)
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Note one verified event (not an erased one: its data is gone)."""
+        kind, sid, seq = event["kind"], event["session_id"], event["seq"]
+        if kind == "statement":
+            if sid is not None:
+                count = self.statements.setdefault(sid, [0, 0])
+                count[0] += 1
+                count[1] += _ERROR_STATUS in event["data"]
+            return
+        if kind not in _CHAINED_KINDS:
+            return
+        try:
+            data = orjson.loads(event["data"])
+        except orjson.JSONDecodeError:
+            return
+        if type(data) is not dict:
+            return
+        if kind == "session_open" and sid is not None:
+            self.opens.setdefault(sid, (seq, data))
+        elif kind == "session_close" and sid is not None:
+            self.closes.add(sid)
+        elif kind == "prompt_registered" and isinstance(data.get("id"), str):
+            digest = data.get("digest")
+            self.prompts.setdefault(data["id"], (seq, digest if isinstance(digest, str) else None))
+        elif kind == "access_requested" and isinstance(data.get("id"), str):
+            self.requests.setdefault(data["id"], (seq, kind))
+        elif kind == "approval_requested" and isinstance(data.get("request_id"), str):
+            self.requests.setdefault(data["request_id"], (seq, kind))
+        if kind in ("approval_decided", "approval_callback") and isinstance(data.get("decision_id"), str):
+            self.decisions.setdefault(data["decision_id"], (seq, kind, data))
+
+
+@dataclass(slots=True)
 class VerifyResult:
     """What ``verify_pack`` found."""
 
@@ -72,6 +131,10 @@ class VerifyResult:
     erased: int = 0  # of which tombstones: data erased by a retention purge, hash and link kept
     checkpoints: int = 0
     approval_records: int = 0
+    key_pinned: bool = False  # checked with a key given out of band, not the pack's own
+    key_source: str | None = None
+    prompts_covered: int = 0  # prompts matched against their prompt_registered event's digest
+    prompts_not_covered: int = 0  # registered by a gateway that recorded no digest
 
     @property
     def ok(self) -> bool:
@@ -89,6 +152,8 @@ class VerifyResult:
             "ok": self.ok,
             "pack": str(self.pack),
             "key_id": self.key_id,
+            "key_pinned": self.key_pinned,
+            "key_source": self.key_source,
             "created_at": manifest.get("created_at"),
             "since": manifest.get("since"),
             "until": manifest.get("until"),
@@ -98,6 +163,8 @@ class VerifyResult:
             "erased": self.erased,
             "checkpoints": self.checkpoints,
             "approval_records": self.approval_records,
+            "prompts_covered": self.prompts_covered,
+            "prompts_not_covered": self.prompts_not_covered,
             "problems": [{"file": p.file, "message": p.message} for p in self.problems],
         }
 
@@ -112,6 +179,8 @@ def verify_pack(
         result.add("", "is not a directory: there is no evidence pack here")
         return result
     key = _pack_key(result, public_key, key_source)
+    result.key_pinned = public_key is not None
+    result.key_source = (key_source or "--public-key") if public_key is not None else PUBLIC_KEY_FILE
     if key is None:
         return result
     result.key_id = key_id(key)
@@ -122,15 +191,19 @@ def verify_pack(
     present = _files(result, manifest)
     counts = manifest["counts"]
     erasable = _purges(result, key, counts["purges"]) if PURGES_FILE in present else []
+    chained = _Chained()
     if CHECKPOINTS_FILE in present and EVENTS_FILE in present:
         cps = _checkpoints(result, key, manifest)
-        _events(result, manifest, cps, erasable)
+        _events(result, manifest, cps, erasable, chained)
     if APPROVALS_FILE in present:
-        _approvals(result, key, counts["approval_records"])
+        records = _approvals(result, key, counts["approval_records"])
+        _approvals_chained(result, records, chained)
     if PROMPTS_FILE in present:
         _lines_counted(result, PROMPTS_FILE, counts["prompts"])
+        _prompts_chained(result, chained)
     if SESSIONS_FILE in present:
-        _sessions(result, counts["sessions"])
+        rows = _sessions(result, counts["sessions"])
+        _sessions_chained(result, rows, chained)
     if CHAIN_FILE in present:
         _chain(result, result.key_id)
     return result
@@ -261,6 +334,7 @@ def _events(
     manifest: dict[str, Any],
     checkpoints: dict[int, str],
     erasable: list[tuple[int, int]],
+    chained: _Chained,
 ) -> None:
     """Every event's hash recomputed, each linked to the one before, seqs contiguous from first_seq;
     an event whose data a purge erased must be listed by a signed purge record of the pack.
@@ -285,6 +359,10 @@ def _events(
             expect = event["seq"] + 1
             count += 1
             result.erased += erased
+            if not erased:
+                chained.add(event)
+            elif event["session_id"] is not None:
+                chained.erased.add(event["session_id"])
     result.events = count
     counted, first, last = manifest["counts"]["events"], manifest["first_seq"], manifest["last_seq"]
     if count != counted or (count and expect is not None and expect - 1 != last):
@@ -322,9 +400,11 @@ def _event_problem(
     return None, erased
 
 
-def _approvals(result: VerifyResult, key: Ed25519PublicKey, expected: int) -> None:
-    """Each record's signature; each decision bound to its request, which must come before it."""
+def _approvals(result: VerifyResult, key: Ed25519PublicKey, expected: int) -> dict[str, dict[str, Any]]:
+    """Each record's signature; each decision bound to its request, which must come before it.
+    The valid records, by id."""
     requests: dict[str, dict[str, Any]] = {}
+    valid: dict[str, dict[str, Any]] = {}
     lines = _lines(result.pack / APPROVALS_FILE)
     good = 0
     for n, raw in enumerate(lines, 1):
@@ -341,9 +421,113 @@ def _approvals(result: VerifyResult, key: Ed25519PublicKey, expected: int) -> No
             result.add(APPROVALS_FILE, f"{what}: {exc}")
             continue
         good += 1
+        valid[record["id"]] = record
     result.approval_records = good
     if len(lines) != expected:
         result.add(APPROVALS_FILE, f"holds {len(lines)} records, MANIFEST.json counts {expected}")
+    return valid
+
+
+def _approvals_chained(result: VerifyResult, records: dict[str, dict[str, Any]], chained: _Chained) -> None:
+    """Every request and decision an event of the pack records has its signed record, saying the same."""
+    for rid, (seq, kind) in sorted(chained.requests.items(), key=lambda kv: kv[1]):
+        record = records.get(rid)
+        if record is None or record["type"] == DECISION:
+            result.add(
+                APPROVALS_FILE,
+                f"the signed record of request {rid} is missing ({kind} event at seq {seq} in events.jsonl)",
+            )
+    for did, (seq, kind, data) in sorted(chained.decisions.items(), key=lambda kv: kv[1][0]):
+        record = records.get(did)
+        if record is None or record["type"] != DECISION:
+            result.add(
+                APPROVALS_FILE,
+                f"the signed record of decision {did} is missing ({kind} event at seq {seq} in events.jsonl)",
+            )
+            continue
+        said = {
+            "request_id": (data.get("request_id"), record["request_id"]),
+            "decision": (data.get("decision"), record["decision"]),
+            "approver": (data.get("approver"), record["approver"]["subject"]),
+        }
+        wrong = [name for name, (event, signed) in said.items() if event is not None and event != signed]
+        if wrong:
+            result.add(
+                APPROVALS_FILE,
+                f"decision {did}: its {', '.join(wrong)} differ{'s' * (len(wrong) == 1)} from its {kind}"
+                f" event at seq {seq} in events.jsonl",
+            )
+
+
+def _prompts_chained(result: VerifyResult, chained: _Chained) -> None:
+    """Each prompt whose ``prompt_registered`` event is in the pack matches that event's digest."""
+    found: set[str] = set()
+    for n, raw in enumerate(_lines(result.pack / PROMPTS_FILE), 1):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue  # reported already
+        if type(value) is not dict or value.get("id") not in chained.prompts:
+            continue
+        pid = value["id"]
+        found.add(pid)
+        seq, digest = chained.prompts[pid]
+        if digest is None:
+            result.prompts_not_covered += 1
+            continue
+        try:
+            mine = prompt_digest(Prompt(**{name: value[name] for name in DIGEST_FIELDS}))
+        except (KeyError, TypeError, ValueError):
+            mine = None
+        if mine != digest:
+            result.add(
+                PROMPTS_FILE,
+                f"line {n} (prompt {pid}): does not match the digest its prompt_registered event (seq {seq}"
+                " in events.jsonl) recorded: it was changed",
+            )
+        else:
+            result.prompts_covered += 1
+    for pid, (seq, _) in sorted(chained.prompts.items(), key=lambda kv: kv[1][0]):
+        if pid not in found:
+            result.add(
+                PROMPTS_FILE,
+                f"prompt {pid} is missing (its prompt_registered event is at seq {seq} in events.jsonl)",
+            )
+
+
+def _sessions_chained(result: VerifyResult, rows: list[dict[str, str]], chained: _Chained) -> None:
+    """Each session whose ``session_open`` event is in the pack as that event recorded it; its counts
+    as its ``statement`` events give them when the whole session is in the pack."""
+    for n, row in enumerate(rows, 2):
+        sid = row["id"]
+        opened = chained.opens.get(sid)
+        if opened is None:
+            continue
+        seq, data = opened
+        wrong = [name for name in _SESSION_FIELDS if row[name] != _csv_text(data.get(name))]
+        if wrong:
+            result.add(
+                SESSIONS_FILE,
+                f"line {n} (session {sid}): its {', '.join(wrong)} differ{'s' * (len(wrong) == 1)} from its"
+                f" session_open event (seq {seq} in events.jsonl): it was changed",
+            )
+        if sid in chained.closes and sid not in chained.erased:
+            counted = chained.statements.get(sid, [0, 0])
+            shown = [row["statements"], row["errors"]]
+            if shown != [str(c) for c in counted]:
+                result.add(
+                    SESSIONS_FILE,
+                    f"line {n} (session {sid}): {shown[0]} statements, {shown[1]} errors, but events.jsonl"
+                    f" holds {counted[0]} statement events of it, {counted[1]} failed: it was changed",
+                )
+
+
+def _csv_text(value: object) -> str:
+    """A value as sessions.csv writes it (a would-be formula with its leading ')."""
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
 
 
 def _bound(requests: dict[str, dict[str, Any]], decision: dict[str, Any]) -> None:
@@ -370,18 +554,25 @@ def _lines_counted(result: VerifyResult, name: str, expected: int) -> None:
         result.add(name, f"holds {len(lines)} lines, MANIFEST.json counts {expected}")
 
 
-def _sessions(result: VerifyResult, expected: int) -> None:
+def _sessions(result: VerifyResult, expected: int) -> list[dict[str, str]]:
+    """The header and count; the rows (as dicts) when they can be read."""
     with (result.pack / SESSIONS_FILE).open(encoding="utf-8", newline="") as f:
         try:
             rows = list(csv.reader(f))
         except (csv.Error, UnicodeDecodeError) as exc:
             result.add(SESSIONS_FILE, f"not CSV: {exc}")
-            return
+            return []
     if not rows or tuple(rows[0]) != SESSION_COLUMNS:
         result.add(SESSIONS_FILE, "its header is not the sessions.csv columns")
-        return
+        return []
     if len(rows) - 1 != expected:
         result.add(SESSIONS_FILE, f"holds {len(rows) - 1} sessions, MANIFEST.json counts {expected}")
+    good = [row for row in rows[1:] if len(row) == len(SESSION_COLUMNS)]
+    if len(good) != len(rows) - 1:
+        result.add(
+            SESSIONS_FILE, f"{len(rows) - 1 - len(good)} rows do not have the {len(SESSION_COLUMNS)} columns"
+        )
+    return [dict(zip(SESSION_COLUMNS, row, strict=True)) for row in good]
 
 
 def _chain(result: VerifyResult, kid: str | None) -> None:
