@@ -131,6 +131,47 @@ def test_inside_a_transaction_a_write_runs_at_once_and_its_commit_waits_for_the_
     assert len(intents) == 1
 
 
+def test_a_write_pipelined_with_its_commit_waits_for_the_store(
+    gateway: Gateway, pg: TestPg, wal_table: str
+) -> None:
+    """UPDATE and COMMIT in one client read, inside a block (libpq pipeline mode, one flush): the
+    COMMIT must not go before the UPDATE's intent is durable (a barrier waits for this read's own
+    intents too)."""
+    from psycopg import pq
+
+    raw = pq.PGconn.connect(gateway.conninfo().encode())
+    try:
+        assert raw.status == pq.ConnStatus.OK, raw.error_message
+        assert raw.exec_(b"BEGIN").status == pq.ExecStatus.COMMAND_OK
+        store = sqlite3.connect(gateway.data_dir / "audit.db", timeout=30)
+        store.execute("BEGIN EXCLUSIVE")
+        try:
+            raw.enter_pipeline_mode()
+            raw.send_query_params(f"UPDATE {TABLE} SET balance = 900 WHERE id = 1".encode(), None)
+            raw.send_query_params(b"COMMIT", None)
+            raw.pipeline_sync()
+            assert raw.flush() == 0  # both in one write
+            time.sleep(1.0)
+            assert _balance(pg, 1) == "100", "committed before its intent was on record"
+        finally:
+            store.rollback()
+            store.close()
+        statuses = []
+        deadline = time.monotonic() + 30
+        while len(statuses) < 3 and time.monotonic() < deadline:
+            raw.consume_input()
+            while not raw.is_busy():
+                res = raw.get_result()
+                if res is None:
+                    break
+                statuses.append(res.status)
+            time.sleep(0.01)
+        assert statuses == [pq.ExecStatus.COMMAND_OK, pq.ExecStatus.COMMAND_OK, pq.ExecStatus.PIPELINE_SYNC]
+    finally:
+        raw.finish()
+    assert _balance(pg, 1) == "900"
+
+
 def test_extended_protocol_writes_carry_their_masked_params(
     gateway_factory: Any, pg: TestPg, wal_table: str
 ) -> None:
@@ -250,3 +291,18 @@ def test_kill_9_during_pgbench_tpcb_loses_no_audited_write(
     # and the store the kill left behind still verifies (its unsealed tail is chained)
     res = run(gw.cli("audit", "verify", "--json"), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_store_file_removed_under_the_gateway_stops_writes(
+    gateway: Gateway, pg: TestPg, wal_table: str
+) -> None:
+    with psycopg.connect(gateway.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT 1").fetchone()
+        for suffix in ("", "-wal", "-shm"):
+            (gateway.data_dir / f"audit.db{suffix}").unlink(missing_ok=True)
+        with pytest.raises(psycopg.OperationalError) as info:
+            conn.execute(f"UPDATE {TABLE} SET balance = 0 WHERE id = 1")
+        assert info.value.sqlstate == "58030", info.value
+    assert _balance(pg, 1) == "100", "the write never reached the target"
+    assert "was removed while the gateway runs" in gateway.log_text()
+    assert gateway.running

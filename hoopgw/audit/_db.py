@@ -298,6 +298,8 @@ class PgDb:
             # floats out exactly as stored (the hash covers ts's double); lock waits bounded as SQLite's
             raw.execute("SET extra_float_digits = 3")
             raw.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
+            # a commit is what write-ahead audit waits for: durable whatever the role or database sets
+            raw.execute("SET synchronous_commit = on")
             if self._readonly:
                 raw.execute("SET default_transaction_read_only = on")
         except BaseException:

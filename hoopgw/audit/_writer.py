@@ -8,6 +8,7 @@ The thread also extends the hash chain as it inserts (each row's ``prev_hash`` a
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import deque
@@ -46,7 +47,13 @@ _COPY_EVENTS = (
 _COPY_TYPES = ("int8", "float8", "text", "text", "text", "text", "bytea", "bytea")
 _pack_header = HASH_HEADER.pack
 #: what fails a batch (a record of the wrong shape fails alone when the batch is retried one by one)
-_WRITE_ERRORS: tuple[type[Exception], ...] = (*DB_ERRORS, AttributeError, TypeError, ValueError)
+_WRITE_ERRORS: tuple[type[Exception], ...] = (
+    *DB_ERRORS,
+    StoreError,
+    AttributeError,
+    TypeError,
+    ValueError,
+)
 _sha256 = hashlib.sha256
 
 
@@ -184,9 +191,14 @@ class AuditWriter:
         self._pg = self._conn if isinstance(self._conn, PgDb) else None  # rows go by COPY
         #: flattened row values that make one INSERT (SQLite) or COPY (PostgreSQL)
         self._flush_at = (_ROWS_PER_COPY if self._pg is not None else _ROWS_PER_INSERT) * _COLUMNS
+        #: the SQLite file as opened (device, inode): a store deleted or replaced under the gateway
+        #: must fail writes, not swallow them into a file nobody will read
+        self._file_id: tuple[int, int] | None = None
         if self._pg is None:
             # Multi-row INSERTs open a statement journal; keep it in memory, not in a temp file.
             self._conn.execute("PRAGMA temp_store = MEMORY")
+            st = os.stat(self.path)
+            self._file_id = (st.st_dev, st.st_ino)
         if signing_key is None:
             from hoopgw.approvals._signing import load_signing_key  # approvals imports audit: not at the top
 
@@ -382,7 +394,7 @@ class AuditWriter:
         try:
             self._transaction(batch, dropped)
         except _WRITE_ERRORS as exc:
-            if len(batch) <= 1:
+            if len(batch) <= 1 or isinstance(exc, StoreError):  # a StoreError: no record can be written
                 self.write_errors += len(batch) or 1
                 error = self.store.scrub(str(exc))
                 _logger.exception(
@@ -399,11 +411,23 @@ class AuditWriter:
         self.written_total += len(batch)
         _tell_durable(batch, None)
 
+    def _check_file(self) -> None:
+        """StoreError when the SQLite file the writer opened is no longer at its path."""
+        if self._file_id is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            raise StoreError(f"the audit store {self.path} was removed while the gateway runs") from None
+        if (st.st_dev, st.st_ino) != self._file_id:
+            raise StoreError(f"the audit store {self.path} was replaced while the gateway runs")
+
     def _transaction(self, batch: list[_Item], dropped: int) -> None:
         counts: dict[str, list[int]] = {}
         conn = self._conn
         rows = self._rows
         rows.clear()
+        self._check_file()
         conn.begin_write()
         try:
             self._read_head()

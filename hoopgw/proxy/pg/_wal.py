@@ -33,14 +33,27 @@ log = logging.getLogger("hoopgw.pg")
 WRITE_AHEAD_MASK = ALL & ~mask_of(("read", "session"))
 #: classes whose effects stay inside the transaction (anything else is a barrier)
 CONTAINED_MASK = mask_of(("read", "write", "write-without-where"))
-#: client bytes kept while intents are in flight before the client's reads are paused
+#: client bytes kept, or intents in flight, before the client's reads are paused (each intent is a
+#: statement object: a flood of tiny writes costs far more memory than its bytes)
 _PAUSE_AT = 4 * 1024 * 1024
+_PAUSE_INTENTS = 10_000
 
 
 class WriteAhead:
     """The bytes of one session that wait for their intents to be durable."""
 
-    __slots__ = ("_buffered", "_done", "_durable", "_enqueued", "_loop", "_paused", "_queue", "_session")
+    __slots__ = (
+        "_buffered",
+        "_counts",
+        "_done",
+        "_durable",
+        "_enqueued",
+        "_intents",
+        "_loop",
+        "_paused",
+        "_queue",
+        "_session",
+    )
 
     def __init__(self, session: PgClientSession) -> None:
         self._session = session
@@ -48,6 +61,8 @@ class WriteAhead:
         #: (intent batches that must be durable first, bytes for upstream or None for Terminate)
         self._queue: deque[tuple[int, bytes | None]] = deque()
         self._enqueued = 0  # intent batches handed to the writer
+        self._counts: deque[int] = deque()  # intents per batch not durable yet
+        self._intents = 0  # ... their sum
         self._durable = 0  # ... and committed
         self._buffered = 0
         self._paused = False
@@ -72,7 +87,6 @@ class WriteAhead:
         else:
             intents, strict, barrier = noted
             writer = session.gateway.writer
-            in_flight = self._enqueued > self._durable
             if intents:
                 sid = session.session_id
                 assert sid is not None
@@ -84,19 +98,28 @@ class WriteAhead:
                     self._failed(str(exc))
                     return True
                 self._enqueued += 1
-            if not (self._queue or strict or (barrier and in_flight)):
+                self._counts.append(len(intents))
+                self._intents += len(intents)
+            # a barrier waits for every intent in flight, this read's own included (a write and its
+            # COMMIT pipelined in one read)
+            if not (self._queue or strict or (barrier and self._enqueued > self._durable)):
+                self._maybe_pause()
                 return False  # plain writes inside a transaction: they run while being recorded
         if forward:
             self._queue.append((self._enqueued, forward))
             self._buffered += len(forward)
         if terminate:
             self._queue.append((self._enqueued, None))
-        if self._buffered >= _PAUSE_AT and not self._paused:
-            transport = session.client.transport
+        self._maybe_pause()
+        return True
+
+    def _maybe_pause(self) -> None:
+        """Stop reading the client while too much waits (resumed once half of it is durable)."""
+        if (self._buffered >= _PAUSE_AT or self._intents >= _PAUSE_INTENTS) and not self._paused:
+            transport = self._session.client.transport
             if transport is not None:
                 transport.pause_reading()
                 self._paused = True
-        return True
 
     def _durable_threadsafe(self, error: str | None) -> None:
         """Called by the audit writer's thread, once per intent batch, in order."""
@@ -112,6 +135,7 @@ class WriteAhead:
             self._failed(error)
             return
         self._durable += 1
+        self._intents -= self._counts.popleft()
         up = session.upstream
         assert up is not None
         queue = self._queue
@@ -123,7 +147,7 @@ class WriteAhead:
                 return
             self._buffered -= len(data)
             up.conn.write(data)
-        if self._paused and self._buffered < _PAUSE_AT // 2:
+        if self._paused and self._buffered < _PAUSE_AT // 2 and self._intents < _PAUSE_INTENTS // 2:
             self._paused = False
             transport = session.client.transport
             if transport is not None and not session.client.reading_held:
