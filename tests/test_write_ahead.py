@@ -156,7 +156,7 @@ def test_a_write_pipelined_with_its_commit_waits_for_the_store(
         finally:
             store.rollback()
             store.close()
-        statuses: list[pq.ExecStatus] = []
+        statuses: list[int] = []
         deadline = time.monotonic() + 30
         while len(statuses) < 3 and time.monotonic() < deadline:
             raw.consume_input()
