@@ -190,3 +190,24 @@ fn a_block_status_is_trusted_only_with_nothing_in_flight() {
     feed(&mut s, &q("update t set a = 3"));
     assert!(noted(&mut s).1, "the block status is stale while requests are in flight");
 }
+
+#[test]
+fn a_parse_refused_for_an_existing_name_keeps_the_statement_the_server_has() {
+    use hoopgw_core::pg::messages::complete::{BindComplete, ParseComplete};
+    let mut s = session(WRITE);
+    feed(&mut s, &cat(&[&parse("s3", "update t set a = 1"), &Sync]));
+    s.feed_server(&cat(&[&ParseComplete, &ready(b'I')]), 2).unwrap();
+    // the same name again: the server refuses it (42P05) and keeps the first
+    feed(&mut s, &cat(&[&parse("s3", "select 1"), &Sync]));
+    s.feed_server(
+        &cat(&[&server_error("42P05", "prepared statement \"s3\" already exists"), &ready(b'I')]),
+        3,
+    )
+    .unwrap();
+    feed(&mut s, &cat(&[&bind("", "s3"), &execute(""), &Sync]));
+    let (intents, strict, _) = s.take_intents();
+    assert_eq!(intents.iter().map(|i| i.sql.as_str()).collect::<Vec<_>>(), ["update t set a = 1"]);
+    assert!(strict);
+    let (_, done) = s.feed_server(&cat(&[&BindComplete, &tag("UPDATE 1"), &ready(b'I')]), 4).unwrap();
+    assert_eq!(done.iter().map(|d| d.sql.as_str()).collect::<Vec<_>>(), ["update t set a = 1"]);
+}

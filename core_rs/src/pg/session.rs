@@ -385,7 +385,9 @@ enum Request {
     Query(Box<Running>),
     FunctionCall(Box<Running>),
     Execute(Box<Running>),
-    Parse(Arc<PreparedStatement>, i64),
+    /// The statement parsed, the one of the same name it replaced (the server keeps that one when
+    /// the Parse fails or is skipped), when it was sent.
+    Parse(Arc<PreparedStatement>, Option<Arc<PreparedStatement>>, i64),
     Bind(Arc<Portal>, i64),
     Describe(Described, i64),
     /// A Describe the gateway added before an Execute of a portal it had no shape for (column
@@ -1085,10 +1087,25 @@ impl State {
     }
 
     /// Forgets a prepared statement the server never created (its Parse failed or was skipped),
-    /// unless the client has redefined the name since.
-    fn forget(&mut self, statement: &Arc<PreparedStatement>) {
+    /// unless the client has redefined the name since, and puts back the one it replaced, which the
+    /// server still has: a named one always (a Parse of an existing name fails with 42P05), the
+    /// unnamed one only when the Parse was skipped (a Parse of the unnamed statement drops the old
+    /// one before it fails).
+    fn forget(
+        &mut self,
+        statement: &Arc<PreparedStatement>,
+        replaced: Option<Arc<PreparedStatement>>,
+        run: bool,
+    ) {
         if self.statements.get(&statement.name).is_some_and(|s| Arc::ptr_eq(s, statement)) {
-            self.statements.remove(&statement.name);
+            match replaced {
+                Some(previous) if !run || !statement.name.is_empty() => {
+                    self.statements.insert(statement.name.clone(), previous);
+                }
+                _ => {
+                    self.statements.remove(&statement.name);
+                }
+            }
         }
     }
 
@@ -1211,8 +1228,8 @@ impl State {
                 if is_resumed {
                     self.released = Some((p.name.clone(), Some(Arc::clone(&statement))));
                 }
-                self.statements.insert(p.name, Arc::clone(&statement));
-                self.push(Request::Parse(statement, now));
+                let replaced = self.statements.insert(p.name, Arc::clone(&statement));
+                self.push(Request::Parse(statement, replaced, now));
             }
             Bind::CODE => {
                 let b = Bind::from_bytes(&retain(f.body(), f.chunk.len()))?;
@@ -1682,8 +1699,8 @@ impl State {
                 r.error.get_or_insert(error);
             }
             Some(Request::Parse(..)) => {
-                if let Some(Request::Parse(statement, started)) = self.pop() {
-                    self.forget(&statement);
+                if let Some(Request::Parse(statement, replaced, started)) = self.pop() {
+                    self.forget(&statement, replaced, true);
                     let mut r = Running::new(StatementKind::Parse, statement.sql.clone(), started);
                     r.statement_name = Some(statement.name.clone());
                     r.error = Some(error);
@@ -1729,7 +1746,7 @@ impl State {
                         None => self.emit(r, StatementStatus::Skipped, now),
                     }
                 }
-                Some(Request::Parse(statement, _)) => self.forget(&statement),
+                Some(Request::Parse(statement, replaced, _)) => self.forget(&statement, replaced, false),
                 Some(_) => {}
                 None => break,
             }
