@@ -648,7 +648,8 @@ def test_verify_by_id_from_the_store_and_from_the_api(
 
     res = gw.run_cli("approvals", "verify", rid)
     assert res.returncode == 0, res.stderr
-    assert f"verifying the 2 record(s) of request {rid} from the store in {gw.data_dir}" in res.stderr
+    store = gw.data_dir / "audit.db"
+    assert f"verifying the 2 record(s) of request {rid} from the store {store}" in res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].startswith(f"OK: record 1 (approval_request {rid}): alice on bankdb")
     assert lines[1].startswith("OK: record 2 (approval_decision ") and f"bound to request {rid}" in lines[1]
