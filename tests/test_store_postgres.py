@@ -195,8 +195,8 @@ def _edit_checkpoint_record(db: Db) -> None:
 def _insert_forged(db: Db) -> None:
     from hoopgw.audit._chain import event_hash
 
-    renumber_after(db, 20, 1)  # type: ignore[arg-type]
-    prev = row_hash(db, 20)  # type: ignore[arg-type]
+    renumber_after(db, 20, 1)  # type: ignore[arg-type]  # the SQLite tamper helpers, duck-typed over a PostgreSQL Db
+    prev = row_hash(db, 20)  # type: ignore[arg-type]  # the SQLite tamper helpers, duck-typed over a PostgreSQL Db
     data = b'{"sql":"select forged"}'
     db.execute(
         "INSERT INTO events (seq, ts, session_id, kind, data, prev_hash, hash) VALUES (21, 1.5, NULL,"
@@ -207,12 +207,12 @@ def _insert_forged(db: Db) -> None:
 
 def _rewrite(db: Db) -> None:
     db.execute("UPDATE events SET data = '{}' WHERE seq = 25")
-    rehash_from(db, 25)  # type: ignore[arg-type]
+    rehash_from(db, 25)  # type: ignore[arg-type]  # the SQLite tamper helpers, duck-typed over a PostgreSQL Db
 
 
 def _delete_and_renumber(db: Db) -> None:
     db.execute("DELETE FROM events WHERE seq = 30")
-    renumber_after(db, 30, -1)  # type: ignore[arg-type]
+    renumber_after(db, 30, -1)  # type: ignore[arg-type]  # the SQLite tamper helpers, duck-typed over a PostgreSQL Db
 
 
 def _swap(db: Db) -> None:
@@ -221,7 +221,7 @@ def _swap(db: Db) -> None:
 
 
 def _count(db: Db) -> None:
-    _resign(db, 30, load_signing_key(Path(db.store.data_dir)), events=29)  # type: ignore[arg-type]
+    _resign(db, 30, load_signing_key(Path(db.store.data_dir)), events=29)  # type: ignore[arg-type]  # the SQLite tamper helpers, duck-typed over a PostgreSQL Db
 
 
 TAMPERING: dict[str, tuple[Callable[[Db], None], tuple[int, str]]] = {
@@ -316,7 +316,7 @@ def test_purge_and_legal_hold(empty: PgStore, tmp_path: Path) -> None:
     from .test_audit_retention import write_store as write_sessions
 
     store = empty.store(tmp_path)
-    ids = write_sessions(store)  # type: ignore[arg-type]
+    ids = write_sessions(store)  # type: ignore[arg-type]  # annotated for a data_dir; AuditWriter takes a Store as well
     held = hold(store, ids[1], reason="litigation", by="legal")
     assert held["set_by"] == "legal"
     key = load_signing_key(tmp_path)
