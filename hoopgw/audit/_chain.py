@@ -94,10 +94,8 @@ def sign_checkpoint(
     """The signed ``audit_checkpoint`` record: the chain's head ``digest`` after event ``seq``."""
     # imported here, as in the other functions that sign or check: hoopgw.approvals (through
     # hoopgw.identity) imports hoopgw.audit for its tables
-    from hoopgw.approvals._records import canonical
-    from hoopgw.approvals._signing import b64url, key_id
+    from hoopgw.approvals._signing import key_id
 
-    kid = key_id(key.public_key())
     body: dict[str, Any] = {
         "version": CHECKPOINT_VERSION,
         "type": CHECKPOINT,
@@ -105,12 +103,45 @@ def sign_checkpoint(
         "hash": hash_text(digest),
         "events": events,
         "ts": ts_ms,
-        "key_id": kid,
+        "key_id": key_id(key.public_key()),
         "previous": previous,
     }
-    signed = dict(body)
-    signed["signature"] = {"alg": "EdDSA", "kid": kid, "sig": b64url(key.sign(canonical(body)))}
-    return signed
+    return sign_body(key, body)
+
+
+def sign_body(key: Ed25519PrivateKey, body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` plus ``signature``: ``{"alg": "EdDSA", "kid", "sig"}`` over its canonical encoding
+    (checkpoints, purge records, evidence manifests; each body names its own ``type``)."""
+    from hoopgw.approvals._records import canonical
+    from hoopgw.approvals._signing import b64url, key_id
+
+    sig = b64url(key.sign(canonical(body)))
+    return {**body, "signature": {"alg": "EdDSA", "kid": key_id(key.public_key()), "sig": sig}}
+
+
+def check_signature(public_key: Ed25519PublicKey, body: Mapping[str, Any], signature: Any, what: str) -> None:
+    """Check a ``signature`` made by :func:`sign_body` over ``body`` (whose ``key_id`` must be the
+    key's too); RecordError naming ``what`` was signed if it does not hold."""
+    from hoopgw.approvals._records import RecordError, canonical
+    from hoopgw.approvals._signing import b64url_decode, key_id
+
+    if type(signature) is not dict or sorted(signature) != ["alg", "kid", "sig"]:
+        raise RecordError("signature must hold alg, kid and sig", code="missing_field", field="signature")
+    if signature["alg"] != "EdDSA":
+        raise RecordError(f"signature.alg {signature['alg']!r} is not supported", code="unsupported_alg")
+    expected = key_id(public_key)
+    if signature["kid"] != expected or body.get("key_id") != expected:
+        raise RecordError(
+            f"signed by an unknown key {signature['kid']!r} (expected {expected!r})", code="unknown_kid"
+        )
+    try:
+        public_key.verify(b64url_decode(str(signature["sig"])), canonical(body))
+    except (ValueError, InvalidSignature):
+        raise RecordError(
+            f"bad signature: the {what} was changed after it was signed, or signed by another key",
+            code="bad_signature",
+            field="signature.sig",
+        ) from None
 
 
 def check_checkpoint(public_key: Ed25519PublicKey, record: Mapping[str, Any]) -> None:
@@ -127,16 +158,13 @@ def _checkpoint_fields(body: Mapping[str, Any]) -> None:
 def sign_purge(key: Ed25519PrivateKey, body: Mapping[str, Any]) -> dict[str, Any]:
     """The signed ``audit_purge`` record of ``body`` (every field of docs/AUDIT.md but type,
     version, key_id and signature, which this adds)."""
-    from hoopgw.approvals._records import canonical
-    from hoopgw.approvals._signing import b64url, key_id
+    from hoopgw.approvals._signing import key_id
 
     kid = key_id(key.public_key())
     full: dict[str, Any] = {**body, "version": PURGE_VERSION, "type": PURGE, "key_id": kid}
     check = {**full, "signature": {"alg": "EdDSA", "kid": kid, "sig": ""}}
     _check_body(check, PURGE, PURGE_VERSION, _PURGE_FIELDS, _purge_fields)  # never sign a malformed one
-    signed = dict(full)
-    signed["signature"] = {"alg": "EdDSA", "kid": kid, "sig": b64url(key.sign(canonical(full)))}
-    return signed
+    return sign_body(key, full)
 
 
 def check_purge(public_key: Ed25519PublicKey, record: Mapping[str, Any]) -> None:
@@ -222,30 +250,9 @@ def _check_signed(
     fields: tuple[str, ...],
     check_fields: Callable[[Mapping[str, Any]], None],
 ) -> None:
-    from hoopgw.approvals._records import RecordError, canonical
-    from hoopgw.approvals._signing import b64url_decode, key_id
-
     body = _check_body(record, kind, version, fields, check_fields)
-    signature = record.get("signature")
-    if type(signature) is not dict or sorted(signature) != ["alg", "kid", "sig"]:
-        raise RecordError("signature must hold alg, kid and sig", code="missing_field", field="signature")
-    if signature["alg"] != "EdDSA":
-        raise RecordError(f"signature.alg {signature['alg']!r} is not supported", code="unsupported_alg")
-    expected = key_id(public_key)
-    if signature["kid"] != expected or body["key_id"] != expected:
-        raise RecordError(
-            f"signed by an unknown key {signature['kid']!r} (expected {expected!r})", code="unknown_kid"
-        )
     what = "checkpoint" if kind == CHECKPOINT else "record"
-    try:
-        sig = b64url_decode(str(signature["sig"]))
-        public_key.verify(sig, canonical(body))
-    except (ValueError, InvalidSignature):
-        raise RecordError(
-            f"bad signature: the {what} was changed after it was signed, or signed by another key",
-            code="bad_signature",
-            field="signature.sig",
-        ) from None
+    check_signature(public_key, body, record.get("signature"), what)
 
 
 # --- verification --------------------------------------------------------------------------------------

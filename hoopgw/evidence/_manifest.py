@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hoopgw.approvals import RecordError, canonical, key_id
-from hoopgw.approvals._signing import b64url, b64url_decode
+from hoopgw.approvals import RecordError, key_id
+from hoopgw.audit._chain import check_signature, sign_body
 
 MANIFEST = "evidence_manifest"
 MANIFEST_VERSION = 1
@@ -69,10 +68,9 @@ def file_sha256(path: Path) -> str:
 
 def sign_manifest(key: Ed25519PrivateKey, body: Mapping[str, Any]) -> dict[str, Any]:
     """The signed manifest: ``body`` (every field but ``signature``) and its Ed25519 signature."""
-    kid = key_id(key.public_key())
-    record = {**body, "version": MANIFEST_VERSION, "type": MANIFEST, "key_id": kid}
+    record = {**body, "version": MANIFEST_VERSION, "type": MANIFEST, "key_id": key_id(key.public_key())}
     check_fields(record)
-    return {**record, "signature": {"alg": "EdDSA", "kid": kid, "sig": b64url(key.sign(canonical(record)))}}
+    return sign_body(key, record)
 
 
 def check_fields(body: Mapping[str, Any]) -> None:
@@ -127,23 +125,4 @@ def check_manifest(public_key: Ed25519PublicKey, record: Mapping[str, Any]) -> N
         )
     body = {k: v for k, v in record.items() if k != "signature"}
     check_fields(body)
-    signature = record["signature"]
-    if type(signature) is not dict or sorted(signature) != ["alg", "kid", "sig"]:
-        raise RecordError("signature must hold alg, kid and sig", code="bad_field", field="signature")
-    if signature["alg"] != "EdDSA":
-        raise RecordError(f"signature.alg {signature['alg']!r} is not supported", code="unsupported_alg")
-    expected = key_id(public_key)
-    if signature["kid"] != expected or body["key_id"] != expected:
-        raise RecordError(
-            f"signed by an unknown key {signature['kid']!r}, not by the public key given ({expected!r})",
-            code="unknown_kid",
-            field="signature.kid",
-        )
-    try:
-        public_key.verify(b64url_decode(str(signature["sig"])), canonical(body))
-    except (ValueError, InvalidSignature):
-        raise RecordError(
-            "bad signature: the manifest was changed after it was signed, or signed by another key",
-            code="bad_signature",
-            field="signature.sig",
-        ) from None
+    check_signature(public_key, body, record["signature"], "manifest")
