@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,6 +42,7 @@ from hoopgw.api._http import (
 from hoopgw.audit import is_session_id
 from hoopgw.audit._db import Db, Store
 from hoopgw.audit._prompts import PromptStore, identity_ref, prompt_known
+from hoopgw.audit._store import EVENT_COLUMNS, SESSION_COLUMNS, event_row, session_row
 from hoopgw.audit._tables import SqliteTables
 from hoopgw.identity import ApiKeyStore, Authenticator, Principal
 
@@ -56,11 +56,6 @@ STATUSES = ("open", "closed")
 #: connection and subject filters longer than this match nothing anyone could have recorded
 _MAX_FILTER = 1024
 
-_SESSION_COLUMNS = (
-    "id, type, connection, subject, groups, client_addr, auth, params, status, started_at, ended_at, "
-    "close_reason, statements, errors, masked"
-)
-_EVENT_COLUMNS = "seq, ts, session_id, kind, data, prompt_id"
 
 #: ``end_session(session_id, message)``: end the live session (SQLSTATE 57P01, ``message``) and say
 #: whether one was found. ``Gateway.end_session``; called on the event loop.
@@ -120,19 +115,19 @@ class SessionReader(SqliteTables):
                 where.append("started_at >= ?")
                 args.append(owner.since)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions {clause}ORDER BY started_at DESC, id DESC LIMIT ?"  # noqa: S608
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions {clause}ORDER BY started_at DESC, id DESC LIMIT ?"  # noqa: S608
         with self._peek() as conn:
             if conn is None:
                 return []
-            return [_session(row) for row in _rows(conn, sql, (*args, limit))]
+            return [session_row(row) for row in _rows(conn, sql, (*args, limit))]
 
     def get(self, session_id: str) -> dict[str, Any] | None:
         """One session by its exact id, or None."""
         with self._peek() as conn:
             if conn is None:
                 return None
-            rows = _rows(conn, f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
-        return _session(rows[0]) if rows else None
+            rows = _rows(conn, f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
+        return session_row(rows[0]) if rows else None
 
     def events(self, session: dict[str, Any], after: int, limit: int) -> list[dict[str, Any]]:
         """At most ``limit`` events of ``session`` after the event ``after``, in order; each event
@@ -141,10 +136,10 @@ class SessionReader(SqliteTables):
             if conn is None:
                 return []
             events = [
-                _event(row)
+                event_row(row)
                 for row in _rows(
                     conn,
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? AND seq > ?"  # noqa: S608
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE session_id = ? AND seq > ?"  # noqa: S608
                     " ORDER BY seq LIMIT ?",
                     (session["id"], after, limit),
                 )
@@ -168,21 +163,6 @@ class SessionReader(SqliteTables):
 def _rows(conn: Db, sql: str, args: tuple[Any, ...]) -> list[Any]:
     rows: list[Any] = conn.dict_cursor().execute(sql, args).fetchall()
     return rows
-
-
-def _session(row: Any) -> dict[str, Any]:
-    """A session as ``hoopgw sessions list --json`` shows it."""
-    out = dict(row)
-    out["groups"] = orjson.loads(out["groups"])
-    out["params"] = orjson.loads(out["params"])
-    out["masked"] = orjson.loads(out["masked"]) if out["masked"] else {}
-    return out
-
-
-def _event(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    out["data"] = orjson.loads(out["data"])
-    return out
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ import orjson
 from hoopgw.audit._db import DB_ERRORS, Db, Store, as_store
 from hoopgw.errors import StoreError
 
-_SESSION_COLUMNS = (
+#: the columns of a session and of an event as readers return them (the CLI, the sessions API)
+SESSION_COLUMNS = (
     "id, type, connection, subject, groups, client_addr, auth, params, status, started_at, ended_at, "
     "close_reason, statements, errors, masked"
 )
-_EVENT_COLUMNS = "seq, ts, session_id, kind, data, prompt_id"
+EVENT_COLUMNS = "seq, ts, session_id, kind, data, prompt_id"
 
 
 class AuditStore:
@@ -54,15 +55,15 @@ class AuditStore:
     def list_sessions(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` sessions, newest first."""
         rows = self._query(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY started_at DESC, id DESC LIMIT ?",  # noqa: S608
+            f"SELECT {SESSION_COLUMNS} FROM sessions ORDER BY started_at DESC, id DESC LIMIT ?",  # noqa: S608
             (limit,),
         )
-        return self._with_holds([_session(row) for row in rows])
+        return self._with_holds([session_row(row) for row in rows])
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
         """One session by id, or None."""
-        rows = self._query(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
-        return self._with_holds([_session(rows[0])])[0] if rows else None
+        rows = self._query(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608
+        return self._with_holds([session_row(rows[0])])[0] if rows else None
 
     def _with_holds(self, sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add ``legal_hold`` to each session: its active hold (set_by, set_at, reason) or None."""
@@ -93,29 +94,30 @@ class AuditStore:
     def session_events(self, session_id: str) -> list[dict[str, Any]]:
         """Every event of a session in order."""
         rows = self._query(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ? ORDER BY seq",  # noqa: S608
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE session_id = ? ORDER BY seq",  # noqa: S608
             (session_id,),
         )
-        return [_event(row) for row in rows]
+        return [event_row(row) for row in rows]
 
     def events(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """Events of all sessions (and gateway-wide ones) after ``after_seq``, in order."""
         rows = self._query(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
             (after_seq, limit),
         )
-        return [_event(row) for row in rows]
+        return [event_row(row) for row in rows]
 
     def prompt_events(self, prompt_id: str) -> list[dict[str, Any]]:
         """Every event tagged with ``prompt_id`` (statements, approvals, ...), in order."""
         rows = self._query(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE prompt_id = ? ORDER BY seq",  # noqa: S608
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE prompt_id = ? ORDER BY seq",  # noqa: S608
             (prompt_id,),
         )
-        return [_event(row) for row in rows]
+        return [event_row(row) for row in rows]
 
 
-def _session(row: Any) -> dict[str, Any]:
+def session_row(row: Any) -> dict[str, Any]:
+    """A session row (``SESSION_COLUMNS``) with its JSON columns decoded."""
     out = dict(row)
     out["groups"] = orjson.loads(out["groups"])
     out["params"] = orjson.loads(out["params"])
@@ -123,7 +125,8 @@ def _session(row: Any) -> dict[str, Any]:
     return out
 
 
-def _event(row: Any) -> dict[str, Any]:
+def event_row(row: Any) -> dict[str, Any]:
+    """An event row (``EVENT_COLUMNS``) with its data decoded."""
     out = dict(row)
     out["data"] = orjson.loads(out["data"])
     return out
