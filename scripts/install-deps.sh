@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install the system packages the tests, the demo and the benchmarks use, only when missing:
-# PostgreSQL 15 (server, contrib, psql, pgbench), OpenSSH server and client, PgBouncer.
+# PostgreSQL 15 (server, contrib, psql, pgbench), OpenSSH server and client, PgBouncer, rsync.
 # Safe to run repeatedly; needs root (or sudo) only when something is missing. Never reads stdin.
 set -euo pipefail
 
-packages=(postgresql postgresql-contrib openssh-server openssh-client pgbouncer)
+packages=(postgresql postgresql-contrib openssh-server openssh-client pgbouncer rsync)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
@@ -15,7 +15,7 @@ for p in "${packages[@]}"; do
     installed "$p" || missing+=("$p")
 done
 # The binaries must be there too (a half-removed package would pass dpkg but fail later).
-for bin in psql pgbench pgbouncer ssh sshd; do
+for bin in psql pgbench pgbouncer ssh sshd rsync; do
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || echo "deps: $bin not found on PATH" >&2
 done
 
