@@ -373,3 +373,81 @@ class MaskStream:
 
 def builtin_detectors() -> list[str]:
     """Names of the built-in detectors."""
+
+# --------------------------------------------------------------------------------------------------
+# SSH file transfers: SFTP v3 and legacy scp (watched, never rewritten). Malformed SFTP input raises
+# ValueError (the gateway ends the channel); scp never raises.
+# --------------------------------------------------------------------------------------------------
+
+@final
+class SftpSession:
+    """Both directions of one ``sftp`` subsystem channel (SFTP version 3, as OpenSSH speaks it).
+
+    Decisions (op dicts from :meth:`feed_client`) have ``id``, ``op``, ``path`` and ``write``, plus
+    ``flags`` (open), ``target`` (rename: the new name; symlink and link: the existing file, with
+    ``path`` the link) and ``name`` (extended, with ``path`` ""). ``op`` is one of open, opendir,
+    remove, rename (also posix-rename@openssh.com), mkdir, rmdir, setstat (also
+    lsetstat@openssh.com), fsetstat (the handle's path, or ""), symlink, link
+    (hardlink@openssh.com), extended (any other extension request; ``write`` True). Requests that
+    change nothing (STAT, LSTAT, FSTAT, READDIR, REALPATH, READLINK, statvfs, fstatvfs, limits,
+    expand-path, fsync, home-directory, users-groups-by-id), READ, WRITE, CLOSE, INIT and unknown
+    packet types pass without a decision and are not recorded themselves.
+
+    Records have ``op``, ``path`` and ``status`` (``ok``, the SSH_FX name lowercased such as
+    ``no_such_file``, ``status_N`` for unknown codes, ``refused``, ``no reply``, ``unclosed``,
+    ``unexpected reply``), plus the decision's ``flags``/``target``/``name``. A file handle also
+    gets a ``close`` record with ``bytes_read`` (DATA replies to its READs) and ``bytes_written``
+    (WRITEs answered OK); directory handles get no close record. Tracking is capped at 10,000
+    requests and 10,000 handles: past that, the oldest decided request is recorded at once as
+    ``no reply`` and the oldest file handle as ``unclosed`` (see :attr:`dropped`).
+    """
+
+    def __init__(self, max_packet: int = 1_048_576) -> None: ...
+    def feed_client(self, data: bytes) -> list[tuple[bytes, dict[str, object] | None]]:
+        """Client->server bytes, in order, as chunks: a chunk with an op dict is exactly one request
+        packet to decide on (forward its bytes, or answer :meth:`refuse` instead); a chunk with None
+        is bytes to forward as they are (consecutive packets coalesced). Partial packets are held
+        until complete. Raises ValueError on a malformed packet (length 0 or above ``max_packet``,
+        a field cut short inside a complete packet, a handle above 256 bytes); every later call
+        raises it again. Paths are decoded lossily."""
+    def refuse(self, request_id: int, message: str) -> bytes:
+        """An SSH_FXP_STATUS packet (SSH_FX_PERMISSION_DENIED, ``message``, language "") to send the
+        client instead of request ``request_id``; its record (status ``refused``) comes out of the
+        next :meth:`feed_server` or :meth:`finish`. Records nothing for an id that is not a pending
+        decision."""
+    def feed_server(self, data: bytes) -> list[dict[str, object]]:
+        """Server->client bytes (forwarded unchanged by the caller): records of refused requests,
+        then those completed by ``data``. Raises ValueError on a malformed packet and
+        ``unsupported SFTP version N`` when the server's VERSION is not 3."""
+    def finish(self) -> list[dict[str, object]]:
+        """At channel end: queued refusals, decided requests never answered (``no reply``), then
+        ``close`` records (``unclosed``) for file handles still open. Resets the tracking."""
+    @property
+    def version(self) -> int | None:
+        """The version the server announced (3), None before its VERSION."""
+    @property
+    def dropped(self) -> int:
+        """Requests and handles whose tracking was dropped for the caps."""
+
+@final
+class ScpStream:
+    """The legacy scp protocol (``scp -O``): the direction that carries the control lines and the
+    file bytes (client->server for ``scp -t``, server->client for ``scp -f``).
+
+    Records: ``{"op": "file", "path", "mode", "size", "status": "ok"}`` once a file's bytes have
+    passed (``path`` relative, joined with the D directories entered), ``{"op": "mkdir", "path",
+    "mode"}`` for D lines, ``{"op": "error", "message"}`` for the peer's \\x01/\\x02 lines. T lines
+    are checked and ignored, E leaves a directory, \\0 acknowledgements between records are
+    skipped. A protocol violation (or a control line above 4096 bytes) gives one ``error`` record
+    whose message starts with ``scp protocol violation:`` and the stream stops parsing.
+    """
+
+    def __init__(self) -> None: ...
+    def feed(self, data: bytes) -> list[dict[str, object]]:
+        """The records completed by ``data``; never raises."""
+    def finish(self) -> list[dict[str, object]]:
+        """At stream end: a file cut short (``"status": "incomplete"``, ``"transferred": n``), or an
+        ``error`` record for a control line cut short."""
+    @property
+    def stopped(self) -> bool:
+        """Whether a protocol violation stopped the parsing."""

@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvloop
 
@@ -17,6 +17,7 @@ from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
 from hoopgw.api._prompts import PromptApi, prompt_routes
 from hoopgw.api._sessions import SessionApi, SessionReader, session_routes
+from hoopgw.api._sshkeys import SshKeyApi, certificate_ttl, sshkey_routes
 from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
 from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
@@ -24,14 +25,20 @@ from hoopgw.audit._db import Store
 from hoopgw.audit._prompts import PromptStore
 from hoopgw.audit._retention import purge
 from hoopgw.audit._siem import SiemStreamer
-from hoopgw.config import Config, PostgresConnection
+from hoopgw.config import Config, PostgresConnection, SshConnection
 from hoopgw.errors import HoopError
 from hoopgw.identity import ApiKeyStore, Authenticator
+from hoopgw.identity._sshca import SshCertAuthority
+from hoopgw.identity._sshkeys import SshKeyStore
 from hoopgw.masking import build_maskers, masking_key
 from hoopgw.policy._classify import Classifier
 from hoopgw.policy._engine import connections_without_policy
 from hoopgw.proxy._tls import server_context
 from hoopgw.proxy.pg import CancelRegistry, PgListener
+from hoopgw.proxy.ssh._listener import SshListener
+
+if TYPE_CHECKING:
+    from hoopgw.identity import Principal
 
 log = logging.getLogger("hoopgw")
 
@@ -41,6 +48,18 @@ _SWITCH_INTERVAL_S = 0.0005
 _EXPIRY_SWEEP_S = 1.0
 #: the first audit purge after start (then every ``[audit] purge_interval``)
 _FIRST_PURGE_S = 60.0
+
+
+class LiveSession(Protocol):
+    """What the gateway asks of a client session of any protocol."""
+
+    @property
+    def principal(self) -> Principal | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def closed(self) -> bool: ...
+    def terminate(self, code: str, message: str) -> None: ...
 
 
 class Gateway:
@@ -78,11 +97,20 @@ class Gateway:
         self.sql_cache = _core.SqlCache(config.sql.cache_size)
         maskers = build_maskers(config, masking_key(config)) if config.masking else {}
         self._maskers = maskers
-        self.listeners = [
+        self.listeners: list[PgListener | SshListener] = [
             PgListener(self, c, self.cancels, maskers.get(c.name))
             for c in config.connections
             if isinstance(c, PostgresConnection)
         ]
+        # ssh connections sharing one listen address share one listener (the user name picks one)
+        ssh_by_listen: dict[str, list[SshConnection]] = {}
+        for c in config.connections:
+            if isinstance(c, SshConnection):
+                ssh_by_listen.setdefault(str(c.listen), []).append(c)
+        self.listeners += [SshListener(self, cfgs, maskers) for cfgs in ssh_by_listen.values()]
+        #: SSH client identities: registered public keys, and the CA that signs OIDC users' keys
+        self.ssh_keys = SshKeyStore(store)
+        self.ssh_ca = SshCertAuthority(gw.data_dir)
         key_store = ApiKeyStore(store)
         #: approval requests and decisions, signed with the gateway's key (docs/APPROVALS.md)
         self.approvals = ApprovalService(
@@ -123,8 +151,19 @@ class Gateway:
             end_session=self.end_session,
             api_keys=key_store,
         )
+        ssh_api = SshKeyApi(
+            self.ssh_keys,
+            self.ssh_ca,
+            self.authenticator,
+            admins=gw.admins,
+            auditors=gw.auditors,
+            audit=self.writer.event,
+            certificate_ttl=certificate_ttl(config),
+            on_remove=self.ssh_key_removed,
+        )
         more = [
             *access_routes(access),
+            *sshkey_routes(ssh_api),
             *callback_routes(self.callback),
             *prompt_routes(prompts),
             *session_routes(sessions),
@@ -139,9 +178,13 @@ class Gateway:
         return {
             "uptime_s": round(time.time() - self.started_at, 1),
             "sessions": sum(len(listener.sessions) for listener in self.listeners),
-            "connections": [listener.cfg.name for listener in self.listeners],
+            "connections": [name for listener in self.listeners for name in _names(listener)],
             "siem": self.siem.stats() if self.siem is not None else [],
         }
+
+    def mask_text_for(self, connection: str, text: str) -> str:
+        """``text`` masked with ``connection``'s rules (commands in SSH records and requests)."""
+        return self._mask_text(connection, text)
 
     def _mask_text(self, connection: str, text: str) -> str:
         """``text`` masked with ``connection``'s rules (approval reasons are masked like statements)."""
@@ -206,20 +249,32 @@ class Gateway:
 
     def key_revoked(self, name: str) -> None:
         """End the live sessions of the API key ``name`` (called by the API right after revoking it)."""
-        for listener in self.listeners:
-            for session in list(listener.sessions):
-                principal = session.principal
-                if principal is not None and principal.auth == "apikey" and principal.subject == name:
-                    session.terminate("28P01", f"terminating connection: the API key {name!r} was revoked")
+        for session in self.live_sessions():
+            principal = session.principal
+            if principal is not None and principal.auth == "apikey" and principal.subject == name:
+                session.terminate("28P01", f"terminating connection: the API key {name!r} was revoked")
+
+    def ssh_key_removed(self, fingerprint: str) -> None:
+        """End the live SSH sessions that logged in with the registered key ``fingerprint``."""
+        for session in self.live_sessions():
+            principal = session.principal
+            if principal is not None and principal.auth == "sshkey" and principal.token_id == fingerprint:
+                session.terminate("57P01", "hoopgw: the SSH key of this session was removed")
 
     def end_session(self, session_id: str, message: str) -> bool:
         """End the live session ``session_id`` (SQLSTATE 57P01, ``message``); False when none has it."""
-        for listener in self.listeners:
-            for session in list(listener.sessions):
-                if session.session_id == session_id and not session.closed:
-                    session.terminate("57P01", message)
-                    return True
+        for session in self.live_sessions():
+            if session.session_id == session_id and not session.closed:
+                session.terminate("57P01", message)
+                return True
         return False
+
+    def live_sessions(self) -> list[LiveSession]:
+        """Every client session of every listener (PostgreSQL and SSH), now."""
+        found: list[LiveSession] = []
+        for listener in self.listeners:
+            found.extend(listener.sessions)
+        return found
 
     def request_stop(self) -> None:
         if self._stop is not None:
@@ -243,7 +298,8 @@ class Gateway:
             log.error("cannot start: %s", exc)  # noqa: TRY400 - a clear line, no traceback
             await self._shutdown(0.0)
             return 1
-        log.info("gateway ready", extra={"connections": [lst.cfg.name for lst in self.listeners]})
+        names = [name for lst in self.listeners for name in _names(lst)]
+        log.info("gateway ready", extra={"connections": names})
         for name in connections_without_policy(self.config):
             log.warning("no policy names this connection: every login to it will be refused",
                         extra={"connection": name})  # fmt: skip
@@ -279,6 +335,10 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
         if self.siem is not None:  # after the writer: its last events and checkpoint are streamed too
             await asyncio.get_running_loop().run_in_executor(None, self.siem.stop)
+
+
+def _names(listener: PgListener | SshListener) -> list[str]:
+    return listener.names if isinstance(listener, SshListener) else [listener.cfg.name]
 
 
 def serve(config: Config) -> int:

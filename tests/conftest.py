@@ -5,6 +5,8 @@
 - ``gateway_factory``: make and start gateways with custom connections/config; all stopped at teardown.
 - ``gateway``: one started gateway with the default ``bankdb`` connection (function scope).
 - ``module_gateway``: the same, shared by a test module.
+- ``sshd``: session-scoped :class:`~tests._support.sshd.Sshd`, a real OpenSSH server on a high port with its
+  own host and client keys; ``fresh_sshd``: a private one per test, for tests that kill or restart it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from ._support.gateway import Gateway, PgConn
 from ._support.pg import TestPg, start_test_pg
+from ._support.sshd import Sshd
 
 
 class GatewayFactory(Protocol):
@@ -118,3 +121,30 @@ def admin(pg: TestPg) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A superuser connection straight to the cluster (unix socket), e.g. to watch pg_stat_activity."""
     with psycopg.connect(pg.cluster.dsn(unix=True), autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Sshd]:
+    """Debian's OpenSSH sshd on 127.0.0.1 for the session; log in as ``sshd.user`` with ``sshd.client_key``.
+
+    Shared: tests must not stop, kill or reconfigure it (use ``fresh_sshd``) and keep their files under
+    a directory of their own in ``sshd.workdir``.
+    """
+    server = Sshd().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_sshd() -> Iterator[Sshd]:
+    """A private sshd for one test, which may ``kill()``, ``kill_sessions()`` or restart it."""
+    server = Sshd().start()
+    try:
+        yield server
+    finally:
+        server.stop(remove=False)
+        # Captured output: pytest shows it only for a failing test.
+        sys.stdout.write(f"\n--- {server!r}\n{server.log_tail(60)}\n")
+        server.stop(remove=True)

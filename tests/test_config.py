@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from hoopgw.config import (
+    DEFAULT_COMMAND_CLASSES,
     Listen,
     PostgresConnection,
     SecretRef,
+    SshConnection,
     check_config,
     default_config_path,
     load_config,
@@ -226,14 +228,20 @@ approvals_required = 1
 
 
 def test_whole_schema_parses_but_unsupported_features_stop_it(tmp_path: Path) -> None:
-    path = write(tmp_path, FULL)
-    config = load_config(path, allow_unsupported=True)
+    config = load_config(write(tmp_path, FULL))
     assert config.gateway.data_dir == Path("/srv/hoopgw")
     assert config.masking[0].style == "last4"
     assert config.masking[0].effective_column_style == "last4"
     assert config.policies[0].approvers == ("group:dba",)
+    assert unsupported_features(config) == []
+    path = write(
+        tmp_path,
+        FULL + '[[connections]]\nname = "k8s"\ntype = "kubernetes"\nlisten = "127.0.0.1:16443"\n'
+        'upstream = "https://api.internal:6443"\n',
+    )
+    config = load_config(path, allow_unsupported=True)
     expected = {
-        "connections[1].type": "ssh connections are not supported yet",
+        "connections[2].type": "kubernetes connections are not supported yet",
     }
     assert {k: r for _f, k, r in unsupported_features(config)} == expected
     assert problems_of(path) == expected
@@ -364,3 +372,167 @@ def test_the_plain_http_api_stays_on_loopback(tmp_path: Path, listen: str) -> No
     assert [(k, r.split(":")[0]) for _f, k, r in problems] == [
         ("gateway.api_listen", "the control API speaks plain HTTP (bearer tokens, new API keys)")
     ]
+
+
+SSH = """
+[[connections]]
+name = "{name}"
+type = "ssh"
+listen = "{listen}"
+upstream = "ssh://deploy@core.internal:2022"
+{extra}
+"""
+FINGERPRINT = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"
+
+
+def ssh_block(name: str, listen: str = "127.0.0.1:12222", extra: str = "") -> str:
+    return SSH.format(name=name, listen=listen, extra=extra)
+
+
+def test_ssh_connections_load(tmp_path: Path) -> None:
+    (tmp_path / "hosts").write_text("")
+    path = write(
+        tmp_path,
+        ssh_block("a", extra=f'private_key = "file:a.key"\nhost_key = "{FINGERPRINT}"\n'
+                  'defaults = { allow = ["exec", "shell"], deny = ["destructive"] }')
+        + ssh_block("b", extra='password = "env:B_PW"\nknown_hosts = "hosts"\nrecord_max_bytes = 0'),
+    )  # fmt: skip
+    config = load_config(path)
+    a, b = config.connections
+    assert isinstance(a, SshConnection) and isinstance(b, SshConnection)
+    assert (a.upstream.user, a.upstream.host, a.upstream.port) == ("deploy", "core.internal", 2022)
+    assert a.private_key == SecretRef("file", str(tmp_path / "a.key")) and a.password is None
+    assert (a.host_key, a.known_hosts) == (FINGERPRINT, None)
+    assert a.defaults is not None and a.defaults.deny == ("destructive",)
+    assert a.record_max_bytes is None
+    assert b.password == SecretRef("env", "B_PW") and b.private_key is None
+    assert (b.host_key, b.known_hosts, b.record_max_bytes) == (None, tmp_path / "hosts", 0)
+    assert a.listen == b.listen  # two ssh connections share a port: the user name picks the target
+    assert unsupported_features(config) == []
+    # [ssh] defaults
+    assert config.ssh.host_key is None
+    assert config.ssh.record_max_bytes == 64 * 1024 * 1024
+    assert config.ssh.certificate_ttl == 8 * 3600
+    assert config.ssh.idle_flush == 0.05
+    assert set(config.ssh.command_classes) == {"destructive", "power", "packages"}
+    assert "rm -[rR]*" in config.ssh.command_classes["destructive"]
+
+
+def test_ssh_connection_mistakes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        ssh_block("neither", "127.0.0.1:2201", f'host_key = "{FINGERPRINT}"')
+        + ssh_block("both", "127.0.0.1:2202", 'private_key = "file:k"\npassword = "env:P"\nknown_hosts = "h"')
+        + ssh_block("unpinned", "127.0.0.1:2203", 'password = "env:P"')
+        + ssh_block("inline", "127.0.0.1:2204", 'password = "hunter2"\nhost_key = "MD5:aa"')
+        + ssh_block(
+            "negative", "127.0.0.1:2205", 'password = "env:P"\nknown_hosts = "h"\nrecord_max_bytes = -1'
+        ),
+    )
+    problems = problems_of(path)
+    assert problems["connections[0]"].startswith("give exactly one upstream credential: private_key")
+    assert problems["connections[1]"].startswith("give exactly one upstream credential")
+    assert problems["connections[2]"] == (
+        'pin the upstream host key: host_key = "SHA256:..." (ssh-keygen -lf) or known_hosts = PATH'
+    )
+    assert problems["connections[3].password"].startswith("secrets must be references")
+    assert "SHA256" in problems["connections[3].host_key"]
+    assert problems["connections[4].record_max_bytes"] == "must be at least 0"
+    assert "hunter2" not in "\n".join(problems.values())
+
+
+def test_only_ssh_connections_share_a_listen_address(tmp_path: Path) -> None:
+    creds = f'password = "env:P"\nhost_key = "{FINGERPRINT}"'
+    pg = '[[connections]]\nname = "db"\ntype = "postgres"\nlisten = "127.0.0.1:12222"\nupstream = "postgresql://u@h/d"\n'
+    path = write(tmp_path, ssh_block("a", extra=creds) + pg + ssh_block("b", extra=creds))
+    problems = problems_of(path)
+    assert problems == {
+        "connections[1].listen": 'address 127.0.0.1:12222 is already used by connections[0] ("a")'
+    }
+    path = write(tmp_path, pg + ssh_block("a", extra=creds))
+    assert problems_of(path) == {
+        "connections[1].listen": 'address 127.0.0.1:12222 is already used by connections[0] ("db")'
+    }
+    path = write(tmp_path, ssh_block("a", "0.0.0.0:12222", creds) + ssh_block("b", extra=creds))
+    assert problems_of(path)["connections[1].listen"] == (
+        'address 127.0.0.1:12222 is already used by connections[0] ("a") '
+        "(ssh connections share a port only with the very same listen address)"
+    )
+
+
+def test_ssh_block_and_command_classes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[ssh]\nhost_key = "keys/host"\nrecord_max_bytes = 1024\ncertificate_ttl = "1h"\n'
+        'idle_flush = "20ms"\n'
+        'command_classes = { power = ["reboot"], secrets = ["cat /etc/shadow*"] }\n'
+        + ssh_block("a", extra=f'password = "env:P"\nhost_key = "{FINGERPRINT}"')
+        + '[[policy]]\nname = "p"\nsubjects = ["group:ops"]\nconnections = ["a"]\n'
+        'allow = ["exec", "exec:ls *", "file-read:/var/*", "forward:local:*"]\n'
+        'deny = ["secrets", "destructive", "power", "file-write:/etc/*", "forward"]\n',
+    )
+    config = load_config(path)
+    assert config.ssh.host_key == tmp_path / "keys" / "host"
+    assert (config.ssh.record_max_bytes, config.ssh.certificate_ttl, config.ssh.idle_flush) == (
+        1024,
+        3600,
+        0.02,
+    )
+    classes = config.ssh.command_classes
+    assert classes["power"] == ("reboot",)  # replaced
+    assert classes["secrets"] == ("cat /etc/shadow*",)  # added
+    assert "packages" in classes and "destructive" in classes  # kept
+    assert config.policies[0].deny[0] == "secrets"
+    config = load_config(write(tmp_path, "[ssh]\ncommand_classes = { destructive = [] }\n"))
+    assert config.ssh.command_classes["destructive"] == ()  # turned off
+    assert config.ssh.command_classes["power"] == DEFAULT_COMMAND_CLASSES["power"]
+
+
+def test_unknown_command_class_in_a_policy(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        ssh_block(
+            "a", extra=f'password = "env:P"\nhost_key = "{FINGERPRINT}"\ndefaults = {{ deny = ["nukes"] }}'
+        )
+        + '[[policy]]\nname = "p"\nsubjects = ["group:ops"]\nconnections = ["a"]\n'
+        'allow = ["exec"]\ndeny = ["destructive", "destructiv"]\n',
+    )
+    problems = problems_of(path)
+    assert problems["policy[0].deny[1]"] == (
+        "unknown class 'destructiv': not a built-in class nor a command class of [ssh] command_classes "
+        "(those are destructive, packages, power)"
+    )
+    assert problems["connections[0].defaults.deny[0]"].startswith("unknown class 'nukes'")
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "reason"),
+    [
+        ("command_classes = { Bad = ['x'] }", "ssh.command_classes", "command class name 'Bad' must be"),
+        (
+            "command_classes = { exec = ['x'] }",
+            "ssh.command_classes",
+            "command class name 'exec' is a built-in",
+        ),
+        ("command_classes = { x = [1] }", "ssh.command_classes", "command class 'x' must be a list"),
+        ("certificate_ttl = '8d'", "ssh.certificate_ttl", "must be at most 604800"),
+        ("record_max_bytes = -1", "ssh.record_max_bytes", "must be at least 0"),
+        ("idle_flush = 0", "ssh.idle_flush", "a duration must be positive"),
+        ("bogus = 1", "ssh.bogus", "unknown key"),
+    ],
+)
+def test_ssh_block_mistakes(tmp_path: Path, block: str, key: str, reason: str) -> None:
+    assert problems_of(write(tmp_path, f"[ssh]\n{block}\n"))[key].startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("cls", "ok"),
+    [("exec:rm -rf *", True), ("file-read:/etc/*", True), ("file-write:*", True), ("forward:local:*", True),
+     ("exec:", False), ("forward:", False), ("shell:x", False), ("Read", False), (" exec", False)],
+)  # fmt: skip
+def test_policy_class_forms(tmp_path: Path, cls: str, ok: bool) -> None:
+    path = write(
+        tmp_path, f'[[policy]]\nname = "p"\nsubjects = ["group:g"]\nconnections = ["*"]\nallow = ["{cls}"]\n'
+    )
+    _, problems, _ = check_config(path)
+    assert (problems == []) == ok, problems

@@ -6,6 +6,7 @@
 
 pub mod mask;
 pub mod pg;
+pub mod ssh;
 
 #[cfg(feature = "python")]
 mod py;

@@ -110,7 +110,7 @@ Durable = Callable[[str | None], None]
 
 # Queue items: (op, session_id, ts, payload, prompt_id); op is "open", "event", "stmt", "close",
 # "intent". For "stmt" the payload is the Statement itself and ts the enqueue time (converted in the
-# writer thread); for "intent" it is (statements, done).
+# writer thread); for "intent" it is (statements, done), or ((kind, data), done) for a durable event.
 _Item = tuple[str, str | None, float, Any, str | None]
 
 
@@ -271,6 +271,21 @@ class AuditWriter:
         """
         item = ("intent", session_id, time.time(), (statements, done), prompt_id)
         self._put(item, droppable=False, urgent=urgent)
+
+    def durable_event(
+        self,
+        session_id: str | None,
+        kind: str,
+        payload: dict[str, Any],
+        prompt_id: str | None,
+        done: Durable,
+    ) -> None:
+        """Write-ahead for anything that is not SQL (an SSH exec request, a file transfer): record the
+        event now, in a transaction of its own or with whatever else is queued, and call ``done(None)``
+        in the writer thread once it is committed, or ``done(reason)`` if it cannot be written. Never
+        dropped for a full queue; a closed writer raises StoreError."""
+        item = ("intent", session_id, time.time(), ((kind, payload), done), prompt_id)
+        self._put(item, droppable=False, urgent=True)
 
     def event(
         self, session_id: str | None, kind: str, payload: dict[str, Any], prompt_id: str | None = None
@@ -453,6 +468,9 @@ class AuditWriter:
                         c = counts.setdefault(session_id, [0, 0])
                         c[0] += 1
                         c[1] += data.get("status") == "error"
+                elif op == "intent" and isinstance(payload[0], tuple):  # durable_event
+                    kind, data = payload[0]
+                    self._append(ts, session_id, kind, data, prompt_id)
                 elif op == "intent":
                     for stmt in payload[0]:
                         data = intent_data(stmt)

@@ -15,12 +15,12 @@ from hoopgw.cli import (
     _evidence,
     _keys,
     _login,
-    _pending,
     _prompts,
     _replay,
     _run,
     _sessions,
     _signing_key,
+    _sshkeys,
     _token,
 )
 from hoopgw.cli._common import CliError, add_config_option, format_problem, printable
@@ -40,7 +40,7 @@ _MODULES: tuple[Callable[..., None], ...] = (
     _approvals.register,
     _access.register,
     _prompts.register,
-    _pending.register,
+    _sshkeys.register,
 )
 
 

@@ -1,4 +1,5 @@
-"""``hoopgw login``: an OIDC token through the device flow, cached for the user (0600) and reusable."""
+"""``hoopgw login``: an OIDC token through the device flow, cached for the user (0600) and reusable;
+with ``--ssh``, also an SSH certificate for the user's key, signed by the gateway (``KEY-cert.pub``)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,27 @@ from pathlib import Path
 import jwt
 import orjson
 
-from hoopgw.cli._common import CliError, Subparsers, duration, format_time, load, new_parser
-from hoopgw.config import IdentityConfig
+from hoopgw.cli._common import (
+    TOKEN_ENV,
+    CliError,
+    Subparsers,
+    duration,
+    format_time,
+    load,
+    new_parser,
+    printable,
+)
+from hoopgw.cli._keys import api_request
+from hoopgw.config import Config, IdentityConfig
 from hoopgw.errors import AuthError
 from hoopgw.identity import IssuerKeys, OidcVerifier, Principal
 from hoopgw.identity._device import pick_token, poll, start
 from hoopgw.identity._http import new_client
 
 _MAX_CACHE_BYTES = 64 * 1024
+#: the keys ``login --ssh`` certifies when no ``--key`` is given: the first that exists
+DEFAULT_SSH_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+_MAX_PUB_BYTES = 16 * 1024
 
 
 def register(subparsers: Subparsers) -> None:
@@ -44,6 +58,27 @@ def register(subparsers: Subparsers) -> None:
         type=duration,
         default=300.0,
         help="give up after this long without approval, like 90s or 5m (default 5m)",
+    )
+    parser.add_argument(
+        "--ssh",
+        action="store_true",
+        help="also get an SSH certificate for your key, signed by the gateway and written next to it as "
+        "KEY-cert.pub (ssh uses it automatically)",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="PATH",
+        type=Path,
+        default=None,
+        help="with --ssh: the key to certify, its private or .pub file "
+        "(default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa)",
+    )
+    parser.add_argument(
+        "--token",
+        "-t",
+        default=None,
+        help=f"with --ssh: use this token instead of logging in (default: ${TOKEN_ENV}, then the cached "
+        "login); needed with the local issuer",
     )
     parser.set_defaults(func=run_login)
 
@@ -166,6 +201,10 @@ def run_login(args: argparse.Namespace) -> int:
     """Reuse a cached token (with --print-token) or run the device flow; cache and print the result."""
     config = load(args)
     identity = config.identity
+    if args.ssh:
+        return run_ssh_login(args, config)
+    if args.key is not None or args.token is not None:
+        raise CliError("--key and --token go with --ssh")
     if identity.issuer == "local":
         raise CliError(
             'identity.issuer is "local": there is no OIDC login; get a token with '
@@ -198,3 +237,103 @@ def run_login(args: argparse.Namespace) -> int:
 async def _login_within(identity: IdentityConfig, limit_s: float) -> tuple[str, Principal]:
     async with asyncio.timeout(limit_s):
         return await device_login(identity)
+
+
+def ssh_key_paths(key: Path | None, home: Path | None = None) -> tuple[Path, Path]:
+    """``(public key file, certificate file)`` for ``--key`` (a private or ``.pub`` file), or for the first
+    of ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa`` whose ``.pub`` exists."""
+    if key is None:
+        folder = (home or Path.home()) / ".ssh"
+        for name in DEFAULT_SSH_KEYS:
+            if (folder / f"{name}.pub").is_file():
+                return folder / f"{name}.pub", folder / f"{name}-cert.pub"
+        names = ", ".join(f"{name}.pub" for name in DEFAULT_SSH_KEYS)
+        raise CliError(
+            f"no SSH key in {folder} ({names}): make one with `ssh-keygen -t ed25519` or name it with --key"
+        )
+    base = key.with_name(key.name.removesuffix(".pub")) if key.name.endswith(".pub") else key
+    pub = base.with_name(base.name + ".pub")
+    if not pub.is_file():
+        raise CliError(f"no public key {pub} next to {base} (--key names an SSH key or its .pub file)")
+    return pub, base.with_name(base.name + "-cert.pub")
+
+
+def _read_public_key(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            text = f.read(_MAX_PUB_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(text) > _MAX_PUB_BYTES or "PRIVATE KEY" in text:
+        raise CliError(f"{path} is not an SSH public key file (it was not sent)")
+    return text
+
+
+def write_certificate(path: Path, certificate: str) -> None:
+    """Write ``KEY-cert.pub`` atomically (mode 0644: a certificate is public, like the .pub file)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, certificate.strip().encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CliError(f"cannot write the certificate {path}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _token_for_ssh(args: argparse.Namespace, identity: IdentityConfig) -> str:
+    """``--token``, ``$HOOPGW_TOKEN``, the cached login, or a new device-flow login (then cached)."""
+    given: str | None = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    if given is not None and given.strip():
+        return given.strip()
+    if identity.issuer == "local":
+        raise CliError(
+            'identity.issuer is "local": there is no OIDC login; pass a token from '
+            f"`hoopgw token issue --subject NAME` with --token or ${TOKEN_ENV}"
+        )
+    cached = cached_token(identity)
+    if cached is not None:
+        return cached
+    timeout: float = args.timeout
+    try:
+        token, principal = asyncio.run(_login_within(identity, timeout))
+    except TimeoutError:
+        raise CliError(f"gave up after {timeout:g} s without an approved login (--timeout)") from None
+    except AuthError as exc:
+        raise CliError(f"login failed: {exc}") from None
+    store_token(identity, token, principal.expires_at)
+    _say(f"Logged in as {principal.subject}")
+    return token
+
+
+def run_ssh_login(args: argparse.Namespace, config: Config) -> int:
+    """Get a token (:func:`_token_for_ssh`), have the gateway certify the SSH key, write the certificate."""
+    pub, cert_path = ssh_key_paths(args.key)
+    text = _read_public_key(pub)
+    token = _token_for_ssh(args, config.identity)
+    try:
+        issued = api_request(config, token, "POST", "/api/ssh/certificate", {"public_key": text})
+    except CliError as exc:
+        if "(401)" in str(exc):
+            raise CliError(
+                "the gateway refused the token (401): it expired or is not for this gateway; "
+                "run `hoopgw login --ssh` again"
+            ) from None
+        raise
+    certificate = issued.get("certificate") if isinstance(issued, dict) else None
+    if not isinstance(certificate, str) or "-cert-v01@openssh.com " not in certificate:
+        raise CliError("the gateway's answer holds no SSH certificate")
+    write_certificate(cert_path, certificate)
+    if args.print_token:
+        sys.stdout.write(token + "\n")
+    _say(
+        f"SSH certificate for {printable(issued.get('subject'), newlines=False)} written to {cert_path},"
+        f" valid until {format_time(issued.get('valid_before'))} UTC; ssh uses it with {pub.name[:-4]}"
+    )
+    return 0

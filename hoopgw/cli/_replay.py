@@ -1,10 +1,16 @@
-"""``hoopgw replay SESSION``: a recorded PostgreSQL session as a timed transcript (offline, from data_dir)."""
+"""``hoopgw replay SESSION``: a recorded session played back (offline, from data_dir).
+
+A PostgreSQL session is shown as a timed transcript; an SSH session's terminal is played in the
+terminal with its timing (``--summary`` lists its events instead: commands typed, requests, file
+operations, forwards).
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import re
 import sys
 import time
 import unicodedata
@@ -15,7 +21,19 @@ import orjson
 
 from hoopgw.audit import AuditStore
 from hoopgw.audit._db import Store
-from hoopgw.audit._replay import MAX_PAUSE, REPLAYABLE_TYPES, Entry, play, transcript
+from hoopgw.audit._replay import (
+    FRAME_KINDS,
+    MAX_PAUSE,
+    REPLAYABLE_TYPES,
+    TERMINAL_TYPES,
+    Cast,
+    Entry,
+    cast,
+    play,
+    play_frames,
+    terminal_channels,
+    transcript,
+)
 from hoopgw.cli._common import CliError, Subparsers, format_seconds, format_time, load, new_parser, printable
 
 _INDENT = " " * 11  # under the text that follows the "+M:SS.mmm" offset column
@@ -32,23 +50,45 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "replay",
         "replay a recorded session as a timed transcript",
-        epilog=f"Events are shown at their recorded times, scaled by --speed; no single pause is longer "
-        f"than {MAX_PAUSE:g} s. Only PostgreSQL sessions can be replayed so far.",
+        epilog="Events are shown at their recorded times, scaled by --speed; no single pause is longer "
+        f"than --max-wait (default {MAX_PAUSE:g} s). PostgreSQL sessions are shown as a transcript; an SSH "
+        "session's terminal is played as it was recorded (masked), or listed with --summary.",
     )
     parser.add_argument("id", metavar="SESSION", help="session id (a unique prefix is enough)")
     parser.add_argument(
         "--speed",
-        type=_speed,
+        type=_non_negative,
         default=1.0,
         metavar="X",
         help="playback speed: 2 is twice as fast, 0.5 half; 0 prints everything at once (default 1)",
     )
     parser.add_argument("--no-wait", action="store_true", help="print everything at once (like --speed 0)")
+    parser.add_argument(
+        "--max-wait",
+        type=_non_negative,
+        default=MAX_PAUSE,
+        metavar="SECONDS",
+        help=f"the longest single pause, after scaling (default {MAX_PAUSE:g})",
+    )
+    parser.add_argument(
+        "--channel",
+        type=_channel,
+        default=None,
+        metavar="N",
+        help="SSH: the channel whose terminal to play (default: the first one recorded)",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="SSH: list the session's events (commands typed, requests, files, forwards) instead of playing"
+        " its terminal",
+    )
     parser.add_argument("--json", action="store_true", help="print the transcript as one JSON array, at once")
     parser.set_defaults(func=run_replay)
 
 
-def _speed(text: str) -> float:
+def _non_negative(text: str) -> float:
+    """argparse ``type=`` for ``--speed`` and ``--max-wait``: a number, 0 or more."""
     try:
         value = float(text)
     except ValueError:
@@ -58,26 +98,130 @@ def _speed(text: str) -> float:
     return value
 
 
+def _channel(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a channel number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def run_replay(args: argparse.Namespace, *, sleep: Callable[[float], None] = time.sleep) -> int:
-    """Print the transcript of one session, timed unless ``--no-wait``, ``--speed 0`` or ``--json``."""
+    """Replay one session, timed unless ``--no-wait``, ``--speed 0``, ``--summary`` or ``--json``."""
     session, events = _load(args)
-    if session["type"] not in REPLAYABLE_TYPES:
+    terminal = session["type"] in TERMINAL_TYPES
+    if session["type"] not in REPLAYABLE_TYPES and not terminal:
         raise CliError(f"replay of {session['type']} sessions is not supported yet", code=2)
-    entries = transcript(session, events)
+    if args.channel is not None and not terminal:
+        raise CliError("--channel applies to SSH sessions only", code=2)
     out = sys.stdout
     if args.json:
-        out.write(json_text([e.as_json() for e in entries]) + "\n")
+        out.write(json_text([e.as_json() for e in transcript(session, events)]) + "\n")
         return 0
     paint = Painter(enabled=out.isatty() and "NO_COLOR" not in os.environ)
+    speed = 0.0 if args.no_wait else args.speed
+    if terminal and not args.summary:
+        return _play_terminal(session, events, args, paint, speed=speed, sleep=sleep)
+    if terminal:  # the summary: every event but the frames
+        events = [e for e in events if e["kind"] not in FRAME_KINDS]
+        speed = 0.0
+    entries = transcript(session, events)
+    if terminal and entries[-1].kind == "session_close":
+        for key in ("statements", "errors"):
+            entries[-1].fields.pop(key, None)
 
     def show(entry: Entry) -> None:
         out.write("".join(line + "\n" for line in render(entry, paint)))
         out.flush()
 
-    play(entries, show, speed=0.0 if args.no_wait else args.speed, sleep=sleep)
+    play(entries, show, speed=speed, sleep=sleep, max_pause=args.max_wait)
     if entries[-1].kind != "session_close":
         out.write(paint.dim("(the session is still open: this is what was recorded so far)") + "\n")
     return 0
+
+
+def _play_terminal(
+    session: dict[str, Any],
+    events: list[dict[str, Any]],
+    args: argparse.Namespace,
+    paint: Painter,
+    *,
+    speed: float,
+    sleep: Callable[[float], None],
+) -> int:
+    """Play one channel's recorded terminal: the header, the output as it was recorded, a footer."""
+    out = sys.stdout
+    channels = terminal_channels(events)
+    header = _header(transcript(session, [])[0].fields, paint)[:-1]
+    if not channels:
+        out.write(
+            "\n".join([*header, "", paint.dim("(no terminal was recorded in this session; see --summary)")])
+        )
+        out.write("\n")
+        return 0
+    channel = channels[0] if args.channel is None else args.channel
+    if channel not in channels:
+        recorded = ", ".join(map(str, channels))
+        raise CliError(f"no terminal recorded on channel {channel} of this session (recorded: {recorded})")
+    recording = cast(events, channel)
+    header.append(f"{paint.bold('terminal')}  {_terminal_text(recording.start)}")
+    if len(channels) > 1:
+        others = ", ".join(str(c) for c in channels if c != channel)
+        header.append(paint.dim(f"          also recorded: channel {others} (--channel N)"))
+    out.write("\n".join([*header, ""]) + "\n")
+    out.flush()
+    play_frames(recording.frames, _raw_writer(out), speed=speed, sleep=sleep, max_pause=args.max_wait)
+    reset = "\x1b[0m" if out.isatty() else ""
+    out.write(reset + "\n" + "\n".join(_terminal_footer(recording, paint)) + "\n")
+    if recording.end is None:
+        out.write(paint.dim("(the channel is still open: this is what was recorded so far)") + "\n")
+    return 0
+
+
+def _raw_writer(out: Any) -> Callable[[str], None]:
+    """Write recorded terminal output as it was (UTF-8, escape sequences and all), flushed."""
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:  # a text-only stream (tests)
+
+        def write_text(text: str) -> None:
+            out.write(text)
+            out.flush()
+
+        return write_text
+    out.flush()
+
+    def write_bytes(text: str) -> None:
+        buffer.write(text.encode("utf-8", "replace"))
+        buffer.flush()
+
+    return write_bytes
+
+
+def _terminal_text(start: dict[str, Any]) -> str:
+    """``channel 0  shell  80x24  xterm-256color`` (or ``exec COMMAND``), escaped."""
+    command = start.get("command")
+    what = "shell" if command is None else f"exec {_p(command)}"
+    size = f"{_p(start.get('width'))}x{_p(start.get('height'))}"
+    return f"channel {_p(start.get('channel'))}  {what}  {size}  {_p(start.get('term'))}"
+
+
+def _terminal_footer(recording: Cast, paint: Painter) -> list[str]:
+    end = recording.end
+    if end is None:
+        status = "still open"
+    else:
+        exit_status = end.get("exit_status")
+        status = "exit status " + ("-" if exit_status is None else _p(exit_status))
+    lines = [f"{paint.bold('end')}       channel {recording.channel}: {status}"]
+    if recording.truncated is not None:
+        dropped = f", {_p(end.get('dropped_bytes'))} bytes after it not recorded" if end else ""
+        at = _p(recording.truncated.get("at_bytes"))
+        lines.append(paint.warn(f"truncated at {at} bytes (the recording cap){dropped}"))
+    if recording.missing:
+        lines.append(paint.warn(f"{recording.missing} chunk(s) of the recording are missing from the store"))
+    return lines
 
 
 def _load(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -153,13 +297,19 @@ def _header(f: dict[str, Any], paint: Painter) -> list[str]:
     if f.get("close_reason"):
         status += f" ({f['close_reason']})"
     params = f.get("params") or {}
+    if f.get("type") in TERMINAL_TYPES:
+        origin = f"user {_p(params.get('user'))}  upstream {_p(params.get('upstream'))}"
+    else:
+        origin = (
+            f"user {_p(params.get('user'))}  database {_p(params.get('database'))}"
+            f"  application {_p(params.get('application_name'))}"
+        )
     lines = [
         f"{paint.bold('replay')}    {_p(f['id'])}  {_p(f['type'])} session on {_p(f['connection'])}"
         f"  {_p(status)}",
         f"{paint.bold('who')}       {_p(f['subject'])}  groups {_p(', '.join(f.get('groups') or []))}"
         f"  auth {_p(f.get('auth'))}",
-        f"{paint.bold('from')}      {_p(f.get('client_addr'))}  user {_p(params.get('user'))}"
-        f"  database {_p(params.get('database'))}  application {_p(params.get('application_name'))}",
+        f"{paint.bold('from')}      {_p(f.get('client_addr'))}  {origin}",
     ]
     when = f"{format_time(f['started_at'])} UTC"
     if f.get("ended_at") is not None:
@@ -321,6 +471,31 @@ def _other(kind: str) -> Callable[[dict[str, Any], Painter], list[str]]:
     return render_other
 
 
+def _command_line(f: dict[str, Any], paint: Painter) -> list[str]:
+    note = paint.dim(f"(channel {_p(f.get('channel'))}, best effort)")
+    return [f"{paint.bold('typed')}  {_p(f.get('line'))}  {note}"]
+
+
+def _terminal_start(f: dict[str, Any], paint: Painter) -> list[str]:
+    return [f"{paint.bold('terminal')}  {_terminal_text(f)}"]
+
+
+def _terminal_truncated(f: dict[str, Any], paint: Painter) -> list[str]:
+    at = _p(f.get("at_bytes"))
+    return [f"{paint.warn('terminal truncated')}  channel {_p(f.get('channel'))}  at {at} bytes (the cap)"]
+
+
+def _terminal_end(f: dict[str, Any], paint: Painter) -> list[str]:
+    status = f.get("exit_status")
+    line = (
+        f"{paint.bold('terminal end')}  channel {_p(f.get('channel'))}  exit status"
+        f" {'-' if status is None else _p(status)}  {_p(f.get('recorded_bytes'))} bytes recorded"
+    )
+    if f.get("dropped_bytes"):
+        line += f", {_p(f['dropped_bytes'])} not"
+    return [line]
+
+
 _Renderer = Callable[[dict[str, Any], Painter], list[str]]
 _RENDERERS: dict[str, _Renderer] = {
     "statement": _statement,
@@ -330,6 +505,10 @@ _RENDERERS: dict[str, _Renderer] = {
     "approval_closed": _approval_closed,
     "approval_void": _approval_void,
     "session_close": _close,
+    "command_line": _command_line,
+    "terminal_start": _terminal_start,
+    "terminal_truncated": _terminal_truncated,
+    "terminal_end": _terminal_end,
 }
 
 
@@ -347,16 +526,26 @@ def json_text(value: Any) -> str:
     JSON already escapes C0 controls; C1 controls (e.g. U+009B, a one-byte CSI), bidi overrides and line
     separators would otherwise reach the terminal raw. The escapes decode to the same strings.
     """
-    text = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
-    out: list[str] = []
-    for ch in text:
-        code = ord(ch)
-        if code >= 0x80 and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            if code >= 0x10000:
-                code -= 0x10000
-                out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
-            else:
-                out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return escape_unsafe(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def escape_unsafe(text: str) -> str:
+    """JSON ``text`` with its non-ASCII control and format characters as ``\\u`` escapes (the same
+    strings once decoded); ASCII text is returned as it is, at once."""
+    if text.isascii():
+        return text
+    return _NON_ASCII.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    ch = match.group()
+    if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"):
+        return ch
+    code = ord(ch)
+    if code >= 0x10000:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"

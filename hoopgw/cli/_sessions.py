@@ -6,18 +6,22 @@
 ``show`` names the prompt behind each statement (its ``hoop:prompt`` tag) and whether the tag can be
 trusted: ``known`` (the session's identity registered that prompt), ``FOREIGN`` (another identity did)
 or ``UNKNOWN`` (no prompt has that id) — see docs/PROMPTS.md.
+
+``show --asciicast`` prints an SSH channel's recorded terminal as an asciicast v2 file (docs/REPLAY.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 from pathlib import Path
 from typing import Any
 
 from hoopgw.audit import AuditStore
 from hoopgw.audit._db import Store
 from hoopgw.audit._prompts import PromptStore, identity_ref, prompt_known
+from hoopgw.audit._replay import FRAME_KINDS, TERMINAL_TYPES, asciicast_lines, cast, terminal_channels
 from hoopgw.audit._retention import hold, release
 from hoopgw.cli._common import (
     CliError,
@@ -30,6 +34,7 @@ from hoopgw.cli._common import (
     print_json,
     printable,
 )
+from hoopgw.cli._replay import escape_unsafe
 
 
 def register(subparsers: Subparsers) -> None:
@@ -52,6 +57,18 @@ def register(subparsers: Subparsers) -> None:
     add_config_option(show)
     show.add_argument("id", metavar="ID", help="session id (a unique prefix is enough)")
     show.add_argument("--json", action="store_true", help="print one JSON array")
+    show.add_argument(
+        "--asciicast",
+        action="store_true",
+        help="SSH: print the channel's recorded terminal as an asciicast v2 file (asciinema play FILE)",
+    )
+    show.add_argument(
+        "--channel",
+        type=_channel,
+        default=None,
+        metavar="N",
+        help="with --asciicast: the channel (default: the first one with a terminal)",
+    )
     show.set_defaults(func=run_show)
     held = sub.add_parser(
         "hold",
@@ -76,6 +93,16 @@ def register(subparsers: Subparsers) -> None:
     free.add_argument("--by", help="who lifts it (default: the OS user)")
     free.add_argument("--json", action="store_true", help="print the released hold as JSON")
     free.set_defaults(func=run_release)
+
+
+def _channel(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a channel number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def _open(args: argparse.Namespace) -> AuditStore | None:
@@ -162,11 +189,33 @@ def run_show(args: argparse.Namespace) -> int:
     with store:
         session = _find(store, args.id)
         events = store.session_events(session["id"])
+    if args.asciicast:
+        return _print_asciicast(session, events, args.channel)
+    if args.channel is not None:
+        raise CliError("--channel goes with --asciicast", code=2)
     _judge_tags(store.store, session, events)
     if args.json:
         print_json([{**session, "events": events}])
         return 0
     print(printable("\n".join(_describe(session, events))))
+    return 0
+
+
+def _print_asciicast(session: dict[str, Any], events: list[dict[str, Any]], channel: int | None) -> int:
+    """Write one channel's terminal recording to stdout as an asciicast v2 file."""
+    if session["type"] not in TERMINAL_TYPES:
+        raise CliError(f"{session['type']} sessions have no terminal recording", code=2)
+    channels = terminal_channels(events)
+    if not channels:
+        raise CliError(f"no terminal was recorded in session {session['id']}")
+    if channel is None:
+        channel = channels[0]
+    elif channel not in channels:
+        recorded = ", ".join(map(str, channels))
+        raise CliError(f"no terminal recorded on channel {channel} of this session (recorded: {recorded})")
+    out = sys.stdout
+    for line in asciicast_lines(session, cast(events, channel)):
+        out.write(escape_unsafe(line) + "\n")  # JSON: a C1 control would reach a terminal raw
     return 0
 
 
@@ -267,6 +316,15 @@ def event_lines(e: dict[str, Any]) -> list[str]:
     if e["kind"] != "statement":
         if e["kind"] in ("session_open", "session_close"):
             return []
+        if e["kind"] in FRAME_KINDS and isinstance(data.get("frames"), list):  # a chunk of a terminal
+            frames = data["frames"]
+            chars = sum(
+                len(f[2]) for f in frames if isinstance(f, list) and len(f) == 3 and isinstance(f[2], str)
+            )
+            return [
+                f"{when}  {e['kind']}  channel={data.get('channel')}  seq={data.get('seq')}"
+                f"  {len(frames)} frames, {chars} characters (--asciicast, or hoopgw replay)"
+            ]
         detail = "  ".join(f"{k}={v}" for k, v in data.items())
         return [f"{when}  {e['kind']}  {detail}".rstrip()]
     summary = ", ".join(data["tags"]) if data["tags"] else ""

@@ -38,13 +38,16 @@ from hoopgw.config._models import (
 )
 from hoopgw.config._policy import WEEKDAYS, PolicyRules, SqlConfig, TimeWindow
 from hoopgw.config._secrets import SecretRef
+from hoopgw.config._ssh import DEFAULT_COMMAND_CLASSES, SSH_CLASSES, SshConfig
 from hoopgw.config._upstream import PgUpstream, SshUpstream
 
 __all__ = [
     "COLUMN_STYLES",
     "CONNECTION_TYPES",
+    "DEFAULT_COMMAND_CLASSES",
     "DETECTORS",
     "MIN_MASKING_KEY_BYTES",
+    "SSH_CLASSES",
     "STYLES",
     "WEEKDAYS",
     "ApprovalsConfig",
@@ -67,6 +70,7 @@ __all__ = [
     "SecretRef",
     "SiemConfig",
     "SqlConfig",
+    "SshConfig",
     "SshConnection",
     "SshUpstream",
     "TimeWindow",

@@ -241,11 +241,12 @@ def _items(data: dict[str, Any], section: str) -> list[tuple[int, dict[str, Any]
 def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """Checks across blocks, on the raw data so they run even when some block is invalid."""
     names: dict[str, int] = {}
-    listens: list[tuple[Listen, str]] = []
+    # (address, where, shareable): ssh connections may share one address (the user name picks the target)
+    listens: list[tuple[Listen, str, bool]] = []
     gateway = data.get("gateway")
     if isinstance(gateway, dict) and isinstance(gateway.get("api_listen"), str):
         with contextlib.suppress(ValueError):
-            listens.append((Listen.parse(gateway["api_listen"]), "gateway.api_listen"))
+            listens.append((Listen.parse(gateway["api_listen"]), "gateway.api_listen", False))
     for i, conn in _items(data, "connections"):
         name = conn.get("name")
         if isinstance(name, str):
@@ -261,14 +262,19 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
                 listen = Listen.parse(conn["listen"])
             except ValueError:
                 continue
-            for other, where in listens:
+            ssh = conn.get("type") == "ssh"
+            for other, where, shareable in listens:
+                if ssh and shareable and listen == other:
+                    continue
                 if listen.conflicts_with(other):
-                    yield f"connections[{i}].listen", f"address {listen} is already used by {where}"
+                    reason = f"address {listen} is already used by {where}"
+                    if ssh and shareable:
+                        reason += " (ssh connections share a port only with the very same listen address)"
+                    yield f"connections[{i}].listen", reason
                     break
             else:
-                listens.append(
-                    (listen, f"connections[{i}]" + (f' ("{name}")' if isinstance(name, str) else ""))
-                )
+                where = f"connections[{i}]" + (f' ("{name}")' if isinstance(name, str) else "")
+                listens.append((listen, where, ssh))
     policy_names: dict[str, int] = {}
     for section in ("masking", "policy"):
         for i, block in _items(data, section):
@@ -294,7 +300,7 @@ def _cross_checks(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
 def _unsupported_raw(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for i, conn in _items(data, "connections"):
         kind = conn.get("type")
-        if isinstance(kind, str) and kind in CONNECTION_TYPES and kind != "postgres":
+        if isinstance(kind, str) and kind in CONNECTION_TYPES and kind not in ("postgres", "ssh"):
             yield f"connections[{i}].type", f"{kind} connections are not supported yet"
 
 

@@ -12,11 +12,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hoopgw.config._approvals import ApprovalsConfig
 from hoopgw.config._audit import AuditConfig
@@ -24,6 +25,7 @@ from hoopgw.config._listen import Listen
 from hoopgw.config._masking import MaskingConfig, MaskRules, merge_rules, named_patterns
 from hoopgw.config._policy import PolicyRules, SqlConfig, TimeWindow
 from hoopgw.config._secrets import SecretRef
+from hoopgw.config._ssh import BUILTIN_CLASSES, GLOB_PREFIXES, SshConfig
 from hoopgw.config._types import MODEL_CONFIG, ConfigPath, Name, Seconds, Subject, base_dir
 from hoopgw.config._upstream import PgUpstream, SshUpstream, check_http_url, is_loopback_host
 
@@ -148,7 +150,11 @@ class PostgresConnection(BaseModel):
 
 
 class SshConnection(BaseModel):
-    """``[[connections]]`` with ``type = "ssh"``."""
+    """``[[connections]]`` with ``type = "ssh"``.
+
+    Several ssh connections may share one ``listen`` address: the SSH user name ``NAME@CONNECTION``
+    picks the target (docs/SSH.md).
+    """
 
     model_config = MODEL_CONFIG
 
@@ -156,17 +162,39 @@ class SshConnection(BaseModel):
     name: Name
     listen: Listen
     upstream: SshUpstream
-    private_key: SecretRef
-    host_key: str
+    #: the brokered upstream credential: exactly one of a private key (OpenSSH or PEM file) or a password
+    private_key: SecretRef | None = None
+    password: SecretRef | None = None
+    #: the pinned upstream host key: an SHA256 fingerprint (``ssh-keygen -lf``), a known_hosts file, or both
+    host_key: str | None = None
+    known_hosts: ConfigPath | None = None
+    #: rules for every authenticated caller of this connection (counted like one more policy)
+    defaults: PolicyRules | None = None
+    #: recorded terminal output per session (overrides ``[ssh] record_max_bytes``)
+    record_max_bytes: int | None = Field(default=None, ge=0)
 
     @field_validator("host_key")
     @classmethod
-    def _fingerprint(cls, value: str) -> str:
-        if not _HOST_KEY.match(value):
+    def _fingerprint(cls, value: str | None) -> str | None:
+        if value is not None and not _HOST_KEY.match(value):
             raise PydanticCustomError(
                 "host_key", 'must be an SHA256 fingerprint as printed by "ssh-keygen -lf" (SHA256:...)'
             )
         return value
+
+    @model_validator(mode="after")
+    def _credential_and_pin(self) -> SshConnection:
+        if (self.private_key is None) == (self.password is None):
+            raise PydanticCustomError(
+                "ssh",
+                'give exactly one upstream credential: private_key = "file:PATH" or password = "env:NAME"',
+            )
+        if self.host_key is None and self.known_hosts is None:
+            raise PydanticCustomError(
+                "ssh",
+                'pin the upstream host key: host_key = "SHA256:..." (ssh-keygen -lf) or known_hosts = PATH',
+            )
+        return self
 
 
 def _http(value: object) -> str:
@@ -226,6 +254,36 @@ class Config(BaseModel):
     sql: SqlConfig = Field(default_factory=lambda: SqlConfig())
     approvals: ApprovalsConfig = Field(default_factory=lambda: ApprovalsConfig())
     audit: AuditConfig = Field(default_factory=lambda: AuditConfig())
+    ssh: SshConfig = Field(default_factory=lambda: SshConfig())
+
+    @model_validator(mode="after")
+    def _known_classes(self) -> Config:
+        """Every policy class that is not built in names a command class of ``[ssh] command_classes``."""
+        known = self.ssh.command_classes
+        errors: list[InitErrorDetails] = []
+        places: list[tuple[tuple[int | str, ...], PolicyRules]] = [
+            (("policy", i), p) for i, p in enumerate(self.policies)
+        ]
+        places += [
+            (("connections", i, "defaults"), c.defaults)
+            for i, c in enumerate(self.connections)
+            if isinstance(c, PostgresConnection | SshConnection) and c.defaults is not None
+        ]
+        for loc, rules in places:
+            for field in ("allow", "approve", "deny"):
+                for k, name in enumerate(getattr(rules, field)):
+                    if name in BUILTIN_CLASSES or name in known or name.startswith(GLOB_PREFIXES):
+                        continue
+                    error = PydanticCustomError(
+                        "class",
+                        "unknown class {value}: not a built-in class nor a command class of "
+                        "[ssh] command_classes (those are {known})",
+                        {"value": repr(name), "known": ", ".join(sorted(known)) or "none"},
+                    )
+                    errors.append({"type": error, "loc": (*loc, field, k), "input": name})
+        if errors:
+            raise ValidationError.from_exception_data("Config", errors)
+        return self
 
     def connection(
         self, name: str

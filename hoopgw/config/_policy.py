@@ -9,33 +9,29 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from hoopgw.config._ssh import COMMAND_CLASS_NAME, GLOB_PREFIXES, SSH_CLASSES
 from hoopgw.config._types import MODEL_CONFIG, Seconds, Subject
 from hoopgw.policy._classes import PG_CLASSES
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)\Z")
 _FUNC = re.compile(r"[a-z_][a-z0-9_$]*\Z")
-
-
-#: SSH classes (DESIGN.md); ``exec:GLOB`` is matched against whole commands.
-SSH_CLASSES = ("shell", "exec", "file-read", "file-write", "forward")
+_SSH_FORMS = (*SSH_CLASSES, *(f"{p}GLOB" for p in GLOB_PREFIXES))
 
 
 def _class(value: object) -> str:
+    """Accept a class name by its form; command class names are checked against ``[ssh]`` by Config."""
     if not isinstance(value, str) or not value or value != value.strip():
         raise PydanticCustomError("class", 'must be a class name like "read", "write", "exec:GLOB" or "*"')
-    if (
-        value == "*"
-        or value in PG_CLASSES
-        or value in SSH_CLASSES
-        or (value.startswith("exec:") and value[5:])
-    ):
+    if value == "*" or value in PG_CLASSES or value in SSH_CLASSES or COMMAND_CLASS_NAME.match(value):
+        return value
+    if any(value.startswith(p) and len(value) > len(p) for p in GLOB_PREFIXES):
         return value
     raise PydanticCustomError(
         "class",
-        "unknown class {value}: postgres classes are {pg}; ssh classes are {ssh}, exec:GLOB; "
-        "* is every class",
-        {"value": repr(value), "pg": ", ".join(PG_CLASSES), "ssh": ", ".join(SSH_CLASSES)},
+        "unknown class {value}: postgres classes are {pg}; ssh classes are {ssh}; "
+        "command classes are named in [ssh] command_classes; * is every class",
+        {"value": repr(value), "pg": ", ".join(PG_CLASSES), "ssh": ", ".join(_SSH_FORMS)},
     )
 
 

@@ -82,17 +82,26 @@ class Verdicts:
 
     def decide(self, classes: Iterable[str]) -> Decision:
         """The strictest verdict over ``classes`` (an empty statement is allowed)."""
-        worst: _ClassVerdict | None = None
-        named: list[str] = []
-        for name in sorted(classes):
-            cv = self.per_class[name]
-            if worst is None or _RANK[cv.verdict] > _RANK[worst.verdict]:
-                worst, named = cv, [name]
-            elif cv.verdict == worst.verdict and cv.rule == worst.rule:
-                named.append(name)
-        if worst is None or worst.verdict == "allow":
-            return Decision("allow", None if worst is None else worst.rule, tuple(named))
-        return Decision(worst.verdict, worst.rule, tuple(named), worst.rules)
+        return _strictest(self.per_class, classes)
+
+
+def _strictest(per_class: Mapping[str, _ClassVerdict], classes: Iterable[str]) -> Decision:
+    worst: _ClassVerdict | None = None
+    named: list[str] = []
+    for name in sorted(classes):
+        cv = per_class[name]
+        if (
+            worst is None
+            or _RANK[cv.verdict] > _RANK[worst.verdict]
+            or (cv.verdict == worst.verdict and worst.rule is None and cv.rule is not None)
+        ):
+            # the strictest verdict; among equals, one a policy says out loud
+            worst, named = cv, [name]
+        elif cv.verdict == worst.verdict and cv.rule == worst.rule:
+            named.append(name)
+    if worst is None or worst.verdict == "allow":
+        return Decision("allow", None if worst is None else worst.rule, tuple(named))
+    return Decision(worst.verdict, worst.rule, tuple(named), worst.rules)
 
 
 class SessionPolicy:
@@ -144,6 +153,30 @@ class SessionPolicy:
             if cv.verdict == "allow":
                 allow_mask |= BIT[name]
         return Verdicts(per_class, allow_mask, access)
+
+    def decide_classes(self, classes: Iterable[str], now: dt.datetime | None = None) -> Decision:
+        """The strictest verdict over any class names at ``now`` (SSH: ``exec``, ``exec:GLOB``, command
+        classes …); the same rules as :meth:`at` without the PostgreSQL ``session`` rule. No classes:
+        denied (there is nothing a policy allowed)."""
+        when = now or dt.datetime.now(dt.UTC)
+        open_ = [p for p in self.policies if p.open_at(when)]
+        names = set(classes)
+        if not names:
+            return Decision("deny", None, ())
+        return _strictest({name: _verdict(name, open_) for name in names}, names)
+
+    def named(self, prefix: str, now: dt.datetime | None = None) -> tuple[str, ...]:
+        """The GLOB parts of the ``PREFIXGLOB`` classes (``prefix`` like ``"exec:"``) that the policies open
+        at ``now`` name in allow, approve or deny, in config order without repeats."""
+        when = now or dt.datetime.now(dt.UTC)
+        out: dict[str, None] = {}
+        for p in self.policies:
+            if not p.open_at(when):
+                continue
+            for name in (*p.rules.deny, *p.rules.approve, *p.rules.allow):
+                if name.startswith(prefix) and len(name) > len(prefix):
+                    out[name[len(prefix) :]] = None
+        return tuple(out)
 
     def next_change(self, now: dt.datetime | None = None) -> dt.datetime | None:
         """The next moment after ``now`` at which a time window opens or closes (None: never)."""
@@ -267,3 +300,20 @@ def refusal(decision: Decision, subject: str, connection: str) -> tuple[str, str
         f'hoopgw policy "{decision.rule}" denies {what} statements for {subject} on "{connection}"',
         "this class of statement is not permitted through the gateway for you",
     )
+
+
+def ssh_refusal(decision: Decision, subject: str, connection: str, what: str = "") -> str:
+    """The one-line message for an SSH request that is not allowed.
+
+    ``what`` says what was refused ("this command", "interactive shells" …) and is followed by the
+    classes in parentheses; without it the classes stand alone:
+    ``hoopgw policy "ops" denies this command (destructive) for alice on "bankhost"``,
+    ``hoopgw: no policy allows exec for alice on "bankhost"``.
+    """
+    classes = "/".join(decision.classes) or "this"
+    label = f"{what} ({classes})" if what else classes
+    if decision.verdict == "approve":
+        return f'hoopgw policy "{decision.rule}" requires approval for {label} by {subject} on "{connection}"'
+    if decision.rule is None:
+        return f'hoopgw: no policy allows {label} for {subject} on "{connection}"'
+    return f'hoopgw policy "{decision.rule}" denies {label} for {subject} on "{connection}"'

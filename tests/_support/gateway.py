@@ -68,7 +68,10 @@ class Gateway:
         identity: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        ssh: Sequence[Mapping[str, Any]] = (),
     ) -> None:
+        """``ssh``: ``type = "ssh"`` connection tables (without ``listen``, unless they share one:
+        each gets a free port of its own)."""
         self.workdir = workdir
         self.pg = pg
         self.connections = list(connections if connections is not None else default_connections())
@@ -78,6 +81,16 @@ class Gateway:
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self._ports = {c.name: free_port() for c in self.connections}
+        ssh_conns: list[dict[str, Any]] = []
+        for table in ssh:
+            ssh_entry: dict[str, Any] = {"type": "ssh", **table}
+            name = str(ssh_entry["name"])
+            if "listen" not in ssh_entry:
+                self._ports[name] = free_port()
+                ssh_entry["listen"] = f"127.0.0.1:{self._ports[name]}"
+            else:
+                self._ports[name] = int(str(ssh_entry["listen"]).rpartition(":")[2])
+            ssh_conns.append(ssh_entry)
         self.env: dict[str, str] = dict(env or {})
         conns: list[dict[str, Any]] = []
         for c in self.connections:
@@ -101,7 +114,7 @@ class Gateway:
                 **(gateway or {}),
             },
             "identity": {"issuer": "local", "audience": "hoopgw", **(identity or {})},
-            "connections": conns,
+            "connections": conns + ssh_conns,
             **(extra or {}),
         }
         if "policy" not in self.doc:
@@ -112,7 +125,7 @@ class Gateway:
         self.process = GatewayProcess(
             config_path=self.config_path,
             api=("127.0.0.1", self.api_port),
-            listens=[("127.0.0.1", p) for p in self._ports.values()],
+            listens=[("127.0.0.1", p) for p in sorted(set(self._ports.values()))],
             log_path=self.log_path,
             env={"PYTHONPATH": clean_env()["PYTHONPATH"], **self.env},
         )

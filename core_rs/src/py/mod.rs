@@ -12,6 +12,7 @@ mod framer;
 mod mask;
 mod policy;
 mod session;
+mod ssh;
 mod startup;
 
 pyo3::import_exception!(hoopgw.errors, PgProtocolError);
@@ -33,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     session::register(m)?;
     mask::register(m)?;
     policy::register(m)?;
+    ssh::register(m)?;
     // pyo3 maintains `__all__`; the module is private and its stub does not declare one
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;

@@ -1,0 +1,1 @@
+"""SSH listener: OpenSSH clients in, a brokered upstream sshd out, with policy, masking and recording."""

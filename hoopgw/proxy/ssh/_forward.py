@@ -1,0 +1,132 @@
+"""Local (``-L``) and dynamic (``-D``) port forwarding: refused unless a policy allows it; the
+allowed ones are opened from the target host and recorded (destination, bytes each way)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from hoopgw.proxy.ssh._upstream import UpstreamError
+
+if TYPE_CHECKING:
+    from hoopgw.proxy.ssh._server import SshClientConnection
+
+
+async def open_direct(
+    owner: SshClientConnection, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+) -> asyncssh.SSHTCPSession[bytes]:
+    """A direct-tcpip channel the client asked for: decided, then relayed through the target."""
+    access = owner.access
+    assert access is not None
+    verdict = access.forward("local", dest_host, dest_port)
+    decision = verdict.decision
+    record: dict[str, Any] = {
+        "kind": "local",
+        "destination": f"{dest_host}:{dest_port}",
+        "origin": f"{orig_host}:{orig_port}",
+        "classes": sorted(decision.classes),
+        "verdict": decision.verdict,
+        "rule": decision.rule,
+    }
+    writer = owner.gateway.writer
+    if decision.verdict != "allow":
+        message = verdict.message or "refused by policy"
+        if decision.verdict == "approve":
+            message += " (port forwards cannot wait for an approval: ask for a policy that allows it)"
+        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "deny", "reason": message})
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
+    try:
+        conn = await owner.upstream()
+        relay = _Relay(owner, record)
+        await conn.create_connection(lambda: _UpstreamSide(relay), dest_host, dest_port, encoding=None)
+    except (UpstreamError, asyncssh.Error, OSError) as exc:
+        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "error", "reason": str(exc)})
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, f"hoopgw: {exc}") from None
+    writer.event(owner.session_id, "ssh_forward", record)
+    return relay
+
+
+class _Relay(asyncssh.SSHTCPSession[bytes]):
+    """The client's side of a forwarded connection."""
+
+    def __init__(self, owner: SshClientConnection, record: dict[str, Any]) -> None:
+        self.owner = owner
+        self.record = record
+        self.chan: asyncssh.SSHTCPChannel[bytes] | None = None
+        self.up: asyncssh.SSHTCPChannel[bytes] | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._closed = False
+
+    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
+        self.chan = chan
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        self.bytes_in += len(data)
+        if self.up is not None:
+            self.up.write(data)
+
+    def eof_received(self) -> bool:
+        if self.up is not None:
+            self.up.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up is not None:
+            self.up.close()
+        self.closed()
+
+    def closed(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.owner.gateway.writer.event(
+            self.owner.session_id,
+            "ssh_forward_closed",
+            {
+                "kind": "local",
+                "destination": self.record["destination"],
+                "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out,
+            },
+        )
+
+
+class _UpstreamSide(asyncssh.SSHTCPSession[bytes]):
+    def __init__(self, relay: _Relay) -> None:
+        self.relay = relay
+
+    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
+        self.relay.up = chan
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        self.relay.bytes_out += len(data)
+        if self.relay.chan is not None:
+            self.relay.chan.write(data)
+
+    def eof_received(self) -> bool:
+        if self.relay.chan is not None:
+            self.relay.chan.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        if self.relay.chan is not None:
+            self.relay.chan.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.relay.chan is not None:
+            self.relay.chan.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.relay.chan is not None:
+            self.relay.chan.close()
+        self.relay.closed()
