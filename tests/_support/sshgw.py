@@ -75,6 +75,7 @@ class SshGateway:
         policy: Sequence[Mapping[str, Any]] | None = None,
         connection: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
+        identity: Mapping[str, Any] | None = None,
         masking: bool = True,
     ) -> None:
         self.workdir = workdir
@@ -98,6 +99,7 @@ class SshGateway:
             [],
             ssh=[table],
             gateway={"admins": ["user:admin"]},
+            identity=identity,
             extra=doc,
         )
         self.keys: dict[str, Path] = {}

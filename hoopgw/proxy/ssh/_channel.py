@@ -456,7 +456,27 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
             self._ended = True
             self._close_records(None, None)
 
-    # -- helpers ----------------------------------------------------------------------------------------------
+    def recheck(self) -> None:
+        """A policy time window opened or closed: end the channel if its request is no longer allowed."""
+        access = self.owner.access
+        if access is None or self.up is None or self._ended:
+            return
+        if self.kind == "exec" and self.command is not None:
+            verdict = self._transfer_verdict(self.transfer) if self.transfer else access.command(self.command)
+        elif self.kind == "shell":
+            verdict = access.shell()
+        else:
+            verdict = access.files_at_all()
+        if verdict.allowed:
+            return
+        self._event(
+            "policy_window_closed", {"request": self.kind, "classes": sorted(verdict.decision.classes)}
+        )
+        self.notice(f"{verdict.message or 'hoopgw: no longer allowed'}; the policy's time window closed\r\n")
+        self.up.close()
+        self._finish(REFUSED_STATUS, None)
+
+    # -- helpers ------------------------------------------------------------------------------------
     def tick(self) -> None:
         if self.recorder is not None:
             self.recorder.tick()

@@ -1,8 +1,10 @@
-"""Local (``-L``) and dynamic (``-D``) port forwarding: refused unless a policy allows it; the
-allowed ones are opened from the target host and recorded (destination, bytes each way)."""
+"""Port forwarding (``-L``, ``-D``, ``-R``): refused unless a policy allows it; the allowed ones are
+opened from (or listened for on) the target host and recorded (destination, bytes each way)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -11,6 +13,8 @@ from hoopgw.proxy.ssh._upstream import UpstreamError
 
 if TYPE_CHECKING:
     from hoopgw.proxy.ssh._server import SshClientConnection
+
+log = logging.getLogger("hoopgw.ssh")
 
 
 async def open_direct(
@@ -47,6 +51,63 @@ async def open_direct(
     return relay
 
 
+async def open_remote(owner: SshClientConnection, listen_host: str, listen_port: int) -> Any:
+    """A tcpip-forward request (``-R``): decided, then listened for on the target host; each connection
+    made to it there comes back to the client as a forwarded-tcpip channel."""
+    access = owner.access
+    assert access is not None
+    verdict = access.forward("remote", listen_host, listen_port)
+    decision = verdict.decision
+    record: dict[str, Any] = {
+        "kind": "remote",
+        "destination": f"{listen_host}:{listen_port}",
+        "classes": sorted(decision.classes),
+        "verdict": decision.verdict,
+        "rule": decision.rule,
+    }
+    writer = owner.gateway.writer
+    if decision.verdict != "allow":
+        message = verdict.message or "refused by policy"
+        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "deny", "reason": message})
+        return False
+    try:
+        conn = await owner.upstream()
+
+        def incoming(orig_host: str, orig_port: int) -> _UpstreamSide:
+            relay = _Relay(owner, {**record, "origin": f"{orig_host}:{orig_port}"})
+            side = _UpstreamSide(relay)
+            task = asyncio.get_running_loop().create_task(
+                _to_client(owner, relay, listen_host, listen_port, orig_host, orig_port)
+            )
+            owner.keep(task)
+            return side
+
+        listener = await conn.create_server(incoming, listen_host, listen_port, encoding=None)
+    except (UpstreamError, asyncssh.Error, OSError) as exc:
+        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "error", "reason": str(exc)})
+        return False
+    writer.event(owner.session_id, "ssh_forward", {**record, "port": listener.get_port()})
+    return listener
+
+
+async def _to_client(
+    owner: SshClientConnection, relay: _Relay, host: str, port: int, orig_host: str, orig_port: int
+) -> None:
+    conn = owner.conn
+    try:
+        if conn is None:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "the client went away")
+        await conn.create_connection(lambda: relay, host, port, orig_host, orig_port, encoding=None)
+    except (asyncssh.Error, OSError) as exc:
+        log.info(
+            "remote forward not accepted by the client",
+            extra={"session": owner.session_id, "error": str(exc)},
+        )
+        if relay.up is not None:
+            relay.up.close()
+        relay.closed()
+
+
 class _Relay(asyncssh.SSHTCPSession[bytes]):
     """The client's side of a forwarded connection."""
 
@@ -58,9 +119,16 @@ class _Relay(asyncssh.SSHTCPSession[bytes]):
         self.bytes_in = 0
         self.bytes_out = 0
         self._closed = False
+        #: target bytes that came before the client accepted the channel (remote forwards)
+        self.early: list[bytes] = []
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self.chan = chan
+        early, self.early = self.early, []
+        for data in early:
+            chan.write(data)
+        if self.up is not None:
+            self.up.resume_reading()
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         self.bytes_in += len(data)
@@ -109,9 +177,14 @@ class _UpstreamSide(asyncssh.SSHTCPSession[bytes]):
         self.relay.up = chan
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
-        self.relay.bytes_out += len(data)
-        if self.relay.chan is not None:
-            self.relay.chan.write(data)
+        relay = self.relay
+        relay.bytes_out += len(data)
+        if relay.chan is not None:
+            relay.chan.write(data)
+        else:  # the client has not accepted the channel yet
+            relay.early.append(data)
+            if relay.up is not None:
+                relay.up.pause_reading()
 
     def eof_received(self) -> bool:
         if self.relay.chan is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from hoopgw.errors import HoopError
 from hoopgw.identity._sshauth import SshClientAuth
 from hoopgw.proxy.ssh._access import SshAccess
 from hoopgw.proxy.ssh._channel import ClientSession
-from hoopgw.proxy.ssh._forward import open_direct
+from hoopgw.proxy.ssh._forward import open_direct, open_remote
 from hoopgw.proxy.ssh._upstream import UpstreamError, connect_upstream
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class SshClientConnection(asyncssh.SSHServer):
         self._upstream: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._channel_seq = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: list[asyncio.TimerHandle] = []
         self._failures = 0
         #: public keys and certificates (the person is known once a signed login succeeds)
         self.auth = SshClientAuth(
@@ -70,6 +73,8 @@ class SshClientConnection(asyncssh.SSHServer):
             channel.client_gone()
         if self._ticker is not None:
             self._ticker.cancel()
+        for timer in self._timers:
+            timer.cancel()
         if self._upstream is not None:
             if (
                 self._upstream.done()
@@ -186,6 +191,11 @@ class SshClientConnection(asyncssh.SSHServer):
             )
         )
         loop = asyncio.get_running_loop()
+        expires = principal.expires_at
+        if expires is not None:  # a token or certificate: the session ends with it (plus the grace)
+            delay = max(0.0, expires + self.gateway.config.identity.session_grace - time.time())
+            self._timers.append(loop.call_later(delay, self._expired))
+        self._arm_window()
         self._upstream = loop.create_task(connect_upstream(self.cfg))
         self._upstream.add_done_callback(_consume)
         self._ticker = loop.create_task(self._tick())
@@ -201,6 +211,30 @@ class SshClientConnection(asyncssh.SSHServer):
         if conn.is_closed():
             raise UpstreamError("the target host closed the gateway's connection")
         return conn
+
+    def _expired(self) -> None:
+        assert self.principal is not None
+        self.gateway.writer.event(
+            self.session_id,
+            "credential_expired",
+            {"subject": self.principal.subject, "auth": self.principal.auth},
+        )
+        self.terminate("28P01", "hoopgw: the credential of this session expired; log in again")
+
+    def _arm_window(self) -> None:
+        """At the next policy time-window edge, decide the open channels again (and re-arm)."""
+        assert self.access is not None
+        nxt = self.access.policy.next_change()
+        if nxt is None:
+            return
+        delay = max(0.0, (nxt - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05
+        self._timers.append(asyncio.get_running_loop().call_later(delay, self._window_edge))
+
+    def _window_edge(self) -> None:
+        for channel in list(self.channels):
+            channel.recheck()
+        if not self.closed:
+            self._arm_window()
 
     def upstream_dead(self) -> bool:
         """True when the connection to the target has closed (it died under the open channels)."""
@@ -237,21 +271,13 @@ class SshClientConnection(asyncssh.SSHServer):
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
         return open_direct(self, dest_host, dest_port, orig_host, orig_port)
 
-    def server_requested(self, listen_host: str, listen_port: int) -> bool:
-        assert self.access is not None
-        verdict = self.access.forward("remote", listen_host, listen_port)
-        self.gateway.writer.event(
-            self.session_id,
-            "ssh_forward",
-            {
-                "kind": "remote",
-                "listen": f"{listen_host}:{listen_port}",
-                "verdict": "deny",
-                "rule": verdict.decision.rule,
-                "reason": verdict.message or "remote forwarding is not relayed by this gateway version",
-            },
-        )
-        return False
+    def server_requested(self, listen_host: str, listen_port: int) -> Any:
+        return open_remote(self, listen_host, listen_port)
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a background task of this connection until it ends."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- gateway control -----------------------------------------------------------------------------
     def drain(self) -> None:
