@@ -23,6 +23,8 @@ from tests._support.sshd import Sshd
 from tests._support.sshgw import SshGateway
 from tests.test_ssh_gateway import _password_ssh
 
+_EXIT_ON_FAILURE = ("-o", "ExitOnForwardFailure=yes")
+
 
 class _Echo(socketserver.BaseRequestHandler):
     def handle(self) -> None:
@@ -58,7 +60,12 @@ def fgw(
             "name": "fwd",
             "subjects": ["group:dev"],
             "connections": ["bankhost"],
-            "allow": ["exec", "shell", f"forward:local:127.0.0.1:{echo}", f"forward:remote:127.0.0.1:{rport}"],
+            "allow": [
+                "exec",
+                "shell",
+                f"forward:local:127.0.0.1:{echo}",
+                f"forward:remote:127.0.0.1:{rport}",
+            ],
         }
     ]
     gw = SshGateway(
@@ -88,16 +95,15 @@ def test_an_allowed_local_forward_works_and_is_recorded(fgw: SshGateway, echo: i
 
 def test_a_forward_to_another_port_is_refused(fgw: SshGateway, echo: int) -> None:
     other = free_port()
-    res = subprocess.run(
-        fgw.ssh_cmd("alice", "-W", f"127.0.0.1:{other}"), capture_output=True, timeout=60, stdin=subprocess.DEVNULL
-    )
+    cmd = fgw.ssh_cmd("alice", "-W", f"127.0.0.1:{other}")
+    res = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert res.returncode == 255
     fgw.wait_events("ssh_forward", kind="local", destination=f"127.0.0.1:{other}", verdict="deny")
 
 
 def test_an_allowed_remote_forward_works(fgw: SshGateway, echo: int, rport: int) -> None:
     proc = subprocess.Popen(
-        fgw.ssh_cmd("alice", "-N", "-o", "ExitOnForwardFailure=yes", "-R", f"127.0.0.1:{rport}:127.0.0.1:{echo}"),
+        fgw.ssh_cmd("alice", "-N", *_EXIT_ON_FAILURE, "-R", f"127.0.0.1:{rport}:127.0.0.1:{echo}"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -118,7 +124,7 @@ def test_an_allowed_remote_forward_works(fgw: SshGateway, echo: int, rport: int)
 def test_a_remote_forward_on_another_port_is_refused(fgw: SshGateway, echo: int) -> None:
     other = free_port()
     res = subprocess.run(
-        fgw.ssh_cmd("alice", "-N", "-o", "ExitOnForwardFailure=yes", "-R", f"127.0.0.1:{other}:127.0.0.1:{echo}"),
+        fgw.ssh_cmd("alice", "-N", *_EXIT_ON_FAILURE, "-R", f"127.0.0.1:{other}:127.0.0.1:{echo}"),
         capture_output=True,
         timeout=60,
         stdin=subprocess.DEVNULL,
