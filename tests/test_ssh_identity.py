@@ -341,7 +341,7 @@ class Logins:
 
 
 class GatewayLikeServer(asyncssh.SSHServer):
-    """The callbacks the gateway's SSH listener implements, exactly as docs/SSH_AUTH.md shows them."""
+    """The callbacks the gateway's SSH listener implements, exactly as docs/SSH.md shows them."""
 
     def __init__(self, keys: SshKeyStore, ca: SshCertAuthority, logins: Logins) -> None:
         self.auth = SshClientAuth(keys, ca, accept=self.accept, refused=self.refused)

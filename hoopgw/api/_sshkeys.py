@@ -1,4 +1,4 @@
-"""``/api/ssh-keys`` and ``/api/ssh/certificate``: SSH client identities (docs/SSH_AUTH.md).
+"""``/api/ssh-keys`` and ``/api/ssh/certificate``: SSH client identities (docs/SSH.md).
 
 - ``POST /api/ssh-keys`` ``{"subject", "groups": [...], "public_key": "ssh-ed25519 AAAA... comment"}``
   (admins, with a person's token) → 201 with the registered key; ``id`` is its SHA256 fingerprint.
