@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
 from hoopgw.api._prompts import PromptApi, prompt_routes
 from hoopgw.api._sessions import SessionApi, SessionReader, session_routes
+from hoopgw.api._sshkeys import SshKeyApi, sshkey_routes
 from hoopgw.approvals import (
     ApprovalService,
     ApprovalStore,
@@ -41,6 +43,8 @@ from hoopgw.demo import toml_dumps
 from hoopgw.identity import ApiKeyStore, Authenticator, LocalIssuer, Principal
 from hoopgw.identity._keyfile import load_or_create_key
 from hoopgw.identity._local import KEY_FILE
+from hoopgw.identity._sshca import SshCertAuthority
+from hoopgw.identity._sshkeys import SshKeyStore
 
 from ._support.gateway import Gateway
 from ._support.procs import hoopgw, wait_until
@@ -583,6 +587,7 @@ def _in_process_app(tmp_path: Path) -> Any:
         *callback_routes(CallbackApi.from_config(service, config.approvals, None, None)),
         *prompt_routes(PromptApi(PromptStore(data_dir), data_dir, auth, lambda text: text)),
         *session_routes(SessionApi(SessionReader(data_dir), auth)),
+        *sshkey_routes(SshKeyApi(SshKeyStore(data_dir), SshCertAuthority(data_dir), auth, ["group:admins"])),
     ]
     return build_app(lambda: {}, keys=keys, approvals=approvals, routes=more)
 
@@ -596,9 +601,13 @@ def test_openapi_document(gw: Gateway, tmp_path: Path) -> None:
 
     # every route the app serves is described, with each of its methods
     app = _in_process_app(tmp_path)
-    served_routes = {(r.path, m.lower()) for r in app.routes for m in r.methods if m != "HEAD"}
+    # the document names path parameters without their Starlette converter ({id:path} -> {id})
+    served_routes = {
+        (re.sub(r":\w+}", "}", r.path), m.lower()) for r in app.routes for m in r.methods if m != "HEAD"
+    }
     assert {("/api/access-requests", "post"), ("/api/approvals/callback", "post")} < served_routes
-    assert len(served_routes) == 21
+    assert {("/api/ssh-keys/{id}", "delete"), ("/api/ssh/certificate", "post")} < served_routes
+    assert len(served_routes) == 25
     missing = sorted((p, m) for p, m in served_routes if m not in paths.get(p, {}))
     assert missing == []
     # and nothing is described that is not served

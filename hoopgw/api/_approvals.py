@@ -153,12 +153,13 @@ class ApprovalApi:
         return any(principal.matches(s) for s in (*self.admins, *self.auditors))
 
     def may_see(self, principal: Principal, request: StoredRequest) -> bool:
-        """Whether ``principal`` may see ``request``: they see all, made it (the same subject with the
-        same kind of credential: an API key named like a user is not that user), own the API key
-        that made it, or may decide it."""
+        """Whether ``principal`` may see ``request``: they see all, made it (the same subject, both a
+        person — however they logged in: token, SSH key, SSH certificate — or both an API key: an API
+        key named like a user is not that user), own the API key that made it, or may decide it."""
         requester = request.record["requester"]
-        made_it = principal.subject == requester["subject"] and principal.auth == requester["auth"]
-        owns_key = principal.auth == "token" and principal.subject == owner_subject(request.requester_owner)
+        by_person = requester["auth"] != "apikey"
+        made_it = principal.subject == requester["subject"] and principal.is_person == by_person
+        owns_key = principal.is_person and principal.subject == owner_subject(request.requester_owner)
         return (
             self.sees_all(principal)
             or made_it

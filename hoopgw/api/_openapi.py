@@ -265,6 +265,49 @@ _SCHEMAS: dict[str, Any] = {
             "revoked_by": {"type": ["string", "null"]},
         },
     },
+    "SshKey": {
+        "type": "object",
+        "description": "An SSH public key registered to a person (docs/SSH.md, Client authentication).",
+        "required": ["id", "status", "subject", "groups", "algorithm", "public_key"],
+        "properties": {
+            "id": {"type": "string", "description": "the SHA256 fingerprint, as ssh-keygen -l prints it"},
+            "fingerprint": {"type": "string", "description": "the same as id"},
+            "status": {"enum": ["active", "removed"]},
+            "subject": {"type": "string", "description": "the person the key logs in as"},
+            "groups": {"type": "array", "items": {"type": "string"}},
+            "algorithm": {"type": "string", "description": "ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa, ..."},
+            "public_key": {"type": "string", "description": "ALGORITHM BASE64 (without the comment)"},
+            "comment": {"type": "string"},
+            "added_by": {"type": "string", "description": "user:SUBJECT of the admin"},
+            "created_at": {"type": "number", "description": "seconds since the epoch"},
+            "removed_at": {"type": ["number", "null"]},
+            "removed_by": {"type": ["string", "null"]},
+        },
+    },
+    "SshCertificate": {
+        "type": "object",
+        "required": [
+            "certificate",
+            "fingerprint",
+            "subject",
+            "key_id",
+            "serial",
+            "valid_after",
+            "valid_before",
+        ],
+        "properties": {
+            "certificate": {"type": "string", "description": "the OpenSSH user certificate (KEY-cert.pub)"},
+            "fingerprint": {"type": "string", "description": "of the certified public key"},
+            "subject": {"type": "string"},
+            "key_id": {
+                "type": "string",
+                "description": 'hoopgw:{"sub":...,"groups":[...],"exp":...} ("email" too when known)',
+            },
+            "serial": {"type": "string", "description": "16 hex digits"},
+            "valid_after": {"type": "integer", "description": "seconds since the epoch"},
+            "valid_before": {"type": "integer", "description": "seconds since the epoch"},
+        },
+    },
     "Session": {
         "type": "object",
         "description": "A recorded session, as `hoopgw sessions list --json` shows it.",
@@ -275,7 +318,10 @@ _SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "description": "postgres, ..."},
             "connection": {"type": "string"},
             "subject": {"type": "string", "description": "who opened it"},
-            "auth": {"type": ["string", "null"], "description": "token or apikey"},
+            "auth": {
+                "type": ["string", "null"],
+                "description": "token, apikey, sshkey (a registered SSH key) or sshcert (an SSH certificate)",
+            },
             "groups": {"type": "array", "items": {"type": "string"}},
             "client_addr": {"type": ["string", "null"]},
             "params": {
@@ -419,6 +465,80 @@ _PATHS: dict[str, Any] = {
                 "404": _error("no such key"),
             },
             parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        )
+    },
+    "/api/ssh-keys": {
+        "get": _op(
+            "list registered SSH keys, newest first, removed ones too (admins and auditors)",
+            {
+                "200": _json({"type": "array", "items": _ref("SshKey")}, "every key"),
+                **_UNAUTHORIZED,
+                "403": _error("not a gateway admin or auditor"),
+            },
+        ),
+        "post": _op(
+            "register an SSH public key for a person (admins, with a person's token)",
+            {
+                "201": _json(_ref("SshKey"), "the registered key"),
+                "400": _error("a bad body, subject, group or key (private key, certificate, weak key)"),
+                **_UNAUTHORIZED,
+                "403": _error("not a gateway admin, or an API key"),
+                "409": _error("the key is registered already"),
+                "413": _error("the body is too large"),
+            },
+            requestBody=_body(
+                {
+                    "type": "object",
+                    "required": ["subject", "public_key"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "subject": {"type": "string"},
+                        "groups": {"type": "array", "items": {"type": "string"}},
+                        "public_key": {"type": "string", "description": "one OpenSSH public key line"},
+                    },
+                }
+            ),
+        ),
+    },
+    "/api/ssh-keys/{id}": {
+        "delete": _op(
+            "remove a registered SSH key: logins with it are refused from now on (admins)",
+            {
+                "200": _json(_ref("SshKey"), "the removed key"),
+                **_UNAUTHORIZED,
+                "403": _error("not a gateway admin"),
+                "404": _error("no such key registered"),
+            },
+            parameters=[
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "description": "the fingerprint, SHA256:... (the prefix optional; it may hold '/')",
+                    "schema": {"type": "string"},
+                }
+            ],
+        )
+    },
+    "/api/ssh/certificate": {
+        "post": _op(
+            "an SSH user certificate for the caller's public key, signed by the gateway's SSH user CA "
+            "(people with a token; not API keys)",
+            {
+                "201": _json(_ref("SshCertificate"), "the certificate"),
+                "400": _error("a bad body or key"),
+                **_UNAUTHORIZED,
+                "403": _error("an API key"),
+                "413": _error("the body is too large"),
+            },
+            requestBody=_body(
+                {
+                    "type": "object",
+                    "required": ["public_key"],
+                    "additionalProperties": False,
+                    "properties": {"public_key": {"type": "string"}},
+                }
+            ),
         )
     },
     "/api/approvals": {
@@ -758,7 +878,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "hoopgw control API",
             "version": __version__,
             "description": (
-                "Health, API keys, approvals, AI prompts and recorded sessions of an hoopgw gateway "
+                "Health, API keys, SSH keys and certificates, approvals, AI prompts and recorded sessions "
+                "of an hoopgw gateway "
                 "(docs/APPROVALS.md, docs/PROMPTS.md, docs/API.md)."
             ),
         },

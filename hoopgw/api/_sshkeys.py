@@ -163,7 +163,7 @@ def sshkey_routes(api: SshKeyApi) -> list[BaseRoute]:
     @endpoint
     async def certificate(request: Request) -> Response:
         principal = await api.caller(request)
-        if principal.auth != "token":
+        if not principal.is_person:
             raise HttpError(
                 403,
                 "SSH certificates are for people who logged in (hoopgw login): an API key logs in to "

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -43,7 +43,7 @@ from hoopgw.approvals._store import (
 )
 from hoopgw.audit._ids import new_session_id
 from hoopgw.identity._keystore import ApiKeyStore
-from hoopgw.identity._principal import Principal
+from hoopgw.identity._principal import Auth, Principal
 
 log = logging.getLogger("hoopgw.approvals")
 
@@ -72,7 +72,7 @@ def _party(principal: Principal) -> dict[str, Any]:
 
 def _matches(party: Mapping[str, Any], ref: str) -> bool:
     """Whether an ``approvers`` entry names the approver of a decision record (as Principal.matches)."""
-    auth = cast("Literal['token', 'apikey']", party["auth"])
+    auth = cast("Auth", party["auth"])
     return Principal(subject=party["subject"], groups=frozenset(party["groups"]), auth=auth).matches(ref)
 
 
@@ -318,8 +318,9 @@ class ApprovalService:
     ) -> dict[str, int]:
         """The ``jit`` policies ``principal`` holds a running grant of on ``connection``: name -> end (ms).
 
-        A grant applies to the identity that asked for it: a person's token sessions, or one API key's
-        sessions (never a key with the person's name). One indexed query; cheap at session start.
+        A grant applies to the identity that asked for it: a person's sessions however they log in
+        (token, registered SSH key, SSH certificate), or one API key's sessions (never a key with the
+        person's name). One indexed query; cheap at session start.
         """
         at = self._clock() if now_ms is None else now_ms
         ends: dict[str, int] = {}

@@ -44,13 +44,15 @@ def _active_grants_sql(d: Dialect) -> str:
     duration = d.json("record", "duration_ms", "bigint")
     # PostgreSQL must know the parameter's type to test it for NULL
     any_connection = ":connection IS NULL" if d is SQLITE else "CAST(:connection AS text) IS NULL"
+    # a grant is held by an API key, or by a person however they log in (token, SSH key, SSH certificate)
+    holder = f"CASE {d.json('record', 'requester.auth')} WHEN 'apikey' THEN 'apikey' ELSE 'token' END"
     return f"""
     SELECT id, connection, {d.json("record", "rule")}, closed_at, closed_at + {duration}, created_at
     FROM approval_requests
     WHERE status = 'approved' AND expires_at >= :floor
       AND requester = :subject AND ({any_connection} OR connection = :connection)
       AND {d.json("record", "type")} = 'access_grant'
-      AND {d.json("record", "requester.auth")} = :auth
+      AND {holder} = :auth
       AND closed_at + {duration} > :now
     ORDER BY closed_at, id
 """  # noqa: S608
@@ -302,10 +304,12 @@ class ApprovalStore(SqliteTables):
         *,
         since: int | None = None,
     ) -> builtins.list[ActiveGrant]:
-        """Approved ``access_grant`` requests of ``subject`` authenticated as ``auth`` (``token`` or
-        ``apikey``) that still run at ``now``, oldest first; on ``connection`` only when given; only
-        those requested at or after ``since`` (ms) when given (an API key's creation: a key that reuses
-        a revoked key's name does not inherit its grants).
+        """Approved ``access_grant`` requests of ``subject`` authenticated as ``auth`` that still run at
+        ``now``, oldest first. ``apikey`` finds the grants an API key asked for; every other kind
+        (``token``, ``sshkey``, ``sshcert``) the grants the person asked for, however they logged in
+        then and now. On ``connection`` only when given; only those requested at or after ``since``
+        (ms) when given (an API key's creation: a key that reuses a revoked key's name does not inherit
+        its grants).
 
         One query on the ``(status, expires_at)`` index: a running grant was approved before its
         request expired and less than :data:`MAX_GRANT_MS` ago, so only recent approvals are read.
@@ -314,7 +318,7 @@ class ApprovalStore(SqliteTables):
             "floor": now - MAX_GRANT_MS,
             "subject": subject,
             "connection": connection,
-            "auth": auth,
+            "auth": "apikey" if auth == "apikey" else "token",
             "now": now,
         }
         with self._grant_reads._peek() as conn:

@@ -40,6 +40,7 @@ _NOTICE_KINDS = frozenset(
         "guard_tripped",
         "session_ended_by_admin",
         "key_revoked",
+        "ssh_key_removed",
         "approval_void",
     }
 )
