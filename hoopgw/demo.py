@@ -1,9 +1,11 @@
 """``hoopgw demo``: a newcomer's first five minutes.
 
-Starts a throwaway PostgreSQL with a small fake bank, writes a ``hoopgw.toml`` next to it, starts the
-gateway on it (a child process, so its shutdown is the real ``SIGTERM`` path), mints local tokens for an AI
-agent (``alice``, group ``ai-agents``) and a DBA (``dana``, group ``dba``) and prints ready-to-paste
-commands. Runs until Ctrl-C or SIGTERM, then stops everything it started.
+Starts a throwaway PostgreSQL with a small fake bank and a throwaway OpenSSH ``sshd`` whose files hold fake
+card numbers, writes a ``hoopgw.toml`` next to them, starts the gateway on it (a child process, so its
+shutdown is the real ``SIGTERM`` path), mints local tokens for an AI agent (``alice``, group ``ai-agents``)
+and a DBA (``dana``, group ``dba``), registers their SSH keys, takes a short tour through the gateway with the
+real clients and prints ready-to-paste commands. Runs until Ctrl-C or SIGTERM, then stops everything it
+started.
 
 The demo grows with the product: :class:`DemoStack` builds the config from :meth:`DemoStack.config_doc`
 (add ``masking`` / ``policy`` blocks there), and :meth:`DemoStack.instructions` prints one section per
@@ -19,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -34,6 +37,7 @@ from types import FrameType
 from typing import Any, Self
 
 from hoopgw._pgcluster import ClusterError, Role, TempCluster, free_port, port_is_free
+from hoopgw._sshd import Sshd, SshdError, fingerprint, keygen
 from hoopgw.approvals import ApprovalStore
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "GatewayProcess",
     "add_arguments",
     "bank_schema_sql",
+    "cards_file_text",
     "luhn_check_digit",
     "luhn_valid",
     "main",
@@ -445,6 +450,19 @@ CREATE TABLE transactions (
     return "\n".join(sql) + "\n"
 
 
+def cards_file_text(seed: int = 2024, rows: int = 8) -> str:
+    """The demo SSH host's ``cards.txt``: card numbers (:data:`TEST_PANS` first), holders, emails, IBANs."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible fake data, not secrets
+    pans = list(TEST_PANS)
+    lines = [f"{'card':<20} {'holder':<18} {'email':<32} iban"]
+    for i in range(1, rows + 1):
+        pan = pans.pop(0) if pans else _make_pan(rng)[1]
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        email = f"{first.lower()}.{last.lower()}{i}@example.com"
+        lines.append(f"{pan:<20} {first + ' ' + last:<18} {email:<32} {_iban_de(rng)}")
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------------------
 # The demo stack
 # ------------------------------------------------------------------------------------------------------
@@ -482,6 +500,7 @@ class DemoStack:
         taken: set[int] = set()
         self.pg_port = _pick_port(port_base, taken)
         self.api_port = _pick_port(port_base + 1, taken)
+        self.ssh_port = _pick_port(port_base + 2, taken)
         self.config_path = self.workdir / "hoopgw.toml"
         self.data_dir = self.workdir / "var"
         self.secret_path = self.workdir / "secrets" / "bankdb.password"
@@ -495,6 +514,16 @@ class DemoStack:
         self.held_log = self.workdir / "held-write.log"
         #: where the tour's ``hoopgw evidence export`` writes (a new directory per demo run)
         self.evidence_dir = self.workdir / time.strftime("evidence-%Y%m%d-%H%M%S", time.gmtime())
+        #: the SSH target: None when no sshd is installed (:attr:`ssh_note` says why)
+        self.sshd: Sshd | None = None
+        self.ssh_note = ""
+        self.ssh_dir = self.workdir / "ssh"
+        #: the people's SSH keys (registered with ``hoopgw ssh-keys add``) and the gateway's pinned host key
+        self.ssh_keys: dict[str, Path] = {}
+        self.gateway_known_hosts = self.ssh_dir / "known_hosts"
+        self.gateway_host_fingerprint = ""
+        #: what the SSH tour ran and printed
+        self.ssh_tour: list[str] = []
 
     # --- the config: extend here as capabilities land (masking, policy, ssh connections, ...)
     @staticmethod
@@ -531,8 +560,48 @@ class DemoStack:
             {"name": "dba", "subjects": ["group:dba"], "connections": ["bankdb"], "allow": ["*"]},
         ]
 
+    @staticmethod
+    def ssh_masking_doc() -> list[dict[str, Any]]:
+        """The ``[[masking]]`` block of the SSH host: terminal and exec output, as it streams."""
+        return [
+            {"connections": ["bankhost"], "detectors": ["credit_card", "email", "iban"], "style": "last4"}
+        ]
+
+    @staticmethod
+    def ssh_policy_doc() -> list[dict[str, Any]]:
+        """The ``[[policy]]`` blocks of the SSH host: shells and file transfers for the DBA, a few
+        read-only commands for the agent (whose output is masked; file transfers are not)."""
+        return [
+            {
+                "name": "ssh-dba",
+                "subjects": ["group:dba"],
+                "connections": ["bankhost"],
+                "allow": ["shell", "exec", "file-read", "file-write"],
+                "deny": ["destructive", "file-write:/etc/*"],
+            },
+            {
+                "name": "ssh-agents",
+                "subjects": ["group:ai-agents"],
+                "connections": ["bankhost"],
+                "allow": ["exec:cat *", "exec:ls *", "exec:grep *"],
+                "deny": ["destructive"],
+            },
+        ]
+
+    def ssh_connection_doc(self, sshd: Sshd) -> dict[str, Any]:
+        """The ``type = "ssh"`` connection in front of the demo's sshd (its client key is brokered)."""
+        return {
+            "name": "bankhost",
+            "type": "ssh",
+            "listen": f"127.0.0.1:{self.ssh_port}",
+            "upstream": f"ssh://{sshd.user}@{sshd.host}:{sshd.port}",
+            "private_key": f"file:{sshd.client_key}",
+            "host_key": sshd.host_key_fingerprint,
+        }
+
     def config_doc(self, cluster: TempCluster) -> dict[str, Any]:
         """The demo's hoopgw.toml as a dict (see DESIGN.md "The face")."""
+        ssh = self.sshd is not None
         return {
             "gateway": {
                 "data_dir": str(self.data_dir),
@@ -548,10 +617,11 @@ class DemoStack:
                     "listen": f"127.0.0.1:{self.pg_port}",
                     "upstream": cluster.url("app", db="bank", sslmode="require"),
                     "password": f"file:{self.secret_path}",
-                }
+                },
+                *([self.ssh_connection_doc(self.sshd)] if self.sshd is not None else []),
             ],
-            "masking": self.masking_doc(),
-            "policy": self.policy_doc(),
+            "masking": self.masking_doc() + (self.ssh_masking_doc() if ssh else []),
+            "policy": self.policy_doc() + (self.ssh_policy_doc() if ssh else []),
         }
 
     def _start_cluster(self) -> TempCluster:
@@ -569,24 +639,126 @@ class DemoStack:
             f.write(password)
         return cluster
 
+    #: the SSH host's files: fake card data to read, a directory the tour tries to delete
+    CARDS_FILE = "cards.txt"
+    STATEMENTS_DIR = "statements"
+
+    def _start_sshd(self) -> Sshd | None:
+        """A throwaway sshd with fake card data in its workdir; None (and :attr:`ssh_note`) without sshd."""
+        try:
+            sshd = Sshd(self.workdir / "sshd", rsa=False)
+        except SshdError as e:  # not installed: the demo runs without its SSH part
+            self.ssh_note = str(e)
+            return None
+        self.sshd = sshd
+        sshd.start()
+        (sshd.workdir / self.CARDS_FILE).write_text(cards_file_text())
+        statements = sshd.workdir / self.STATEMENTS_DIR
+        statements.mkdir(exist_ok=True)
+        (statements / "2024-06.txt").write_text("opening balance 1,204.17 USD\n")
+        return sshd
+
     def start(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cluster = self._start_cluster()
+        sshd = self._start_sshd()
         self.config_path.write_text(
-            "# Written by `hoopgw demo`; the upstream PostgreSQL is throwaway.\n"
+            "# Written by `hoopgw demo`; the upstream PostgreSQL and sshd are throwaway.\n"
             + toml_dumps(self.config_doc(cluster))
         )
+        listens = [("127.0.0.1", self.pg_port)] + ([("127.0.0.1", self.ssh_port)] if sshd else [])
         self.gateway = GatewayProcess(
             config_path=self.config_path,
             api=("127.0.0.1", self.api_port),
-            listens=[("127.0.0.1", self.pg_port)],
+            listens=listens,
             log_path=self.workdir / "gateway.log",
         ).start(timeout=30.0)
         for user in DEMO_USERS:
             self.tokens[user.subject] = self.gateway.token(user.subject, user.groups)
         self.refusal = self._try_ddl_as_agent()
+        if sshd is not None:
+            self._register_ssh_keys()
+            self._pin_gateway_host_key()
+            self.ssh_tour = self._ssh_tour(sshd)
         self.held_request = self._hold_a_write_as_agent()
         return self
+
+    # --- the SSH part
+    def _hoopgw(self, *args: str) -> None:
+        """Run ``hoopgw ARGS -c CONFIG`` (bounded); GatewayError when it fails."""
+        assert self.gateway is not None
+        try:
+            res = subprocess.run(
+                self.gateway.cli(*args),
+                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
+                env=gateway_env(self.gateway.env),
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as e:
+            raise GatewayError(f"`hoopgw {args[0]}` took longer than 60 s") from e
+        if res.returncode != 0:
+            raise GatewayError(
+                f"`hoopgw {' '.join(args[:2])}` failed ({res.returncode}): {res.stderr.strip()}"
+            )
+
+    def _register_ssh_keys(self) -> None:
+        """A key pair per demo user, registered to them and their groups with ``hoopgw ssh-keys add``."""
+        self.ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        admin = self.tokens[DEMO_USERS[1].subject]  # dana: group dba is in gateway.admins
+        for user in DEMO_USERS:
+            key = self.ssh_dir / f"id_{user.subject}"
+            if not key.exists():
+                keygen(key, "ed25519", f"{user.subject}@hoopgw-demo")
+            self._hoopgw(
+                "ssh-keys", "add", "--subject", user.subject, "--groups", ",".join(user.groups),
+                f"{key}.pub", "--token", admin,
+            )  # fmt: skip
+            self.ssh_keys[user.subject] = key
+
+    def _pin_gateway_host_key(self) -> None:
+        """Write :attr:`gateway_known_hosts` with the host key the gateway generated in its data dir."""
+        pub = self.data_dir / "ssh_host_ed25519_key.pub"
+        self.gateway_host_fingerprint = fingerprint(pub)
+        key = " ".join(pub.read_text().split()[:2])
+        self.gateway_known_hosts.write_text(f"[127.0.0.1]:{self.ssh_port} {key}\n")
+
+    def ssh_options(self, subject: str) -> list[str]:
+        """``-i KEY -o ... -p PORT``: the options of a person's ssh through the gateway (host key pinned)."""
+        return [
+            "-i", str(self.ssh_keys[subject]),
+            "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={self.gateway_known_hosts}",
+        ]  # fmt: skip
+
+    def ssh_command(self, subject: str, *command: str) -> list[str]:
+        """``ssh OPTIONS -p PORT SUBJECT@127.0.0.1 COMMAND`` through the gateway."""
+        return ["ssh", *self.ssh_options(subject), "-p", str(self.ssh_port), f"{subject}@127.0.0.1", *command]
+
+    def _ssh_tour(self, sshd: Sshd) -> list[str]:
+        """Run two commands as the DBA through the gateway with OpenSSH's ssh; return what to print."""
+        dba = DEMO_USERS[1].subject
+        steps = [
+            ("cat", str(sshd.workdir / self.CARDS_FILE)),
+            ("rm", "-rf", str(sshd.workdir / self.STATEMENTS_DIR)),
+        ]
+        out: list[str] = []
+        for command in steps:
+            argv = self.ssh_command(dba, *command)
+            # the tour never asks anything: no config files, no agent, no prompt
+            quiet = ["-F", "none", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+            out.append(f"  $ {shlex.join(argv)}")
+            try:
+                res = subprocess.run(
+                    [argv[0], *quiet, *argv[1:]],
+                    capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
+                )  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                out.append(f"    (could not run ssh: {exc})")
+                continue
+            out += ["    " + line for line in (res.stdout + res.stderr).splitlines()]
+            out.append(f"    (exit status {res.returncode})")
+        kept = (sshd.workdir / self.STATEMENTS_DIR).is_dir()
+        out.append(f"  {self.STATEMENTS_DIR}/ is {'still there' if kept else 'GONE'}.")
+        return out
 
     #: the write the demo sends as the agent at start; it waits for the DBA's decision
     HELD_WRITE = "UPDATE accounts SET balance = balance + 10 WHERE id = 1 RETURNING id, balance"
@@ -628,13 +800,15 @@ class DemoStack:
         return res.stderr.strip() or res.stdout.strip()
 
     def stop(self) -> None:
-        """Stop the gateway, then PostgreSQL; remove the work dir unless it is kept."""
+        """Stop the gateway, then sshd and PostgreSQL; remove the work dir unless it is kept."""
         if self.held_psql is not None and self.held_psql.poll() is None:
             self.held_psql.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.held_psql.wait(10)
         if self.gateway is not None:
             self.gateway.stop()
+        if self.sshd is not None:
+            self.sshd.stop()  # sshd and every session it serves, by PID
         if self.cluster is not None:
             self.cluster.stop()
         if not self.keep_dir:
@@ -678,6 +852,45 @@ class DemoStack:
             "",
         ]
 
+    def _ssh_instructions(self, hoopgw: str, cfg: str) -> list[str]:
+        sshd = self.sshd
+        if sshd is None or not self.ssh_keys:
+            return [f"SSH: skipped, {self.ssh_note or 'no sshd'}.", ""]
+        agent, dba = DEMO_USERS[0].subject, DEMO_USERS[1].subject
+        cards = sshd.workdir / self.CARDS_FILE
+
+        def opts(subject: str) -> str:
+            return shlex.join(self.ssh_options(subject))
+
+        def ssh(subject: str, *command: str) -> str:
+            return shlex.join(self.ssh_command(subject, *command))
+
+        at = f"{dba}@127.0.0.1"
+        return [
+            f"SSH: the gateway listens on 127.0.0.1:{self.ssh_port} for bankhost, a throwaway OpenSSH sshd",
+            f"(127.0.0.1:{sshd.port}) that the gateway logs in to as {sshd.user} with a key only the gateway",
+            "holds. Each demo user's SSH key was registered through the CLI, e.g.",
+            f"  {hoopgw} ssh-keys add --subject {dba} --groups dba {self.ssh_keys[dba]}.pub \\",
+            f"      --token ADMIN_TOKEN {cfg}",
+            f"The gateway's host key is {self.gateway_host_fingerprint},",
+            f"pinned in {self.gateway_known_hosts} (or connect once with",
+            "-o StrictHostKeyChecking=accept-new and compare the fingerprint).",
+            f"Just now the demo ran, as {dba} (the DBA), with OpenSSH's ssh through the gateway:",
+            *self.ssh_tour,
+            "Shell and command output is masked as it streams (card numbers, emails and IBANs keep their",
+            "last 4 characters), and the policy ([[policy]] ssh-dba) refuses destructive commands before",
+            "they reach the host. File transfers (scp, sftp, rsync) stay byte-exact, so the policy decides",
+            "who may copy files at all.",
+            f"Try it as {dba} (shells, commands, scp/sftp; never destructive commands or writes under /etc):",
+            f"  {ssh(dba)}",
+            f"  {ssh(dba, 'grep', '4111', str(cards))}",
+            f"  scp {opts(dba)} -P {self.ssh_port} {self.config_path} {at}:{sshd.workdir}/",
+            f"  sftp {opts(dba)} -P {self.ssh_port} {at}",
+            f"and as {agent} (the AI agent: only cat, ls and grep, no shell, no file transfers):",
+            f"  {ssh(agent, 'cat', str(cards))}",
+            "",
+        ]
+
     def instructions(self) -> str:
         script = Path(sys.executable).parent / "hoopgw"
         hoopgw = str(script) if script.exists() else f"{sys.executable} -m hoopgw"
@@ -713,6 +926,7 @@ class DemoStack:
             "usable.",
             "",
             *self._approval_instructions(hoopgw, cfg),
+            *self._ssh_instructions(hoopgw, cfg),
             "See what was recorded:",
             f"  {hoopgw} sessions list {cfg}",
             f"  {hoopgw} sessions show SESSION_ID {cfg}",
@@ -737,7 +951,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port-base",
         type=int,
         default=15432,
-        help="PostgreSQL listener port; the control API uses the next one (free ports if taken)",
+        help="PostgreSQL listener port; the control API and the SSH listener use the next two "
+        "(free ports if taken)",
     )
     parser.add_argument(
         "--dir",
@@ -764,10 +979,14 @@ def main(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     stack = DemoStack(workdir, port_base=getattr(args, "port_base", 15432), keep_dir=keep)
     try:
-        print("Starting a throwaway PostgreSQL and the gateway ...", file=sys.stderr, flush=True)
+        print(
+            "Starting a throwaway PostgreSQL, an OpenSSH sshd and the gateway ...",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             stack.start()
-        except (ClusterError, GatewayError, OSError) as e:
+        except (ClusterError, GatewayError, SshdError, OSError) as e:
             print(f"hoopgw demo: {e}", file=sys.stderr)
             return 1
         print(stack.instructions(), flush=True)
