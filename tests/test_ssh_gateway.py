@@ -253,6 +253,28 @@ def test_denied_approval_refuses_the_command(sgw: SshGateway, sshd: Sshd) -> Non
     assert not target.exists()
 
 
+def test_a_held_sftp_upload_waits_for_its_approval(sgw: SshGateway, sshd: Sshd, tmp_path: Path) -> None:
+    local = tmp_path / "report.csv"
+    local.write_bytes(b"a,b\n1,2\n")
+    dest = sshd.workdir / "held-upload.csv"
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {local} {dest}\n")
+    proc = subprocess.Popen(sgw.sftp_cmd("alice", batch), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        rid = sgw.wait_events(
+            "approval_requested", 1, timeout=20, command=f"sftp open {dest} (write,create,truncate)"
+        )[0]["request_id"]
+        assert not dest.exists()
+        res = sgw.gw.run_cli("approvals", "approve", rid, "--token", sgw.gw.token("bob", ("ops",)))
+        assert res.returncode == 0, res.stderr
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0, err
+    assert dest.read_bytes() == local.read_bytes()
+
+
 def test_port_forwarding_is_refused_without_a_policy(sgw: SshGateway) -> None:
     res = subprocess.run(
         sgw.ssh_cmd("alice", "-W", "127.0.0.1:22"), capture_output=True, timeout=60, stdin=subprocess.DEVNULL

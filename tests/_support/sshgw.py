@@ -35,7 +35,7 @@ SSH_POLICY: list[dict[str, Any]] = [
         "connections": ["bankhost"],
         "allow": ["shell", "exec", "file-read", "file-write"],
         "deny": ["destructive", "power", "file-write:/etc/*", "exec:*forbidden*"],
-        "approve": ["exec:touch *approval*"],
+        "approve": ["exec:touch *approval*", "file-write:*held-upload*"],
         "approvers": ["group:ops"],
         "approval_timeout": "60s",
     },

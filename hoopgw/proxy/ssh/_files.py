@@ -73,7 +73,10 @@ class FileAudit:
                 self._refuse(op, verdict.message or "refused by policy")
             else:
                 self._held = list(chunks[i + 1 :])
-                asyncio.get_running_loop().create_task(self._approve(raw, op, verdict))
+                if self.channel.chan is not None:
+                    self.channel.chan.pause_reading()  # nothing more piles up while the approver decides
+                task = asyncio.get_running_loop().create_task(self._approve(raw, op, verdict))
+                self.channel.owner.keep(task)
                 return
 
     async def _approve(self, raw: bytes, op: dict[str, Any], verdict: Verdict) -> None:
@@ -87,6 +90,8 @@ class FileAudit:
             self._refuse(op, message)
         held, self._held = self._held or [], None
         self._run(held)
+        if self._held is None and ch.chan is not None and not self._broken:
+            ch.chan.resume_reading()
 
     def _verdict(self, op: dict[str, Any]) -> Verdict:
         write = bool(op.get("write"))
