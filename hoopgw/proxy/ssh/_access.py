@@ -75,6 +75,10 @@ class SshAccess:
         globs = self.policy.named("file-write:" if write else "file-read:")
         return self._verdict(file_classes(path, write, globs), f"{'writing' if write else 'reading'} {path}")
 
+    def refused(self, why: str) -> Verdict:
+        """A refusal that no policy can lift (the request cannot be judged)."""
+        return Verdict(Decision("deny", None, ("file-write",)), f"hoopgw: refused: {why}")
+
     def files_at_all(self) -> Verdict:
         """Opening a file-transfer channel (SFTP): allowed when reading or writing files is allowed."""
         first: Verdict | None = None

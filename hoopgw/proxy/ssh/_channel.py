@@ -65,6 +65,7 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
         self._ended = False
         self.bytes_in = 0
         self.bytes_out = 0
+        self._classes: frozenset[str] = frozenset()
 
     # -- asyncssh callbacks: the client ---------------------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
@@ -171,6 +172,7 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
         else:
             verdict = access.files_at_all()
         decision = verdict.decision
+        self._classes = frozenset(decision.classes)
         self._event(
             "ssh_request",
             {
@@ -198,6 +200,12 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
         self._refuse(verdict.message or "hoopgw: refused by policy", REFUSED_STATUS)
         return False
 
+    @property
+    def _runs_a_shell(self) -> bool:
+        """An exec whose classes say it is an interactive shell (``ssh host bash``): its input is typed
+        commands, recorded as command lines like a shell's."""
+        return "shell" in self._classes
+
     def _transfer_verdict(self, transfer: Transfer) -> Verdict:
         access = self.owner.access
         assert access is not None
@@ -214,7 +222,8 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
         t = self.transfer
         if t is None:
             return None
-        return {"kind": t.kind, "write": t.write, "paths": list(t.paths), "recursive": t.recursive}
+        paths = [self._masked(p) or "" for p in t.paths]
+        return {"kind": t.kind, "write": t.write, "paths": paths, "recursive": t.recursive}
 
     async def _write_ahead(self) -> bool:
         """Record the command durably before it reaches the target (as SQL writes are)."""
@@ -309,6 +318,7 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
             masker=masker,
             max_bytes=cap,
             prompt_id=self.prompt_id,
+            command_lines=self.kind == "shell" or self._runs_a_shell,
         )
 
     def _flush_early(self) -> None:
@@ -353,9 +363,9 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
                 self.recorder.output(data)
             self.to_client(data, datatype)
             return
-        if self.term is not None and self.recorder is not None:
-            # a terminal: the recording masks on its own, never flushed early (a value typed or echoed
-            # key by key is still masked there); the live view flushes small echoes at once
+        if self.recorder is not None:
+            # the recording masks on its own and is never flushed early (a value written or echoed
+            # digit by digit is still masked there); the live view flushes held bytes when idle
             self.recorder.output(data)
         self._emit(stream.feed(data), datatype)
         if stream.buffered:
@@ -365,9 +375,7 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
                 self._schedule_flush()
 
     def _emit(self, masked: bytes, datatype: int | None) -> None:
-        """Masked output to the client; without a terminal, the recording is exactly what it got."""
-        if self.term is None and self.recorder is not None and masked:
-            self.recorder.masked_output(masked)
+        """Masked output to the client."""
         self.to_client(masked, datatype)
 
     def _schedule_flush(self) -> None:

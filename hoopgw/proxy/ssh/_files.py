@@ -95,6 +95,9 @@ class FileAudit:
 
     def _verdict(self, op: dict[str, Any]) -> Verdict:
         write = bool(op.get("write"))
+        if op.get("unknown_handle") or (write and not op.get("path") and op.get("op") != "extended"):
+            # a handle the core never saw opened (or no longer tracks): its path cannot be judged
+            return self.access.refused("an operation on a file handle the gateway does not know")
         paths = [str(op.get("path") or "")]
         if op.get("target") and op.get("op") in ("rename", "link"):
             paths.append(str(op["target"]))
@@ -113,7 +116,7 @@ class FileAudit:
             "ssh_file",
             {
                 "protocol": "sftp",
-                **{k: v for k, v in op.items() if k != "id"},
+                **self._masked_paths({k: v for k, v in op.items() if k != "id"}),
                 "status": "refused",
                 "reason": message,
             },
@@ -152,7 +155,16 @@ class FileAudit:
 
     def _records(self, records: list[dict[str, Any]]) -> None:
         for record in records:
-            self.channel._event("ssh_file", {"protocol": self.protocol, **record})
+            self.channel._event("ssh_file", {"protocol": self.protocol, **self._masked_paths(record)})
+
+    def _masked_paths(self, record: dict[str, Any]) -> dict[str, Any]:
+        """File names can hold what the masking rules mask (a card number as a name): masked like commands."""
+        out = dict(record)
+        for key in ("path", "target"):
+            value = out.get(key)
+            if isinstance(value, str) and value:
+                out[key] = self.channel._masked(value)
+        return out
 
     def finish(self) -> None:
         if self.sftp is not None:

@@ -94,6 +94,7 @@ class TerminalRecorder:
         chunk_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        command_lines: bool | None = None,
     ) -> None:
         self._sink = sink
         self._session_id = session_id
@@ -118,8 +119,10 @@ class TerminalRecorder:
         self._truncated = False
         self._full = self._max == 0  # nothing more is recorded: only counted
         self._closed = False
-        # command lines: a shell's input only (an exec channel's input is data, not commands)
-        self._lines = LineReader() if command is None and self._max > 0 else None
+        # command lines: a shell's input only (an exec channel's input is data, not commands), or
+        # ``command_lines`` when the caller knows the exec runs an interactive shell (``ssh host bash``)
+        lines = command is None if command_lines is None else command_lines
+        self._lines = LineReader() if lines and self._max > 0 else None
         self._emit(
             "terminal_start",
             {
