@@ -91,7 +91,7 @@ fuzz: ## Fuzz the Rust decoders (cargo-fuzz; see core_rs/fuzz/run.sh)
 	bash core_rs/fuzz/run.sh
 
 .PHONY: demo
-demo: deps install ## Start a throwaway Postgres with a fake bank and the gateway on it; Ctrl-C stops it
+demo: deps install ## Start a throwaway Postgres and sshd with a fake bank and the gateway on them; Ctrl-C stops it
 	$(VENV)/bin/hoopgw demo $(DEMO_ARGS)
 
 .PHONY: clean
