@@ -387,19 +387,29 @@ class SftpSession:
     ``flags`` (open), ``target`` (rename: the new name; symlink and link: the existing file, with
     ``path`` the link) and ``name`` (extended, with ``path`` ""). ``op`` is one of open, opendir,
     remove, rename (also posix-rename@openssh.com), mkdir, rmdir, setstat (also
-    lsetstat@openssh.com), fsetstat (the handle's path, or ""), symlink, link
-    (hardlink@openssh.com), extended (any other extension request; ``write`` True). Requests that
-    change nothing (STAT, LSTAT, FSTAT, READDIR, REALPATH, READLINK, statvfs, fstatvfs, limits,
-    expand-path, fsync, home-directory, users-groups-by-id), READ, WRITE, CLOSE, INIT and unknown
-    packet types pass without a decision and are not recorded themselves.
+    lsetstat@openssh.com), fsetstat (the handle's path), symlink, link (hardlink@openssh.com),
+    extended (any other extension request; ``write`` True). Requests that change nothing (STAT,
+    LSTAT, FSTAT, READDIR, REALPATH, READLINK, statvfs, fstatvfs, limits, expand-path, fsync,
+    home-directory, users-groups-by-id), READ, WRITE, CLOSE, INIT and unknown packet types pass
+    without a decision and are not recorded themselves.
+
+    Two rules keep a decision's path the one the server acts on. Replies are matched to requests
+    by id, so a request reusing the id of a request still awaiting its reply (any request with an
+    id: all but INIT, pass-through and unknown packet types included) is a protocol violation:
+    :meth:`feed_client` raises ValueError (OpenSSH's ``sftp`` never does it; the gateway ends the
+    channel). And a decision on a handle the session does not know (never returned by the server,
+    closed, or dropped for the handle cap) has ``path`` "" and ``unknown_handle`` True (the key is
+    absent otherwise): its path cannot be told, so the gateway refuses it.
 
     Records have ``op``, ``path`` and ``status`` (``ok``, the SSH_FX name lowercased such as
     ``no_such_file``, ``status_N`` for unknown codes, ``refused``, ``no reply``, ``unclosed``,
     ``unexpected reply``), plus the decision's ``flags``/``target``/``name``. A file handle also
     gets a ``close`` record with ``bytes_read`` (DATA replies to its READs) and ``bytes_written``
-    (WRITEs answered OK); directory handles get no close record. Tracking is capped at 10,000
-    requests and 10,000 handles: past that, the oldest decided request is recorded at once as
-    ``no reply`` and the oldest file handle as ``unclosed`` (see :attr:`dropped`).
+    (WRITEs answered OK); directory handles get no close record. At most 10,000 requests may
+    await replies (OpenSSH's ``sftp`` keeps 64): one more raises ValueError, as forgetting one would
+    let its id be reused unnoticed. At most 10,000 handles are tracked: past that, the oldest file
+    handle is recorded at once as ``unclosed`` and forgotten (see :attr:`dropped`); later requests
+    on it are on an unknown handle.
     """
 
     def __init__(self, max_packet: int = 1_048_576) -> None: ...
@@ -408,8 +418,10 @@ class SftpSession:
         packet to decide on (forward its bytes, or answer :meth:`refuse` instead); a chunk with None
         is bytes to forward as they are (consecutive packets coalesced). Partial packets are held
         until complete. Raises ValueError on a malformed packet (length 0 or above ``max_packet``,
-        a field cut short inside a complete packet, a handle above 256 bytes); every later call
-        raises it again. Paths are decoded lossily."""
+        a field cut short inside a complete packet, a handle above 256 bytes), on a request id
+        reused while pending (``sftp request id N reused while a request with that id is
+        pending``) and on more than 10,000 requests pending; every later call (to
+        :meth:`feed_server` too) raises it again. Paths are decoded lossily."""
     def refuse(self, request_id: int, message: str) -> bytes:
         """An SSH_FXP_STATUS packet (SSH_FX_PERMISSION_DENIED, ``message``, language "") to send the
         client instead of request ``request_id``; its record (status ``refused``) comes out of the
@@ -427,7 +439,7 @@ class SftpSession:
         """The version the server announced (3), None before its VERSION."""
     @property
     def dropped(self) -> int:
-        """Requests and handles whose tracking was dropped for the caps."""
+        """Handles whose tracking was dropped for the handle cap."""
 
 @final
 class ScpStream:

@@ -99,7 +99,11 @@ def feed_all(session: SftpSession, data: bytes) -> tuple[bytes, list[dict[str, o
             pkt(EXTENDED, 1, s("lsetstat@openssh.com"), s("/f"), NO_ATTRS),
             {"op": "setstat", "path": "/f", "write": True},
         ),
-        (pkt(FSETSTAT, 1, s("h"), NO_ATTRS), {"op": "fsetstat", "path": "", "write": True}),
+        # a handle the session never saw returned: no path, and flagged
+        (
+            pkt(FSETSTAT, 1, s("h"), NO_ATTRS),
+            {"op": "fsetstat", "path": "", "write": True, "unknown_handle": True},
+        ),
         # OpenSSH order: target first, link path second
         (pkt(SYMLINK, 1, s("/t"), s("/l")), {"op": "symlink", "path": "/l", "target": "/t", "write": True}),
         (
@@ -148,15 +152,21 @@ def test_pass_through(packet: bytes) -> None:
 
 def test_chunks_coalesce_and_hold_partial_packets() -> None:
     session = SftpSession()
-    init, stat, rm = pkt(INIT, 3), pkt(STAT, 1, s("/x")), pkt(REMOVE, 2, s("/x"))
-    chunks = session.feed_client(init + stat + rm + stat + rm[:5])
-    assert [(c, op is not None) for c, op in chunks] == [(init + stat, False), (rm, True), (stat, False)]
+    init, rm = pkt(INIT, 3), pkt(REMOVE, 2, s("/x"))
+    stat = [pkt(STAT, rid, s("/x")) for rid in (1, 3, 4, 5, 6)]
+    chunks = session.feed_client(init + stat[0] + rm + stat[1] + rm[:5])
+    assert [(c, op is not None) for c, op in chunks] == [
+        (init + stat[0], False),
+        (rm, True),
+        (stat[1], False),
+    ]
+    session.feed_server(status(2, 0))  # request id 2 is free again
     assert session.feed_client(rm[5:-1]) == []
-    chunks = session.feed_client(rm[-1:] + stat[:2])
+    chunks = session.feed_client(rm[-1:] + stat[2][:2])
     assert len(chunks) == 1 and chunks[0][0] == rm
-    assert session.feed_client(stat[2:]) == [(stat, None)]
+    assert session.feed_client(stat[2][2:]) == [(stat[2], None)]
     # whole pass-through packets with nothing held: the very object comes back
-    data = stat + stat
+    data = stat[3] + stat[4]
     [(chunk, op)] = session.feed_client(data)
     assert chunk is data and op is None
 
@@ -340,15 +350,73 @@ def test_tracking_is_bounded() -> None:
     assert [r["path"] for r in dropped] == [f"f{i}" for i in range(5)]
     assert all(r["status"] == "unclosed" for r in dropped)
     assert session.dropped == 5
-    assert len(session.finish()) == 10_000
-    # more than 10,000 requests waiting: the oldest are recorded at once as "no reply"
+    # a write op on a dropped handle is on an unknown handle, not a harmless one
+    [(_, op)] = session.feed_client(pkt(FSETSTAT, n, s("h0"), NO_ATTRS))
+    assert op == {"id": n, "op": "fsetstat", "path": "", "write": True, "unknown_handle": True}
+    [(_, op)] = session.feed_client(pkt(FSETSTAT, n + 1, s("h5"), NO_ATTRS))
+    assert op == {"id": n + 1, "op": "fsetstat", "path": "f5", "write": True}
+    assert len(session.finish()) == 10_002
+    # 10,000 requests may wait for replies, pass-through ones included; one more is an error
+    # (forgetting one would let its id be reused unnoticed)
     session = SftpSession()
-    session.feed_client(b"".join(pkt(MKDIR, i, s(f"d{i}"), NO_ATTRS) for i in range(n)))
-    assert session.feed_server(status(0, 0) + status(n - 1, 0)) == [
-        *({"op": "mkdir", "path": f"d{i}", "status": "no reply"} for i in range(5)),
-        {"op": "mkdir", "path": f"d{n - 1}", "status": "ok"},
-    ]
-    assert len(session.finish()) == 9_999
+    session.feed_client(b"".join(pkt(MKDIR, i, s(f"d{i}"), NO_ATTRS) for i in range(5_000)))
+    session.feed_client(b"".join(pkt(STAT, i, s(f"d{i}")) for i in range(5_000, 10_000)))
+    with pytest.raises(ValueError, match=r"^more than 10000 sftp requests pending$"):
+        session.feed_client(pkt(STAT, 10_000, s("x")))
+    session = SftpSession()
+    session.feed_client(b"".join(pkt(MKDIR, i, s(f"d{i}"), NO_ATTRS) for i in range(10_000)))
+    assert session.feed_server(status(0, 0)) == [{"op": "mkdir", "path": "d0", "status": "ok"}]
+    session.feed_client(pkt(MKDIR, 10_000, s("x"), NO_ATTRS))
+    assert len(session.finish()) == 10_000
+
+
+# --- the two rules that keep a decision's path the server's ---------------------------------------
+
+
+def test_a_pending_request_id_cannot_be_reused() -> None:
+    # the attack: two OPENs with id 7; the first HANDLE reply (for /etc/canary) would be taken for
+    # /tmp/harmless, and a FSETSTAT on that handle judged against /tmp/harmless
+    session = SftpSession()
+    [(_, op)] = session.feed_client(pkt(OPEN, 7, s("/etc/canary"), 1, NO_ATTRS))
+    assert op is not None and op["path"] == "/etc/canary"
+    message = "^sftp request id 7 reused while a request with that id is pending$"
+    with pytest.raises(ValueError, match=message):
+        session.feed_client(pkt(OPEN, 7, s("/tmp/harmless"), 1, NO_ATTRS))
+    with pytest.raises(ValueError, match=message):  # sticky, both directions
+        session.feed_server(pkt(HANDLE, 7, s("h")))
+    # the same within one read, and with a pass-through request first
+    for first in (
+        pkt(OPEN, 7, s("/etc/canary"), 1, NO_ATTRS),
+        pkt(STAT, 7, s("/x")),
+        pkt(READ, 7, s("h"), u64(0), 9),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SftpSession().feed_client(first + pkt(OPEN, 7, s("/tmp/harmless"), 1, NO_ATTRS))
+    # answered or refused, an id is free again; the handle keeps its own path
+    session = SftpSession()
+    session.feed_client(pkt(OPEN, 7, s("/etc/canary"), 1, NO_ATTRS))
+    session.feed_server(pkt(HANDLE, 7, s("h")))
+    session.feed_client(pkt(OPEN, 7, s("/tmp/harmless"), 1, NO_ATTRS))
+    session.refuse(7, "no")
+    [(_, op)] = session.feed_client(pkt(FSETSTAT, 7, s("h"), NO_ATTRS))
+    assert op == {"id": 7, "op": "fsetstat", "path": "/etc/canary", "write": True}
+
+
+def test_fsetstat_on_an_unknown_handle_is_flagged() -> None:
+    session = SftpSession()
+    session.feed_client(pkt(OPEN, 1, s("/etc/canary"), 1, NO_ATTRS))
+    session.feed_server(pkt(HANDLE, 1, s("h1")))
+    [(_, op)] = session.feed_client(pkt(FSETSTAT, 2, s("h1"), NO_ATTRS))
+    assert op == {"id": 2, "op": "fsetstat", "path": "/etc/canary", "write": True}
+    # never returned by the server
+    [(_, op)] = session.feed_client(pkt(FSETSTAT, 3, s("h9"), NO_ATTRS))
+    assert op == {"id": 3, "op": "fsetstat", "path": "", "write": True, "unknown_handle": True}
+    # closed
+    session.feed_client(pkt(CLOSE, 4, s("h1")))
+    session.feed_server(status(2, 0) + status(3, 0) + status(4, 0))
+    [(_, op)] = session.feed_client(pkt(FSETSTAT, 5, s("h1"), NO_ATTRS))
+    assert op == {"id": 5, "op": "fsetstat", "path": "", "write": True, "unknown_handle": True}
+    assert session.feed_server(status(5, 0)) == [{"op": "fsetstat", "path": "", "status": "ok"}]
 
 
 # --- the real OpenSSH sftp and sftp-server -------------------------------------------------------

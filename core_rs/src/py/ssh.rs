@@ -31,6 +31,9 @@ fn op_dict<'py>(py: Python<'py>, op: &Op) -> PyResult<Bound<'py, PyDict>> {
         d.set_item("name", name)?;
     }
     d.set_item("write", op.write)?;
+    if op.unknown_handle {
+        d.set_item("unknown_handle", true)?;
+    }
     Ok(d)
 }
 

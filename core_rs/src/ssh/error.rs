@@ -17,6 +17,14 @@ pub enum SftpError {
     /// A handle longer than the protocol allows.
     #[error("sftp {packet}: handle of {len} bytes (at most 256)")]
     HandleTooLong { packet: &'static str, len: usize },
+    /// A client request reusing the id of a request still awaiting its reply: replies are matched
+    /// to requests by id, so the reply could be taken for the wrong request.
+    #[error("sftp request id {0} reused while a request with that id is pending")]
+    IdReused(u32),
+    /// More client requests awaiting replies than the session tracks (forgetting one would let
+    /// its id be reused unnoticed).
+    #[error("more than {0} sftp requests pending")]
+    TooManyPending(usize),
     /// The server negotiated a version other than 3.
     #[error("unsupported SFTP version {0}")]
     UnsupportedVersion(u32),
@@ -37,5 +45,10 @@ mod tests {
             SftpError::Truncated { packet: "open", field: "pflags" }.to_string(),
             "sftp open: truncated pflags"
         );
+        assert_eq!(
+            SftpError::IdReused(7).to_string(),
+            "sftp request id 7 reused while a request with that id is pending"
+        );
+        assert_eq!(SftpError::TooManyPending(10_000).to_string(), "more than 10000 sftp requests pending");
     }
 }

@@ -44,7 +44,8 @@ impl OpKind {
 pub struct Op {
     pub id: u32,
     pub kind: OpKind,
-    /// The path (lossy UTF-8); for `fsetstat` the path of the handle if known; "" for extended.
+    /// The path (lossy UTF-8); for `fsetstat` the path of the handle, "" if the handle is unknown;
+    /// "" for extended.
     pub path: String,
     /// The second path of rename (new name), symlink and link (the existing file).
     pub target: Option<String>,
@@ -54,6 +55,9 @@ pub struct Op {
     pub pflags: Option<u32>,
     /// Whether the request can change the filesystem.
     pub write: bool,
+    /// A request on a handle the session does not know (never returned by the server, already
+    /// closed, or dropped for room): its path cannot be told, so the gateway should refuse it.
+    pub unknown_handle: bool,
 }
 
 /// How an operation ended.

@@ -77,8 +77,35 @@ pub enum Request<'a> {
         name: &'a [u8],
     },
     /// Requests that change nothing (STAT, LSTAT, FSTAT, READDIR, REALPATH, READLINK, the
-    /// read-only OpenSSH extensions), and packet types this engine does not know.
-    Other,
+    /// read-only OpenSSH extensions), and packet types this engine does not know (their first
+    /// word taken as the request id, as every request but INIT has one; `None` if too short).
+    Other {
+        id: Option<u32>,
+    },
+}
+
+impl Request<'_> {
+    /// The request id (none for INIT and for unknown packets too short to hold one).
+    pub fn id(&self) -> Option<u32> {
+        match *self {
+            Self::Init { .. } => None,
+            Self::Other { id } => id,
+            Self::Open { id, .. }
+            | Self::Close { id, .. }
+            | Self::Read { id, .. }
+            | Self::Write { id, .. }
+            | Self::Opendir { id, .. }
+            | Self::Remove { id, .. }
+            | Self::Rename { id, .. }
+            | Self::Mkdir { id, .. }
+            | Self::Rmdir { id, .. }
+            | Self::Setstat { id, .. }
+            | Self::Fsetstat { id, .. }
+            | Self::Symlink { id, .. }
+            | Self::Link { id, .. }
+            | Self::Extended { id, .. } => Some(id),
+        }
+    }
 }
 
 /// OpenSSH extensions that only read, forwarded without a decision.
@@ -94,7 +121,7 @@ const READ_ONLY_EXTENSIONS: &[&[u8]] = &[
 
 /// Decode one packet: `body` is everything after the length word (type byte first, never empty).
 pub fn decode(body: &[u8]) -> Result<Request<'_>, SftpError> {
-    let Some((&kind, rest)) = body.split_first() else { return Ok(Request::Other) };
+    let Some((&kind, rest)) = body.split_first() else { return Ok(Request::Other { id: None }) };
     let name = match kind {
         FXP_INIT => "init",
         FXP_OPEN => "open",
@@ -116,7 +143,10 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, SftpError> {
         FXP_READLINK => "readlink",
         FXP_SYMLINK => "symlink",
         FXP_EXTENDED => "extended",
-        _ => return Ok(Request::Other),
+        _ => {
+            let id = rest.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            return Ok(Request::Other { id });
+        }
     };
     let mut r = Reader::new(rest, name);
     if kind == FXP_INIT {
@@ -142,11 +172,11 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, SftpError> {
         }
         FXP_FSTAT | FXP_READDIR => {
             r.handle()?;
-            Request::Other
+            Request::Other { id: Some(id) }
         }
         FXP_LSTAT | FXP_STAT | FXP_REALPATH | FXP_READLINK => {
             r.string("path")?;
-            Request::Other
+            Request::Other { id: Some(id) }
         }
         FXP_SETSTAT => Request::Setstat { id, path: r.string("path")? },
         FXP_FSETSTAT => Request::Fsetstat { id, handle: r.handle()? },
@@ -178,7 +208,7 @@ fn extended<'a>(id: u32, r: &mut Reader<'a>) -> Result<Request<'a>, SftpError> {
             Request::Link { id, target, link: r.string("newpath")? }
         }
         b"lsetstat@openssh.com" => Request::Setstat { id, path: r.string("path")? },
-        _ if READ_ONLY_EXTENSIONS.contains(&name) => Request::Other,
+        _ if READ_ONLY_EXTENSIONS.contains(&name) => Request::Other { id: Some(id) },
         _ => Request::Extended { id, name },
     })
 }
@@ -201,7 +231,7 @@ mod tests {
                 .concat();
         assert_eq!(decode(&body), Ok(Request::Rename { id: 1, from: b"x", to: b"y" }));
         let body = [&[FXP_EXTENDED][..], &1u32.to_be_bytes(), &s(b"statvfs@openssh.com"), &s(b"/")].concat();
-        assert_eq!(decode(&body), Ok(Request::Other));
+        assert_eq!(decode(&body), Ok(Request::Other { id: Some(1) }));
         let body = [&[FXP_EXTENDED][..], &2u32.to_be_bytes(), &s(b"copy-data")].concat();
         assert_eq!(decode(&body), Ok(Request::Extended { id: 2, name: b"copy-data" }));
     }
@@ -215,7 +245,9 @@ mod tests {
             Err(SftpError::Truncated { packet: "remove", field: "request id" })
         );
         assert_eq!(decode(&[FXP_INIT]), Err(SftpError::Truncated { packet: "init", field: "version" }));
-        assert_eq!(decode(&[99, 1, 2]), Ok(Request::Other));
-        assert_eq!(decode(&[FXP_STATUS]), Ok(Request::Other));
+        assert_eq!(decode(&[99, 1, 2]), Ok(Request::Other { id: None }));
+        assert_eq!(decode(&[99, 0, 0, 0, 5, 9]), Ok(Request::Other { id: Some(5) }));
+        assert_eq!(decode(&[FXP_STATUS]), Ok(Request::Other { id: None }));
+        assert_eq!(decode(&[FXP_INIT, 0, 0, 0, 3]).map(|r| r.id()), Ok(None));
     }
 }

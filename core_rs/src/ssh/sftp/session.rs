@@ -12,7 +12,8 @@ use crate::ssh::error::SftpError;
 
 /// Default guard for one SFTP packet (the length word's value; OpenSSH's own limit is 256 KiB).
 pub const DEFAULT_MAX_PACKET: usize = 1 << 20;
-/// Requests awaiting a reply that the session tracks at most.
+/// Requests awaiting a reply that a client may have at most (OpenSSH's `sftp` keeps 64 by
+/// default); one more is an error, as forgetting one would let its id be reused unnoticed.
 pub const MAX_PENDING: usize = 10_000;
 /// Open handles that the session tracks at most.
 pub const MAX_HANDLES: usize = 10_000;
@@ -29,6 +30,8 @@ pub struct Chunk {
 #[derive(Debug)]
 enum Pending {
     Op(Op),
+    /// A request that is neither decided nor counted (STAT, READDIR, I/O on an unknown handle, ...).
+    Plain,
     Read(Vec<u8>),
     Write(Vec<u8>, u64),
     Close(Vec<u8>),
@@ -63,8 +66,14 @@ impl Handle {
 /// [`SftpSession::feed_server`] or [`SftpSession::finish`]); for file handles one more, `close`,
 /// with the bytes read and written through the handle. Directory handles get no close record.
 /// Requests that change nothing (STAT, READDIR, REALPATH, ...) are neither decided nor recorded.
-/// A decided request whose tracking is dropped (a client reusing its id, or more than the cap
-/// waiting) is recorded at once as `no reply`; a file handle dropped that way as `unclosed`.
+///
+/// Replies are matched to requests by id, so every request with an id (all but INIT, unknown
+/// packet types included) is tracked until its reply, and a client request reusing the id of one
+/// still pending is an error ([`SftpError::IdReused`]), as is more than the cap of requests
+/// pending ([`SftpError::TooManyPending`]). Handles are capped too: past the cap the oldest file
+/// handle is recorded at once as `unclosed` and forgotten, and requests on a handle the session
+/// does not know (that one, or any never returned by the server) are decided with path "" and
+/// [`Op::unknown_handle`] set.
 #[derive(Debug)]
 pub struct SftpSession {
     max_packet: usize,
@@ -72,6 +81,7 @@ pub struct SftpSession {
     server_buf: Vec<u8>,
     version: Option<u32>,
     pending: Table<u32, Pending>,
+    max_pending: usize,
     handles: Table<Vec<u8>, Handle>,
     queued: Vec<Record>,
     failed: Option<SftpError>,
@@ -90,6 +100,7 @@ impl SftpSession {
             server_buf: Vec::new(),
             version: None,
             pending: Table::new(pending),
+            max_pending: pending.max(1),
             handles: Table::new(handles),
             queued: Vec::new(),
             failed: None,
@@ -101,9 +112,9 @@ impl SftpSession {
         self.version
     }
 
-    /// Requests and handles whose tracking was dropped for room.
+    /// Handles whose tracking was dropped for room.
     pub fn dropped(&self) -> u64 {
-        self.pending.dropped() + self.handles.dropped()
+        self.handles.dropped()
     }
 
     /// Bytes of incomplete packets held, `(client, server)`.
@@ -133,10 +144,11 @@ impl SftpSession {
                 Err(err) => break Err(err),
             };
             let packet = rest.get(..len).unwrap_or_default();
-            let op = match request::decode(packet.get(4..).unwrap_or_default()) {
-                Ok(req) => self.on_request(req),
-                Err(err) => break Err(err),
-            };
+            let op =
+                match request::decode(packet.get(4..).unwrap_or_default()).and_then(|r| self.on_request(r)) {
+                    Ok(op) => op,
+                    Err(err) => break Err(err),
+                };
             if let Some(op) = op {
                 if pos > start {
                     out.push(Chunk { data: input.get(start..pos).unwrap_or_default().to_vec(), op: None });
@@ -226,7 +238,39 @@ impl SftpSession {
         out
     }
 
-    fn on_request(&mut self, req: Request<'_>) -> Option<Op> {
+    fn on_request(&mut self, req: Request<'_>) -> Result<Option<Op>, SftpError> {
+        if let Some(id) = req.id() {
+            if self.pending.get(&id).is_some() {
+                return Err(SftpError::IdReused(id));
+            }
+            if self.pending.len() >= self.max_pending {
+                return Err(SftpError::TooManyPending(self.max_pending));
+            }
+        }
+        let (id, pending) = match req {
+            Request::Init { .. } | Request::Other { id: None } => return Ok(None),
+            Request::Other { id: Some(id) } => (id, Pending::Plain),
+            Request::Read { id, handle } => (id, self.io(handle, Pending::Read)),
+            Request::Write { id, handle, len } => (id, self.io(handle, |h| Pending::Write(h, len))),
+            Request::Close { id, handle } => {
+                let known = self.handles.get(&handle.to_vec()).is_some();
+                (id, if known { Pending::Close(handle.to_vec()) } else { Pending::Plain })
+            }
+            decided => match self.decision(decided) {
+                Some(op) => (op.id, Pending::Op(op)),
+                None => return Ok(None),
+            },
+        };
+        let op = match &pending {
+            Pending::Op(op) => Some(op.clone()),
+            _ => None,
+        };
+        self.pending.insert(id, pending);
+        Ok(op)
+    }
+
+    /// The decision on a request that can change the filesystem (none for the others).
+    fn decision(&self, req: Request<'_>) -> Option<Op> {
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let op = |id, kind, path: &[u8], write| Op {
             id,
@@ -236,19 +280,9 @@ impl SftpSession {
             name: None,
             pflags: None,
             write,
+            unknown_handle: false,
         };
-        let op = match req {
-            Request::Init { .. } | Request::Other => return None,
-            Request::Read { id, handle } => return self.track_io(id, handle, Pending::Read),
-            Request::Write { id, handle, len } => {
-                return self.track_io(id, handle, |h| Pending::Write(h, len))
-            }
-            Request::Close { id, handle } => {
-                if self.handles.get(&handle.to_vec()).is_some() {
-                    self.track(id, Pending::Close(handle.to_vec()));
-                }
-                return None;
-            }
+        Some(match req {
             Request::Open { id, path, pflags } => {
                 Op { pflags: Some(pflags), ..op(id, OpKind::Open, path, open_writes(pflags)) }
             }
@@ -257,9 +291,9 @@ impl SftpSession {
             Request::Mkdir { id, path } => op(id, OpKind::Mkdir, path, true),
             Request::Rmdir { id, path } => op(id, OpKind::Rmdir, path, true),
             Request::Setstat { id, path } => op(id, OpKind::Setstat, path, true),
-            Request::Fsetstat { id, handle } => Op {
-                path: self.handles.get(&handle.to_vec()).map(|h| h.path.clone()).unwrap_or_default(),
-                ..op(id, OpKind::Fsetstat, b"", true)
+            Request::Fsetstat { id, handle } => match self.handles.get(&handle.to_vec()) {
+                Some(h) => Op { path: h.path.clone(), ..op(id, OpKind::Fsetstat, b"", true) },
+                None => Op { unknown_handle: true, ..op(id, OpKind::Fsetstat, b"", true) },
             },
             Request::Rename { id, from, to } => {
                 Op { target: Some(lossy(to)), ..op(id, OpKind::Rename, from, true) }
@@ -273,26 +307,21 @@ impl SftpSession {
             Request::Extended { id, name } => {
                 Op { name: Some(lossy(name)), ..op(id, OpKind::Extended, b"", true) }
             }
-        };
-        self.track(op.id, Pending::Op(op.clone()));
-        Some(op)
+            Request::Init { .. }
+            | Request::Other { .. }
+            | Request::Read { .. }
+            | Request::Write { .. }
+            | Request::Close { .. } => return None,
+        })
     }
 
-    /// Track a READ or WRITE on a known file handle.
-    fn track_io(&mut self, id: u32, handle: &[u8], pending: impl FnOnce(Vec<u8>) -> Pending) -> Option<Op> {
+    /// What a READ or WRITE waits as: counted on a known file handle, plain otherwise.
+    fn io(&self, handle: &[u8], pending: impl FnOnce(Vec<u8>) -> Pending) -> Pending {
         let handle = handle.to_vec();
         if self.handles.get(&handle).is_some_and(|h| !h.dir) {
-            self.track(id, pending(handle));
-        }
-        None
-    }
-
-    fn track(&mut self, id: u32, pending: Pending) {
-        let (replaced, evicted) = self.pending.insert(id, pending);
-        for old in [replaced, evicted].into_iter().flatten() {
-            if let Pending::Op(op) = old {
-                self.queued.push(Record::of(op, Status::NoReply));
-            }
+            pending(handle)
+        } else {
+            Pending::Plain
         }
     }
 
@@ -320,7 +349,7 @@ impl SftpSession {
                         }
                     }
                 }
-                Some(Pending::Read(_)) | None => {}
+                Some(Pending::Read(_) | Pending::Plain) | None => {}
             },
             Reply::Handle { id, handle } => match self.pending.remove(&id) {
                 Some(Pending::Op(op)) if matches!(op.kind, OpKind::Open | OpKind::Opendir) => {

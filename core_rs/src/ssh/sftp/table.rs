@@ -49,7 +49,6 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         self.entries.get_mut(key).map(|(_, v)| v)
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -183,7 +183,8 @@ fn decision_chunks_are_exact_and_pass_through_is_coalesced() {
     let stat = P::new(FXP_STAT).u32(1).s(b"/x").done();
     let rm = P::new(FXP_REMOVE).u32(2).s(b"/x").done();
     let unknown = P::new(77).u32(5).done();
-    let input = [&init[..], &stat, &rm, &unknown, &rm[..3]].concat();
+    let rm2 = P::new(FXP_REMOVE).u32(6).s(b"/x").done();
+    let input = [&init[..], &stat, &rm, &unknown, &rm2[..3]].concat();
     let chunks = s.feed_client(&input).unwrap();
     assert_eq!(chunks.len(), 3);
     assert_eq!((chunks[0].data.clone(), chunks[0].op.clone()), ([init, stat].concat(), None));
@@ -192,9 +193,9 @@ fn decision_chunks_are_exact_and_pass_through_is_coalesced() {
     assert_eq!((op.id, op.kind, op.path.as_str(), op.write), (2, OpKind::Remove, "/x", true));
     assert_eq!((chunks[2].data.clone(), chunks[2].op.clone()), (unknown, None));
     assert_eq!(s.buffered(), (3, 0));
-    let chunks = s.feed_client(&rm[3..]).unwrap();
+    let chunks = s.feed_client(&rm2[3..]).unwrap();
     assert_eq!(chunks.len(), 1);
-    assert_eq!(chunks[0].data, rm);
+    assert_eq!(chunks[0].data, rm2);
 }
 
 #[test]
@@ -240,9 +241,16 @@ fn fsetstat_names_the_handle_path() {
     s.feed_client(&P::new(FXP_OPEN).u32(1).s(b"a").u32(FXF_WRITE).u32(0).done()).unwrap();
     s.feed_server(&P::new(FXP_HANDLE).u32(1).s(b"h").done()).unwrap();
     let chunks = s.feed_client(&P::new(FXP_FSETSTAT).u32(3).s(b"h").u32(0).done()).unwrap();
-    assert_eq!(chunks[0].op.as_ref().map(|o| o.path.as_str()), Some("a"));
+    assert_eq!(chunks[0].op.as_ref().map(|o| (o.path.as_str(), o.unknown_handle)), Some(("a", false)));
+    // a handle never returned by the server
     let chunks = s.feed_client(&P::new(FXP_FSETSTAT).u32(4).s(b"zz").u32(0).done()).unwrap();
-    assert_eq!(chunks[0].op.as_ref().map(|o| o.path.as_str()), Some(""));
+    assert_eq!(chunks[0].op.as_ref().map(|o| (o.path.as_str(), o.unknown_handle)), Some(("", true)));
+    // nor one closed already
+    s.feed_client(&P::new(FXP_CLOSE).u32(5).s(b"h").done()).unwrap();
+    s.feed_server(&status(5, 0)).unwrap();
+    let chunks = s.feed_client(&P::new(FXP_FSETSTAT).u32(6).s(b"h").u32(0).done()).unwrap();
+    assert_eq!(chunks[0].op.as_ref().map(|o| (o.path.as_str(), o.unknown_handle)), Some(("", true)));
+    assert_eq!(s.feed_server(&status(6, 0)).unwrap(), vec![rec(OpKind::Fsetstat, "", Status::OK)]);
 }
 
 #[test]
@@ -297,23 +305,18 @@ fn server_errors() {
 
 #[test]
 fn tracking_is_bounded() {
+    // 4 requests waiting at most: a fifth is an error (forgetting one would let its id be reused)
     let mut s = SftpSession::with_limits(DEFAULT_MAX_PACKET, 4, 2);
-    // 6 outstanding removes with room for 4: the two oldest are recorded as "no reply" at once
     let rms: Vec<u8> =
-        (1..=6).flat_map(|id| P::new(FXP_REMOVE).u32(id).s(format!("f{id}").as_bytes()).done()).collect();
-    assert_eq!(s.feed_client(&rms).unwrap().len(), 6);
-    let recs = s.feed_server(&status(6, 0)).unwrap();
-    assert_eq!(
-        recs,
-        vec![
-            rec(OpKind::Remove, "f1", Status::NoReply),
-            rec(OpKind::Remove, "f2", Status::NoReply),
-            rec(OpKind::Remove, "f6", Status::OK),
-        ]
-    );
-    assert_eq!(s.feed_server(&status(1, 0)).unwrap(), vec![]);
-    s.finish();
-    // 3 handles with room for 2: the oldest is reported unclosed
+        (1..=4).flat_map(|id| P::new(FXP_REMOVE).u32(id).s(format!("f{id}").as_bytes()).done()).collect();
+    assert_eq!(s.feed_client(&rms).unwrap().len(), 4);
+    assert_eq!(s.feed_server(&status(4, 0)).unwrap(), vec![rec(OpKind::Remove, "f4", Status::OK)]);
+    // room again for one, of any kind
+    s.feed_client(&P::new(FXP_STAT).u32(5).s(b"x").done()).unwrap();
+    assert_eq!(s.feed_client(&P::new(FXP_STAT).u32(6).s(b"x").done()), Err(SftpError::TooManyPending(4)));
+    assert_eq!(s.feed_server(b""), Err(SftpError::TooManyPending(4)));
+    // 3 handles with room for 2: the oldest is reported unclosed and forgotten
+    let mut s = SftpSession::with_limits(DEFAULT_MAX_PACKET, 4, 2);
     for id in 1..=3u32 {
         s.feed_client(&P::new(FXP_OPEN).u32(id).s(format!("f{id}").as_bytes()).u32(FXF_READ).u32(0).done())
             .unwrap();
@@ -322,13 +325,62 @@ fn tracking_is_bounded() {
             assert_eq!(recs[1], Record { bytes: Some((0, 0)), ..rec(OpKind::Close, "f1", Status::Unclosed) });
         }
     }
-    assert!(s.dropped() >= 3);
-    assert_eq!(s.finish().len(), 2);
+    assert_eq!(s.dropped(), 1);
+    // a write op on the forgotten handle does not pass for harmless
+    let op = s.feed_client(&P::new(FXP_FSETSTAT).u32(9).s(b"h1").u32(0).done()).unwrap()[0].op.clone();
+    let op = op.unwrap();
+    assert_eq!((op.path.as_str(), op.unknown_handle, op.write), ("", true, true));
+    // nor are READs and WRITEs on it counted, nor its CLOSE recorded (the close was recorded already)
+    s.feed_client(&P::new(FXP_WRITE).u32(10).s(b"h1").u64(0).s(b"abc").done()).unwrap();
+    s.feed_client(&P::new(FXP_CLOSE).u32(11).s(b"h1").done()).unwrap();
+    assert_eq!(s.feed_server(&[status(10, 0), status(11, 0)].concat()).unwrap(), vec![]);
+    assert_eq!(s.finish().len(), 3, "fsetstat (no reply) and two handles");
     // a big session with the default caps stays within them
     let mut s = SftpSession::default();
-    let many: Vec<u8> = (0..MAX_PENDING as u32 + 500)
-        .flat_map(|id| P::new(FXP_MKDIR).u32(id).s(b"x").u32(0).done())
-        .collect();
-    assert_eq!(s.feed_client(&many).unwrap().len(), MAX_PENDING + 500);
-    assert_eq!(s.finish().len(), MAX_PENDING + 500);
+    let many: Vec<u8> =
+        (0..MAX_PENDING as u32).flat_map(|id| P::new(FXP_MKDIR).u32(id).s(b"x").u32(0).done()).collect();
+    assert_eq!(s.feed_client(&many).unwrap().len(), MAX_PENDING);
+    assert_eq!(s.finish().len(), MAX_PENDING);
+}
+
+#[test]
+fn a_pending_request_id_cannot_be_reused() {
+    // the attack: two OPENs with id 7, so that the first HANDLE reply (for /etc/canary) would be
+    // taken for /tmp/harmless, and a FSETSTAT on it judged against the wrong path
+    let mut s = SftpSession::default();
+    let open = |path: &[u8]| P::new(FXP_OPEN).u32(7).s(path).u32(FXF_READ).u32(0).done();
+    assert!(s.feed_client(&open(b"/etc/canary")).unwrap()[0].op.is_some());
+    let err = SftpError::IdReused(7);
+    assert_eq!(s.feed_client(&open(b"/tmp/harmless")), Err(err.clone()));
+    assert_eq!(err.to_string(), "sftp request id 7 reused while a request with that id is pending");
+    assert_eq!(s.feed_client(b""), Err(err.clone()));
+    assert_eq!(s.feed_server(&P::new(FXP_HANDLE).u32(7).s(b"h").done()), Err(err));
+    // in one read too, and whatever the kinds: pass-through requests (STAT, READ) count
+    let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (P::new(FXP_STAT).u32(7).s(b"/x").done(), open(b"/etc/canary")),
+        (open(b"/etc/canary"), P::new(FXP_STAT).u32(7).s(b"/x").done()),
+        (P::new(FXP_READ).u32(7).s(b"zz").u64(0).u32(9).done(), open(b"/etc/canary")),
+        (P::new(FXP_CLOSE).u32(7).s(b"zz").done(), open(b"/etc/canary")),
+        (P::new(77).u32(7).done(), open(b"/etc/canary")),
+        (P::new(FXP_EXTENDED).u32(7).s(b"statvfs@openssh.com").s(b"/").done(), open(b"/etc/canary")),
+    ];
+    for (first, second) in cases {
+        let mut s = SftpSession::default();
+        assert_eq!(s.feed_client(&[first, second].concat()), Err(SftpError::IdReused(7)));
+    }
+    // once answered (or refused), the id is free again
+    let mut s = SftpSession::default();
+    s.feed_client(&open(b"/etc/canary")).unwrap();
+    s.feed_server(&P::new(FXP_HANDLE).u32(7).s(b"h").done()).unwrap();
+    s.feed_client(&P::new(FXP_STAT).u32(7).s(b"/x").done()).unwrap();
+    s.feed_server(&P::new(FXP_ATTRS).u32(7).u32(0).done()).unwrap();
+    s.feed_client(&open(b"/tmp/harmless")).unwrap();
+    s.refuse(7, "no");
+    let op = s.feed_client(&P::new(FXP_FSETSTAT).u32(7).s(b"h").u32(0).done()).unwrap()[0].op.clone();
+    assert_eq!(op.map(|o| (o.path, o.unknown_handle)), Some(("/etc/canary".into(), false)));
+    // INIT has no id; unknown packets too short for one pass untracked
+    let mut s = SftpSession::default();
+    let init = P::new(FXP_INIT).u32(3).done();
+    s.feed_client(&[&init[..], &init, &P::new(77).done(), &P::new(77).done()].concat()).unwrap();
+    assert_eq!(s.finish(), vec![]);
 }
