@@ -396,6 +396,9 @@ def test_pty_shell_is_masked_recorded_and_exports_a_playable_cast(
     )
     assert played.returncode == 0, played.stderr
     assert b"42-answer" in played.stdout
+    replayed = sgw.gw.run_cli("replay", session["id"], "--no-wait")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "42-answer" in replayed.stdout and CARD not in replayed.stdout
     lines = sgw.events("command_line", session["id"])
     assert any("echo $((6*7))-answer" in e["line"] and e["best_effort"] for e in lines)
 
@@ -451,6 +454,17 @@ def test_pinned_host_key_mismatch_refuses(tmp_path: Path, pg: TestPg, sshd: Sshd
         assert wrong.encode() in res.stderr
     finally:
         gw.stop()
+
+
+def test_the_gateway_host_key_is_generated_once_into_data_dir(sgw: SshGateway) -> None:
+    key = sgw.gw.data_dir / "ssh_host_ed25519_key"
+    assert key.exists() and (key.stat().st_mode & 0o077) == 0
+    scan = subprocess.run(
+        ["ssh-keyscan", "-t", "ed25519", "-p", str(sgw.port), "127.0.0.1"], capture_output=True, timeout=30
+    )
+    shown = subprocess.run(["ssh-keygen", "-lf", "-"], input=scan.stdout, capture_output=True, timeout=30)
+    local = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], capture_output=True, timeout=30)
+    assert shown.stdout.split()[1] == local.stdout.split()[1]
 
 
 def test_many_clients_in_parallel(sgw: SshGateway) -> None:
