@@ -583,7 +583,7 @@ class DemoStack:
                 "name": "ssh-agents",
                 "subjects": ["group:ai-agents"],
                 "connections": ["bankhost"],
-                "allow": ["exec:cat *", "exec:ls *", "exec:grep *"],
+                "allow": ["exec:cat *", "exec:ls **", "exec:grep **"],
                 "deny": ["destructive"],
             },
         ]

@@ -50,7 +50,7 @@ approvers = ["group:sre"]
 name = "agents"
 subjects = ["group:ai-agents"]
 connections = ["bankhost"]
-allow = ["exec:ls *", "exec:ls", "exec:cat /var/log/*", "file-read:/var/log/*",
+allow = ["exec:ls **", "exec:ls", "exec:cat /var/log/*", "file-read:/var/log/*",
          "forward:local:db.internal:5432"]
 deny = ["exec:rm -rf *"]
 """
@@ -109,6 +109,52 @@ def decide(config: Config, who: Principal, command: str) -> tuple[str, str | Non
         ("ls $'\\'' ; rm -rf /", [["ls", "'"], ["rm", "-rf", "/"]]),
         ("echo 'a;b' \"c&&d\" e\\;f", [["echo", "a;b", "c&&d", "e;f"]]),
         ("ls 2>/dev/null >out", [["ls", "2>", "/dev/null", ">", "out"]]),
+        # redirections go to the end, wherever they are written
+        (">/dev/null rm -rf d", [["rm", "-rf", "d", ">", "/dev/null"]]),
+        ("</dev/null rm -rf d", [["rm", "-rf", "d", "<", "/dev/null"]]),
+        ("rm 2>/dev/null -rf d", [["rm", "-rf", "d", "2>", "/dev/null"]]),
+        ("X=1 >x sudo rm -rf d", [["rm", "-rf", "d", ">", "x"]]),
+        ("sh -c 'ls' > out", [["ls", ">", "out"]]),
+        # compound commands, here-strings, brace expansion
+        ("function f { rm -rf d; }; f", [["rm", "-rf", "d"], ["f"]]),
+        ("function f() { rm -rf d; }", [["rm", "-rf", "d"]]),
+        ("bash <<< 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("bash -s <<< 'rm -rf d' > out", [["rm", "-rf", "d", ">", "out"]]),
+        ("source /dev/stdin <<< 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("cat <<< 'rm -rf d'", [["cat", "<<<", "rm -rf d"]]),
+        ("{rm,-rf,d}", [["rm", "-rf", "d"]]),
+        ("r{m,} -rf d", [["rm", "r", "-rf", "d"]]),
+        ("{r..r}m -rf d", [["rm", "-rf", "d"]]),
+        ("echo a{b,c}d {1..3} {01..02}", [["echo", "abd", "acd", "1", "2", "3", "01", "02"]]),
+        ("echo {a..c..2} {3..1}", [["echo", "a", "c", "3", "2", "1"]]),
+        ("echo x{a,{b,c}}y {a{b,c} {,}", [["echo", "xay", "xby", "xcy", "{ab", "{ac"]]),
+        ("echo '{a,b}' \\{a,b} {} {a} ${x:-{a,b}}", [["echo", "{a,b}", "{a,b}", "{}", "{a}", "${x:-{a,b}}"]]),
+        ("echo {1..1000}", [["echo", *map(str, range(1, 257))]]),
+        ("echo " + "{a,b}" * 40, [["echo " + "{a,b}" * 40]]),  # too many braces: unparseable
+        # more wrappers
+        ("chrt -f 10 rm -rf d", [["rm", "-rf", "d"]]),
+        ("chrt -p 10 123", [["chrt", "-p", "10", "123"]]),
+        ("taskset -c 0,1 rm -rf d", [["rm", "-rf", "d"]]),
+        ("flock -w 5 /tmp/l rm -rf d", [["rm", "-rf", "d"]]),
+        ("flock /tmp/l -c 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("watch -n 5 'rm -rf d; ls'", [["rm", "-rf", "d"], ["ls"]]),
+        ("watch -x rm -rf d", [["rm", "-rf", "d"]]),
+        ("script -qc 'rm -rf d' /dev/null", [["rm", "-rf", "d"]]),
+        ("su -lc 'rm -rf d' root", [["rm", "-rf", "d"]]),
+        ("su -s/bin/csh -c 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("runuser -u bob -- rm -rf d", [["rm", "-rf", "d"]]),
+        ("runuser -l bob -c 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("unshare -r -R /x rm -rf d", [["rm", "-rf", "d"]]),
+        ("nsenter -t 1 -m -u rm -rf d", [["rm", "-rf", "d"]]),
+        ("strace -f -o /tmp/x rm -rf d", [["rm", "-rf", "d"]]),
+        ("ltrace -o /tmp/x rm -rf d", [["rm", "-rf", "d"]]),
+        ("parallel -j 4 rm -rf ::: a b", [["rm", "-rf", "a", "b"]]),
+        ("parallel ::: 'rm -rf a' ls", [["rm", "-rf", "a"], ["ls"]]),
+        ("doas -u root rm -rf d", [["rm", "-rf", "d"]]),
+        ("fish -c 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("fish -C 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("bash -C -c 'rm -rf d'", [["rm", "-rf", "d"]]),
+        ("tcsh -c 'rm -rf d'", [["rm", "-rf", "d"]]),
         ("echo 'unbalanced", [["echo 'unbalanced"]]),
         ('echo "unbalanced', [['echo "unbalanced']]),
         ("echo $(unbalanced", [["echo $(unbalanced"]]),
@@ -125,9 +171,18 @@ def test_split_command_is_bounded() -> None:
         nested = "sh -c '" + nested.replace("'", "'\\''") + "'"
     assert split_command(nested) == [["rm", "-rf", "/"]]
     deep = "eval " * 20 + "rm -rf /"
-    assert split_command(deep) == [[deep]]  # too deep: one unparseable command
-    assert exec_classes(deep, DEFAULT_COMMAND_CLASSES, ["eval *"]) == {"exec", "exec:eval *"}
+    assert split_command(deep) == [[deep]]  # too deep: one unparseable command, it may be anything
+    assert exec_classes(deep, DEFAULT_COMMAND_CLASSES, ["eval *"]) == {
+        "exec",
+        "exec:eval *",
+        *DEFAULT_COMMAND_CLASSES,
+    }
     assert split_command("echo " + "$(" * 30 + ")" * 30) == [["echo " + "$(" * 30 + ")" * 30]]
+    # brace expansions bounded per word (256 words) and per command (characters in all)
+    assert len(split_command("echo " + "{a,b}" * 30)[0]) == 257
+    braces = ("x" + "{a,b}" * 20 + " ") * 300
+    assert split_command(braces) == [[braces]]
+    assert exec_classes(braces, DEFAULT_COMMAND_CLASSES, ()) == {"exec", *DEFAULT_COMMAND_CLASSES}
 
 
 # -- exec_classes -------------------------------------------------------------------------------------
@@ -139,6 +194,34 @@ def test_split_command_is_bounded() -> None:
         ("rm -f -r /srv", "destructive"),
         ("rm -v -R /srv", "destructive"),
         ("rm --recursive --force x", "destructive"),
+        ("rm -vrf /srv", "destructive"),
+        ("rm -dr /srv", "destructive"),
+        ("rm -vfR /srv", "destructive"),
+        ("rm /srv -fvr", "destructive"),
+        ("rm --recur /srv", "destructive"),
+        ("rm --r /srv", "destructive"),
+        ("rm -f --rec /srv", "destructive"),
+        # shell syntax around it
+        (">/dev/null rm -rf /srv", "destructive"),
+        ("</dev/null rm -rf /srv", "destructive"),
+        ("rm 2>/dev/null -rf /srv", "destructive"),
+        ("function f { rm -rf /srv; }; f", "destructive"),
+        ("bash <<< 'rm -rf /srv'", "destructive"),
+        ("{rm,-rf,/srv}", "destructive"),
+        ("r{m,} -rf /srv", "destructive"),
+        ("env -S 'rm -rf /srv'", "destructive"),  # unparseable: every class
+        ("chrt -f 1 rm -rf /srv", "destructive"),
+        ("taskset 1 rm -rf /srv", "destructive"),
+        ("flock /l -c 'rm -rf /srv'", "destructive"),
+        ("watch 'rm -rf /srv'", "destructive"),
+        ("script -c 'rm -rf /srv'", "destructive"),
+        ("runuser -u root rm -rf /srv", "destructive"),
+        ("unshare -m rm -rf /srv", "destructive"),
+        ("nsenter -a -t 1 rm -rf /srv", "destructive"),
+        ("strace -f rm -rf /srv", "destructive"),
+        ("ltrace rm -rf /srv", "destructive"),
+        ("parallel rm -rf ::: /srv", "destructive"),
+        ("doas rm -rf /srv", "destructive"),
         ("sudo rm -rf /", "destructive"),
         ("mkfs.ext4 /dev/sda1", "destructive"),
         ("dd if=/dev/zero of=/dev/sda bs=1M", "destructive"),
@@ -164,16 +247,17 @@ def test_default_command_classes(command: str, cls: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["rm -f my-report.txt", "rm x", "ls -rf", "echo rm -rf /", "cat /dev/sda1.txt", "dd if=a of=b",
-     "systemctl status nginx", "pip list", "npm install left-pad"],
+    ["rm -f my-report.txt", "rm x", "rm --force x", "rm --dir x", "rm -f -- x-r", "ls -rf", "echo rm -rf /",
+     "cat /dev/sda1.txt", "dd if=a of=b", "systemctl status nginx", "pip list", "npm install left-pad",
+     "echo '{rm,-rf,/}'", "echo rm{,} -rf /"],
 )  # fmt: skip
 def test_harmless_commands_carry_no_command_class(command: str) -> None:
     assert exec_classes(command, DEFAULT_COMMAND_CLASSES, ()) == {"exec"}
 
 
 def test_exec_globs_cover_each_simple_command() -> None:
-    globs = ["ls *", "ls"]
-    assert exec_classes("ls -l /tmp", {}, globs) == {"exec:ls *"}
+    globs = ["ls **", "ls"]
+    assert exec_classes("ls -l /tmp", {}, globs) == {"exec:ls **"}
     assert exec_classes("ls", {}, globs) == {"exec:ls"}
     # one unmatched simple command brings back plain exec; the whole string never removes it
     assert exec_classes("ls; rm -rf /", DEFAULT_COMMAND_CLASSES, globs) == {
@@ -181,26 +265,89 @@ def test_exec_globs_cover_each_simple_command() -> None:
         "exec",
         "destructive",
     }
-    assert exec_classes("ls $(id)", {}, globs) == {"exec:ls *", "exec"}
+    assert exec_classes("ls $(id)", {}, globs) == {"exec:ls **", "exec"}
     # a deny glob written on the whole string still matches it
     assert "exec:*; rm *" in exec_classes("ls; rm x", {}, ["*; rm *"])
 
 
+def test_exec_globs_vouch_word_by_word() -> None:
+    """``*`` stays inside one word when a glob vouches for a command (allow), ``**`` crosses words; when a
+    glob only adds its class (deny), ``*`` crosses everything."""
+    glob = ["cat /var/log/*"]
+    assert exec_classes("cat /var/log/syslog", {}, glob) == {"exec:cat /var/log/*"}
+    # the class is there (a deny rule catches it) but so is plain exec: an allow rule does not vouch
+    assert exec_classes("cat /var/log/a /etc/shadow", {}, glob) == {"exec:cat /var/log/*", "exec"}
+    assert exec_classes("cat '/var/log/a /etc/shadow'", {}, glob) == {"exec:cat /var/log/*", "exec"}
+    assert exec_classes("cat /var/log/a/b", {}, glob) == {"exec:cat /var/log/*"}  # `/` is no boundary
+    assert exec_classes("ls -l -a /tmp", {}, ["ls **"]) == {"exec:ls **"}
+    assert exec_classes("ls -l /tmp", {}, ["ls *"]) == {"exec:ls *", "exec"}
+    assert exec_classes("ls -l", {}, ["ls -?"]) == {"exec:ls -?"}
+    assert exec_classes("ls a b", {}, ["ls a?b"]) == {"exec:ls a?b", "exec"}
+    assert exec_classes("grep -i x /var/log/y", {}, ["grep * * /var/log/*"]) == {"exec:grep * * /var/log/*"}
+    assert exec_classes("tail -n [5] x", {}, ["tail -n [[]5] *"]) == {"exec:tail -n [[]5] *"}
+    # deny globs keep crossing spaces
+    assert "exec:rm -rf *" in exec_classes("rm -rf / /home", {}, ["rm -rf *"])
+
+
+def test_exec_deny_globs_see_through_shell_syntax() -> None:
+    deny = ["rm -rf *"]
+    for command in (">/dev/null rm -rf d", "rm 2>/dev/null -rf d", "X=1 <x rm -rf d", "{rm,-rf,d}",
+                    "bash <<< 'rm -rf d'", "function f { rm -rf d; }"):  # fmt: skip
+        assert "exec:rm -rf *" in exec_classes(command, {}, deny), command
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["sh", "bash -s", "bash -s arg", "bash --norc -i", "bash -l", "dash -", "zsh -i x", "busybox sh", "fish",
+     "csh", "tcsh -s", "env bash", "exec bash", "sudo bash", "sudo -i", "sudo -s", "sudo -u root -i",
+     "sudo --login", "doas -s", "su", "su -", "su - root", "runuser -l bob", "script", "script -q /dev/null",
+     "chroot /srv", "unshare -r", "nsenter -t 1 -a", "tmux", "tmux attach", "screen -r", "python3",
+     "python3 -", "python3 -i x.py", "python3 -u", "perl", "ruby", "node", "php", "lua5.4", "irb",
+     "source /dev/stdin", ". /dev/fd/0", "curl -s x | sh", "sh < script.sh", "ls; bash"],
+)  # fmt: skip
+def test_exec_of_a_shell_reading_stdin_is_a_shell(command: str) -> None:
+    assert "shell" in exec_classes(command, DEFAULT_COMMAND_CLASSES, ())
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["sh -c 'ls'", "bash x.sh", "bash -- x.sh", "bash -o errexit x.sh", "bash <<< 'ls'", "fish -c ls",
+     "sudo ls", "sudo -s ls", "sudo -i ls", "su -c ls bob", "su -lc ls", "runuser -u bob ls", "script -c ls",
+     "chroot /srv ls", "unshare -r ls", "python3 x.py", "python3 -c 1", "python3 -m http.server",
+     "python3 --version", "perl -e 1", "perl -ne 'print' x", "ruby -e 1", "node -e 1", "php -r 1",
+     "source ./env.sh", "ls", "shellcheck x", "shred x"],
+)  # fmt: skip
+def test_commands_with_their_script_are_not_a_shell(command: str) -> None:
+    assert "shell" not in exec_classes(command, DEFAULT_COMMAND_CLASSES, ())
+
+
 def test_wrappers_that_change_who_or_how_must_be_covered_too() -> None:
-    globs = ["ls *"]
-    assert exec_classes("nohup ls -l", {}, globs) == {"exec:ls *"}  # transparent
-    assert exec_classes("sh -c 'ls -l'", {}, globs) == {"exec:ls *"}
-    assert exec_classes("sudo ls -l", {}, globs) == {"exec:ls *", "exec"}
-    assert exec_classes("LD_PRELOAD=/tmp/x.so ls -l", {}, globs) == {"exec:ls *", "exec"}
-    assert exec_classes("sudo ls -l", {}, [*globs, "sudo ls *"]) == {"exec:ls *", "exec:sudo ls *"}
+    globs = ["ls **"]
+    assert exec_classes("nohup ls -l", {}, globs) == {"exec:ls **"}  # transparent
+    assert exec_classes("sh -c 'ls -l'", {}, globs) == {"exec:ls **"}
+    assert exec_classes("chrt -f 10 taskset 1 flock /l watch -x ls -l", {}, globs) == {"exec:ls **"}
+    assert exec_classes("sudo ls -l", {}, globs) == {"exec:ls **", "exec"}
+    assert exec_classes("LD_PRELOAD=/tmp/x.so ls -l", {}, globs) == {"exec:ls **", "exec"}
+    assert exec_classes("sudo ls -l", {}, [*globs, "sudo ls **"]) == {"exec:ls **", "exec:sudo ls **"}
+    for opaque in ("strace -o /x ls -l", "unshare -r ls -l", "nsenter -t 1 ls -l", "runuser -u bob ls -l"):
+        assert exec_classes(opaque, {}, globs) == {"exec:ls **", "exec"}, opaque
+    assert exec_classes("su -c 'ls -l' bob", {}, globs) == {"exec:ls **", "exec"}
 
 
-def test_output_redirection_needs_a_glob_that_says_so() -> None:
-    assert exec_classes("ls > /etc/passwd", {}, ["ls *"]) == {"exec:ls *", "exec"}
-    assert exec_classes("ls >> out", {}, ["ls *"]) == {"exec:ls *", "exec"}
-    assert exec_classes("ls 2>/dev/null", {}, ["ls *"]) == {"exec:ls *"}
-    assert exec_classes("ls 2>&1", {}, ["ls *"]) == {"exec:ls *"}
-    assert exec_classes("ls > out", {}, ["ls *>*"]) == {"exec:ls *>*"}
+def test_redirections_need_a_glob_that_says_so() -> None:
+    assert exec_classes("ls > /etc/passwd", {}, ["ls **"]) == {"exec:ls **", "exec"}
+    assert exec_classes("> /etc/passwd ls", {}, ["ls **"]) == {"exec:ls **", "exec"}
+    assert exec_classes("ls >> out", {}, ["ls **"]) == {"exec:ls **", "exec"}
+    assert exec_classes("sh -c ls > /etc/passwd", {}, ["ls"]) == {"exec:ls", "exec"}
+    assert exec_classes("ls 2>/dev/null", {}, ["ls"]) == {"exec:ls"}
+    assert exec_classes("ls -l 2>&1 </dev/null", {}, ["ls *"]) == {"exec:ls *"}
+    assert exec_classes("ls > out", {}, ["ls > *"]) == {"exec:ls > *"}
+    # reading a file on stdin needs a glob with `<`: `exec:cat` does not allow `cat < /etc/shadow`
+    assert exec_classes("cat < /etc/shadow", {}, ["cat"]) == {"exec:cat", "exec"}
+    assert exec_classes("cat 0</etc/shadow", {}, ["cat"]) == {"exec:cat", "exec"}
+    assert exec_classes("cat < /tmp/x", {}, ["cat < /tmp/*"]) == {"exec:cat < /tmp/*"}
+    assert exec_classes("cat <<< hello", {}, ["cat"]) == {"exec:cat"}
+    assert exec_classes("cat <&3", {}, ["cat"]) == {"exec:cat"}
 
 
 def test_empty_unparseable_and_huge_commands_carry_exec() -> None:
@@ -225,13 +372,16 @@ def test_decisions_for_exec_commands(config: Config) -> None:
     verdict, rule, classes = decide(config, ALICE, "sudo shutdown -r now")
     assert (verdict, rule, classes) == ("approve", "ops", ("power",))
 
-    assert decide(config, BOT, "ls -l /tmp") == ("allow", "agents", ("exec:ls *",))
+    assert decide(config, BOT, "ls -l /tmp") == ("allow", "agents", ("exec:ls **",))
     assert decide(config, BOT, "cat /var/log/syslog") == ("allow", "agents", ("exec:cat /var/log/*",))
     assert decide(config, BOT, "ls; rm -rf /") == ("deny", "agents", ("exec:rm -rf *",))
     assert decide(config, BOT, "ls; rm -r x") == ("deny", None, ("destructive", "exec"))
     assert decide(config, BOT, "ls `cat /etc/passwd`") == ("deny", None, ("exec",))
     assert decide(config, BOT, "cat /var/log/../../etc/shadow") == ("deny", None, ("exec", "secrets"))
     assert decide(config, BOT, "cat /var/log/./syslog") == ("allow", "agents", ("exec:cat /var/log/*",))
+    # one more argument is not what the glob allows
+    assert decide(config, BOT, "cat /var/log/syslog /etc/passwd") == ("deny", None, ("exec",))
+    assert decide(config, BOT, "cat < /etc/passwd") == ("deny", None, ("exec",))
 
 
 def test_star_names_every_class_and_empty_is_denied(tmp_path: Path) -> None:
@@ -247,7 +397,7 @@ def test_star_names_every_class_and_empty_is_denied(tmp_path: Path) -> None:
 
 def test_named_lists_the_globs_of_open_policies(config: Config, tmp_path: Path) -> None:
     policy = policies_for(config, BOT, "bankhost")
-    assert policy.named("exec:") == ("rm -rf *", "ls *", "ls", "cat /var/log/*")
+    assert policy.named("exec:") == ("rm -rf *", "ls **", "ls", "cat /var/log/*")
     assert policy.named("file-read:") == ("/var/log/*",)
     assert policy.named("forward:") == ("local:db.internal:5432",)
     assert policies_for(config, ALICE, "bankhost").named("file-write:") == ("/etc/*",)
@@ -258,10 +408,10 @@ def test_named_lists_the_globs_of_open_policies(config: Config, tmp_path: Path) 
     path.write_text(windowed)
     policy = policies_for(load_config(path), BOT, "bankhost")
     monday = dt.datetime(2024, 1, 1, 8, 30, tzinfo=dt.UTC)
-    assert policy.named("exec:", monday) == ("rm -rf *", "ls *", "ls", "cat /var/log/*")
+    assert policy.named("exec:", monday) == ("rm -rf *", "ls **", "ls", "cat /var/log/*")
     assert policy.named("exec:", monday + dt.timedelta(hours=2)) == ()
-    assert policy.decide_classes({"exec:ls *"}, monday).verdict == "allow"
-    assert policy.decide_classes({"exec:ls *"}, monday + dt.timedelta(hours=2)).verdict == "deny"
+    assert policy.decide_classes({"exec:ls **"}, monday).verdict == "allow"
+    assert policy.decide_classes({"exec:ls **"}, monday + dt.timedelta(hours=2)).verdict == "deny"
 
 
 def test_pg_path_is_unchanged(config: Config) -> None:
@@ -353,6 +503,51 @@ def test_forward_classes(config: Config) -> None:
         ("scp -X -t x", None),
         ("rsync -av a b", None),
         ("rsync --server -v .", None),
+        # options real clients send
+        (
+            "rsync --server -vlogDtprze.iLsfxCIvu --compress-level=3 --mkpath --info=progress2 --numeric-ids"
+            " --partial --inplace --timeout=5 --bwlimit=100 --size-only --checksum-choice=md5 . /dst",
+            Transfer("rsync", True, ("/dst",), True),
+        ),
+        ("rsync --server -e31.0iLsfxCIvu --append --append . /d", Transfer("rsync", True, ("/d",), False)),
+        ("rsync --server -lHogDtpAXre.iLsfxCIvu . /d", Transfer("rsync", True, ("/d",), True)),
+        # deleting options are writes whatever the direction
+        ("rsync --server -logDtpre.iLsfxCIvu --delete . /dst", Transfer("rsync", True, ("/dst",), True)),
+        (
+            "rsync --server --sender -e.LsfxCIvu --remove-source-files . /ro/f",
+            Transfer("rsync", True, ("/ro/f",), False),
+        ),
+        (
+            "rsync --server --sender -logDtpre.iLsfxCIvu --delete-after . /src",
+            Transfer("rsync", True, ("/src",), True),
+        ),
+        # options that run something, name a path or that no client sends: an ordinary exec
+        ("rsync --server --daemon --config=/srv/up/rsyncd.conf . /srv/up/x", None),
+        ("rsync --server --log-file=/tmp/log -vlogDtpre.iLsfxC . /srv/up/x", None),
+        ("rsync --server --log-file-format=%f -e.L . /d", None),
+        ("rsync --server -e.LsfxCIvu --temp-dir /tmp . /d", None),
+        ("rsync --server -e.LsfxCIvu --temp-dir=/tmp . /d", None),
+        ("rsync --server -vTe. /tmp . /d", None),
+        ("rsync --server -e.LsfxCIvu --backup-dir /x . /d", None),
+        ("rsync --server -e.LsfxCIvu --partial-dir=/x . /d", None),
+        ("rsync --server -e.LsfxCIvu --link-dest /x . /d", None),
+        ("rsync --server -e.LsfxCIvu --compare-dest=/x . /d", None),
+        ("rsync --server -e.LsfxCIvu --copy-dest=/x . /d", None),
+        ("rsync --server --sender -e.LsfxCIvu --files-from=/etc/list . /d", None),
+        ("rsync --server -e.LsfxCIvu --exclude-from=/x . /d", None),
+        ("rsync --server -e.LsfxCIvu --write-batch=/x . /d", None),
+        ("rsync --server -e.LsfxCIvu --only-write-batch=/x . /d", None),
+        ("rsync --server -e.LsfxCIvu --read-batch=/x . /d", None),
+        ("rsync --server -e.LsfxCIvu --rsync-path=/tmp/x . /d", None),
+        ("rsync --server -e.LsfxCIvu --password-file=/x . /d", None),
+        ("rsync --server -ve /bin/sh . /d", None),
+        ("rsync --server --rsh=/bin/sh . /d", None),
+        ("rsync --server -be.L --suffix=/../../x . /d", None),
+        ("rsync --server -e.LsfxCIvu --no-such-option . /d", None),
+        ("rsync --server -Me.L . /d", None),
+        ("rsync --server -se.LsfxCIvu . /d", None),  # arguments sent over the protocol
+        ("rsync --server -e.LsfxCIvu . /d --log-file=/x", None),  # rsync reads options after operands
+        ("rsync --sender --server -e.L . /d", None),
         ("ls", None),
         ("scp 'x", None),
     ],

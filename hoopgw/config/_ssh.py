@@ -20,9 +20,10 @@ BUILTIN_CLASSES = frozenset({*PG_CLASSES, *SSH_CLASSES, "*"})
 COMMAND_CLASS_NAME = re.compile(r"[a-z][a-z0-9-]*\Z")
 
 # Globs are matched against each simple command, words joined by single spaces and the program reduced
-# to its basename (hoopgw.policy._ssh.split_command), and against the whole command string. ``*``
-# crosses spaces and ``/``.
-_RM = ("rm -[rR]*", "rm * -[rR]*", "rm -f[rR]*", "rm * -f[rR]*", "rm --recursive*", "rm * --recursive*")
+# to its basename (hoopgw.policy._ssh.split_command), redirections at the end, short option bundles also
+# split (``rm -vrf`` is also ``rm -v -r -f``), and against the whole command string. ``*`` crosses spaces
+# and ``/``. GNU options may be abbreviated: ``rm --r`` is ``rm --recursive``.
+_RM = ("rm -[rR]*", "rm * -[rR]*", "rm -f[rR]*", "rm * -f[rR]*", "rm --r*", "rm * --r*")
 _DISKS = ("sd", "hd", "vd", "xvd", "nvme", "mmcblk", "dm-", "md", "mapper/")
 #: The built-in command classes (a ``[ssh] command_classes`` entry of the same name replaces one).
 DEFAULT_COMMAND_CLASSES: Mapping[str, tuple[str, ...]] = {

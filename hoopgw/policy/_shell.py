@@ -3,15 +3,28 @@
 Quoting is removed (``'…'``, ``"…"``, ``$'…'`` with its escapes, backslashes), operators split commands
 (``;`` ``&&`` ``||`` ``|`` ``&`` newlines, ``(`` ``)``), and command substitutions (``$(…)``, backticks,
 ``<(…)``, ``>(…)``, also inside double quotes and ``${…}``) are lexed too: their commands are returned as
-commands of their own, while the word that holds them keeps the raw text. Redirection operators stay
-words (``ls > x`` is ``["ls", ">", "x"]``). ``#`` is an ordinary character and heredoc bodies are lexed as
-commands: both err on the side of seeing more commands. Anything the lexer cannot follow (an unbalanced
-quote or substitution, nesting deeper than ``MAX_DEPTH``) raises :class:`Unparseable`.
+commands of their own, while the word that holds them keeps the raw text. Unquoted brace expansion is
+done as bash does it (``{rm,-rf,x}`` is ``["rm", "-rf", "x"]``, ``{a..c}`` is ``["a", "b", "c"]``).
+Redirection operators stay words (``ls > x`` is ``["ls", ">", "x"]``). ``#`` is an ordinary character
+and heredoc bodies are lexed as commands: both err on the side of seeing more commands. Anything the
+lexer cannot follow (an unbalanced quote or substitution, nesting deeper than ``MAX_DEPTH``, braces too
+many or too large to expand at a bounded cost) raises :class:`Unparseable`; a brace expansion gives at
+most ``MAX_BRACE_WORDS`` words (its first ones: the program word is always right).
 """
 
 from __future__ import annotations
 
+import re
+from itertools import islice, pairwise
+
 MAX_DEPTH = 8
+#: A word's brace expansion is cut to its first words past this many (bounded work per word).
+MAX_BRACE_WORDS = 256
+#: A word with more unquoted braces or characters than this around a brace expansion is beyond the lexer.
+_MAX_BRACES = 32
+_MAX_BRACE_CHARS = 2048
+#: Brace expansions of one command string give at most this many characters in all.
+_MAX_EXPANDED_CHARS = 256 * 1024
 _SEPARATORS = frozenset(";&|()\n")
 _WORD_END = frozenset(" \t;&|()<>\n")
 _REDIRECTS = ("&>>", "&>", ">>", ">|", ">&", "<<<", "<<-", "<<", "<&", "<>", ">", "<")
@@ -30,6 +43,11 @@ _C_ESCAPES = {
     '"': '"',
     "?": "?",
 }
+
+
+_SEQUENCE = re.compile(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?\Z|([A-Za-z])\.\.([A-Za-z])(?:\.\.(-?\d+))?\Z")
+#: A word being lexed: its characters, each with True when it is unquoted (so ``{ , }`` are special).
+_Chars = list[tuple[str, bool]]
 
 
 class Unparseable(ValueError):
@@ -56,6 +74,7 @@ class _Lexer:
         self.pos = 0
         self.depth = depth
         self.out: list[list[str]] = []
+        self.expanded = 0
 
     def _peek(self, offset: int = 0) -> str:
         i = self.pos + offset
@@ -95,10 +114,11 @@ class _Lexer:
                     self.out.append(words)
                     words = []
             else:
-                word = self._word()
-                if word.isdigit() and self._peek() in ("<", ">"):
-                    word += self._redirect()  # 2>/dev/null: the descriptor belongs to the operator
-                words.append(word)
+                expanded = self._word()
+                if len(expanded) == 1 and expanded[0].isdigit() and self._peek() in ("<", ">"):
+                    # 2>/dev/null: the descriptor belongs to the operator
+                    expanded = [expanded[0] + self._redirect()]
+                words.extend(expanded)
         if words:
             self.out.append(words)
 
@@ -117,31 +137,43 @@ class _Lexer:
         self.run(")")
         self.depth -= 1
 
-    def _word(self) -> str:
-        parts: list[str] = []
+    def _word(self) -> list[str]:
+        """One word, quoting removed; several when it holds an unquoted brace expansion."""
+        chars: _Chars = []
+        braces = False
         while (c := self._peek()) and c not in _WORD_END:
             if c == "\\":
                 nxt = self._peek(1)
                 self.pos += 2
                 if nxt != "\n":
-                    parts.append(nxt)
-            elif c == "'":
+                    chars.append((nxt, False))
+                continue
+            if c == "'":
                 end = self.text.find("'", self.pos + 1)
                 if end < 0:
                     raise Unparseable("unbalanced quote")
-                parts.append(self.text[self.pos + 1 : end])
+                part = self.text[self.pos + 1 : end]
                 self.pos = end + 1
             elif c == '"':
                 self.pos += 1
-                parts.append(self._dquote())
+                part = self._dquote()
             elif c == "$":
-                parts.append(self._dollar())
+                part = self._dollar()
             elif c == "`":
-                parts.append(self._backtick())
+                part = self._backtick()
             else:
-                parts.append(c)
+                braces = braces or c == "{"
+                chars.append((c, True))
                 self.pos += 1
-        return "".join(parts)
+                continue
+            chars.extend((p, False) for p in part)
+        if not braces:
+            return ["".join(ch for ch, _ in chars)]
+        words = _expand_braces(chars)
+        self.expanded += sum(len(w) for w in words)
+        if self.expanded > _MAX_EXPANDED_CHARS:
+            raise Unparseable("brace expansions too large")
+        return words
 
     def _dquote(self) -> str:
         parts: list[str] = []
@@ -300,3 +332,87 @@ class _Lexer:
             self.pos += 1
             more -= 1
         return out
+
+
+def _expand_braces(chars: _Chars) -> list[str]:
+    """Bash brace expansion of one word: ``a{b,c}d`` -> ``abd acd``, ``{1..3}`` -> ``1 2 3`` (empty results
+    dropped, at most ``MAX_BRACE_WORDS``)."""
+    opens = sum(1 for c in chars if c == ("{", True))
+    if len(chars) > _MAX_BRACE_CHARS or opens > _MAX_BRACES:
+        raise Unparseable("brace expansion too large")
+    match: dict[int, int] = {}
+    commas: dict[int, list[int]] = {}
+    stack: list[int] = []
+    for i, (ch, special) in enumerate(chars):
+        if not special:
+            continue
+        if ch == "{":
+            stack.append(i)
+            commas[i] = []
+        elif ch == "," and stack:
+            commas[stack[-1]].append(i)
+        elif ch == "}" and stack:
+            match[stack.pop()] = i
+    tree = _BraceTree(chars, match, commas)
+    return [w for w in tree.expand(0, len(chars)) if w]
+
+
+class _BraceTree:
+    def __init__(self, chars: _Chars, match: dict[int, int], commas: dict[int, list[int]]) -> None:
+        self.chars = chars
+        self.match = match
+        self.commas = commas
+
+    def expand(self, start: int, end: int) -> list[str]:
+        """The words ``chars[start:end]`` expands to."""
+        out = [""]
+        literal: list[str] = []
+        i = start
+        while i < end:
+            ch, special = self.chars[i]
+            close = self.match.get(i, end) if special and ch == "{" else end
+            alternatives = self._alternatives(i, close) if close < end else None
+            if alternatives is None:
+                literal.append(ch)
+                i += 1
+                continue
+            text = "".join(literal)
+            literal = []
+            out = list(islice((o + text + a for o in out for a in alternatives), MAX_BRACE_WORDS))
+            i = close + 1
+        text = "".join(literal)
+        return [o + text for o in out]
+
+    def _alternatives(self, open_: int, close: int) -> list[str] | None:
+        """What the braces at ``open_``/``close`` expand to (None: they are literal braces)."""
+        commas = self.commas[open_]
+        if not commas:
+            return _sequence(self.chars[open_ + 1 : close])
+        bounds = [open_, *commas, close]
+        out: list[str] = []
+        for a, b in pairwise(bounds):
+            out.extend(self.expand(a + 1, b))
+            if len(out) >= MAX_BRACE_WORDS:
+                break
+        return out[:MAX_BRACE_WORDS]
+
+
+def _sequence(body: _Chars) -> list[str] | None:
+    """``1..5``, ``a..e``, ``01..10..3``: the words of a sequence expression (None: not one)."""
+    if not all(special for _, special in body):
+        return None
+    m = _SEQUENCE.match("".join(ch for ch, _ in body))
+    if m is None:
+        return None
+    if m.group(4):
+        first, last = ord(m.group(4)), ord(m.group(5))
+        step = abs(int(m.group(6) or 1)) or 1
+        span = range(first, last + 1, step) if first <= last else range(first, last - 1, -step)
+        return [chr(c) for c in span[:MAX_BRACE_WORDS]]
+    a, b = m.group(1), m.group(2)
+    first, last = int(a), int(b)
+    step = abs(int(m.group(3) or 1)) or 1
+    span = range(first, last + 1, step) if first <= last else range(first, last - 1, -step)
+    padded = any(len(x.lstrip("-")) > 1 and x.lstrip("-").startswith("0") for x in (a, b))
+    width = max(len(a), len(b)) if padded else 0
+    return [f"{n:0{width}d}" if width else str(n) for n in span[:MAX_BRACE_WORDS]]
