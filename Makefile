@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 MASK_BENCH_ARGS ?=
+SSH_BENCH_ARGS ?=
 
 .PHONY: help
 help: ## Show this help
@@ -77,7 +78,7 @@ test: deps install lint ## Install what is needed, lint, and run the whole suite
 # hyperscan (a contender in bench/mask_bench.py) comes with the dev extras where PyPI has a wheel for it;
 # elsewhere mask_bench.py says so and runs without it.
 .PHONY: bench
-bench: deps install ## Microbenchmarks, the masking engine vs re/Hyperscan, and pgbench end to end
+bench: deps install ## Microbenchmarks, the masking engine vs re/Hyperscan, pgbench and ssh/scp end to end
 	$(PY) -m pytest bench/ --benchmark-only -o python_files='bench_*.py test_*.py' -p no:cacheprovider \
 		|| [ $$? -eq 5 ]  # 5: no benchmark collected
 	$(PY) -c 'import hyperscan' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check \
@@ -85,6 +86,7 @@ bench: deps install ## Microbenchmarks, the masking engine vs re/Hyperscan, and 
 		|| echo "hyperscan could not be installed here; bench/mask_bench.py runs without it"
 	$(PY) bench/mask_bench.py $(MASK_BENCH_ARGS)
 	$(PY) bench/pg_e2e.py $(BENCH_ARGS)
+	$(PY) bench/ssh_e2e.py $(SSH_BENCH_ARGS)
 
 .PHONY: fuzz
 fuzz: ## Fuzz the Rust decoders (cargo-fuzz; see core_rs/fuzz/run.sh)
