@@ -21,6 +21,7 @@ from hoopgw.policy._ssh import transfer_of
 from hoopgw.proxy.ssh._access import Verdict
 from hoopgw.proxy.ssh._files import FileAudit
 from hoopgw.proxy.ssh._record import TerminalRecorder
+from hoopgw.proxy.ssh._tuning import UPSTREAM_MAX_PKTSIZE, UPSTREAM_WINDOW
 from hoopgw.proxy.ssh._upstream import UpstreamError
 
 if TYPE_CHECKING:
@@ -267,7 +268,12 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
             self._refuse(f"hoopgw: {exc}", UNREACHABLE_STATUS)
             return False
         env = dict(self.chan.get_environment())
-        kwargs: dict[str, Any] = {"encoding": None, "env": env or None}
+        kwargs: dict[str, Any] = {
+            "encoding": None,
+            "env": env or None,
+            "window": UPSTREAM_WINDOW,
+            "max_pktsize": UPSTREAM_MAX_PKTSIZE,
+        }
         if self.term is not None:
             term_type, width, height, modes = self.term
             kwargs.update(term_type=term_type, term_size=(width, height), term_modes=modes)

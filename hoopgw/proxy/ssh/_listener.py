@@ -12,6 +12,7 @@ import asyncssh
 
 from hoopgw import _core
 from hoopgw.proxy.ssh._server import SshClientConnection
+from hoopgw.proxy.ssh._tuning import install as install_tuning
 
 if TYPE_CHECKING:
     from hoopgw.config import SshConnection
@@ -82,6 +83,7 @@ class SshListener:
         return self.cfgs.get(name)
 
     async def start(self) -> None:
+        install_tuning()
         key = await asyncio.to_thread(load_host_key, host_key_path(self.gateway))
         listen = self.cfg.listen
         self._server = await asyncssh.create_server(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from hoopgw.errors import SecretError
+from hoopgw.proxy.ssh._tuning import UPSTREAM_CIPHERS
 
 if TYPE_CHECKING:
     from hoopgw.config import SshConnection
@@ -113,6 +114,7 @@ async def _connect(
                 # a fingerprint: trust nothing from files, decide in _Pinned; else the known_hosts file
                 known_hosts=b"" if fingerprint is not None or known_hosts is None else str(known_hosts),
                 server_host_key_algs=algs or (),
+                encryption_algs=UPSTREAM_CIPHERS,
                 agent_path=None,
                 config=None,
                 preferred_auth="publickey,password" if keys and password else (),
