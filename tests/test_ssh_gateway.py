@@ -285,6 +285,22 @@ def test_port_forwarding_is_refused_without_a_policy(sgw: SshGateway) -> None:
     assert "no policy allows" in refused[0]["reason"]
 
 
+def test_agent_forwarding_is_refused_and_recorded(sgw: SshGateway, tmp_path: Path) -> None:
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(sock.exists, 10, what="ssh-agent socket")
+        cmd = sgw.ssh_cmd("alice", "-A", "echo $SSH_AUTH_SOCK-end")
+        cmd[cmd.index("IdentityAgent=none")] = f"IdentityAgent={sock}"
+        res = subprocess.run(cmd, capture_output=True, timeout=60)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"-end\n"  # no agent socket on the target
+    sgw.wait_events("ssh_forward", kind="agent", verdict="deny")
+
+
 def test_unregistered_key_and_bad_token_are_refused(sgw: SshGateway, tmp_path: Path) -> None:
     res = subprocess.run(
         sgw.ssh_cmd("alice", "true", key=sgw.unregistered_key()), capture_output=True, timeout=60

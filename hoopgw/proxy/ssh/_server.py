@@ -62,6 +62,7 @@ class SshClientConnection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         self.auth.attach(conn)
+        conn.create_agent_listener = self._agent_forwarding  # type: ignore[method-assign]  # see there
         peer = conn.get_extra_info("peername")
         self.client_addr = f"{peer[0]}:{peer[1]}" if peer else None
         self.listener.sessions.add(self)
@@ -273,6 +274,23 @@ class SshClientConnection(asyncssh.SSHServer):
 
     def server_requested(self, listen_host: str, listen_port: int) -> Any:
         return open_remote(self, listen_host, listen_port)
+
+    async def _agent_forwarding(self) -> bool:
+        """asyncssh asks this (in place of ``SSHServerConnection.create_agent_listener``) when a client
+        asks for agent forwarding (``ssh -A``): refused and recorded — this gateway version does not relay
+        agents (the listener runs with ``agent_forwarding=True`` only so that the request reaches here)."""
+        verdict = self.access.forward("agent", "", 0) if self.access is not None else None
+        self.gateway.writer.event(
+            self.session_id,
+            "ssh_forward",
+            {
+                "kind": "agent",
+                "verdict": "deny",
+                "rule": verdict.decision.rule if verdict is not None else None,
+                "reason": "agent forwarding is not relayed by this gateway version",
+            },
+        )
+        return False
 
     def keep(self, task: asyncio.Task[None]) -> None:
         """Hold a background task of this connection until it ends."""
