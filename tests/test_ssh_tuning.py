@@ -28,3 +28,10 @@ def test_cached_gcm_matches_a_fresh_aead_packet_after_packet() -> None:
     header, data = os.urandom(4), b"x"
     sealed, tag = sender.encrypt_and_sign(header, data)
     assert receiver.verify_and_decrypt(header, sealed[4:], bytes(16)) is None
+
+
+def test_no_cbc_cipher_is_offered_on_either_leg() -> None:
+    from hoopgw.proxy.ssh._tuning import CIPHERS_WITHOUT_CBC, UPSTREAM_CIPHERS
+
+    # the empty MSG_IGNORE before each packet is left out, which is safe only without CBC ciphers
+    assert not any("cbc" in c for c in (*CIPHERS_WITHOUT_CBC, *UPSTREAM_CIPHERS))

@@ -12,6 +12,7 @@ import asyncssh
 
 from hoopgw import _core
 from hoopgw.proxy.ssh._server import SshClientConnection
+from hoopgw.proxy.ssh._tuning import CIPHERS_WITHOUT_CBC
 from hoopgw.proxy.ssh._tuning import install as install_tuning
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class SshListener:
             listen.host,
             listen.port,
             server_host_keys=[key],
+            encryption_algs=CIPHERS_WITHOUT_CBC,
             backlog=1024,
             reuse_address=True,
             login_timeout=_LOGIN_TIMEOUT_S,
