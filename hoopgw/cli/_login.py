@@ -154,21 +154,26 @@ def store_token(identity: IdentityConfig, token: str, expires_at: float | None) 
         "token": token,
         "expires_at": expires_at,
     }
+    _write_atomically(path, orjson.dumps(doc), 0o600, "the token cache")
+    return path
+
+
+def _write_atomically(path: Path, data: bytes, mode: int, what: str) -> None:
+    """Write ``path`` through a temporary file beside it (fsynced, then renamed over it)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         try:
-            os.write(fd, orjson.dumps(doc))
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
-        raise CliError(f"cannot write the token cache {path}: {exc.strerror}") from None
+        raise CliError(f"cannot write {what} {path}: {exc.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return path
 
 
 def _say(text: str) -> None:
@@ -271,20 +276,7 @@ def _read_public_key(path: Path) -> str:
 
 def write_certificate(path: Path, certificate: str) -> None:
     """Write ``KEY-cert.pub`` atomically (mode 0644: a certificate is public, like the .pub file)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, certificate.strip().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise CliError(f"cannot write the certificate {path}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    _write_atomically(path, certificate.strip().encode("ascii") + b"\n", 0o644, "the certificate")
 
 
 def _token_for_ssh(args: argparse.Namespace, identity: IdentityConfig) -> str:

@@ -72,7 +72,7 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--channel",
-        type=_channel,
+        type=channel_number,
         default=None,
         metavar="N",
         help="SSH: the channel whose terminal to play (default: the first one recorded)",
@@ -98,7 +98,8 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _channel(text: str) -> int:
+def channel_number(text: str) -> int:
+    """argparse ``type=`` for ``--channel``: an SSH channel number, 0 or more."""
     try:
         value = int(text)
     except ValueError:

@@ -34,7 +34,7 @@ from hoopgw.cli._common import (
     print_json,
     printable,
 )
-from hoopgw.cli._replay import escape_unsafe
+from hoopgw.cli._replay import channel_number, escape_unsafe
 
 
 def register(subparsers: Subparsers) -> None:
@@ -64,7 +64,7 @@ def register(subparsers: Subparsers) -> None:
     )
     show.add_argument(
         "--channel",
-        type=_channel,
+        type=channel_number,
         default=None,
         metavar="N",
         help="with --asciicast: the channel (default: the first one with a terminal)",
@@ -93,16 +93,6 @@ def register(subparsers: Subparsers) -> None:
     free.add_argument("--by", help="who lifts it (default: the OS user)")
     free.add_argument("--json", action="store_true", help="print the released hold as JSON")
     free.set_defaults(func=run_release)
-
-
-def _channel(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a channel number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 def _open(args: argparse.Namespace) -> AuditStore | None:

@@ -23,12 +23,12 @@ from hoopgw.audit._secrets import redact_sql
 from hoopgw.policy import ALL, classes_of, mask_of
 from hoopgw.policy._engine import Decision, policies_for, refusal
 from hoopgw.policy._settings import SAFE_PG_ENCODINGS
+from hoopgw.proxy._grants import access_grants
 
 if TYPE_CHECKING:
     from hoopgw.identity import Principal
     from hoopgw.policy._classify import Classification
     from hoopgw.proxy.pg._session import PgClientSession
-    from hoopgw.server import Gateway
 
 log = logging.getLogger("hoopgw.pg")
 
@@ -87,15 +87,6 @@ class HoldReason:
     cacheable: bool = False
 
 
-def _grants(gw: Gateway, principal: Principal, connection: str) -> dict[str, dt.datetime]:
-    """The caller's approved, running access grants of ``jit`` policies on ``connection``."""
-    active = getattr(gw.approvals, "active_grants", None)
-    if active is None:
-        return {}
-    ends: dict[str, int] = active(principal, connection)
-    return {rule: dt.datetime.fromtimestamp(ms / 1000, dt.UTC) for rule, ms in ends.items()}
-
-
 class StatementGuard:
     """Policy state of one session: verdicts (refreshed at time-window edges) and prepared statements."""
 
@@ -105,7 +96,7 @@ class StatementGuard:
         gw = session.listener.gateway
         self.connection = session.listener.cfg.name
         self.policy = policies_for(
-            gw.config, principal, self.connection, _grants(gw, principal, self.connection)
+            gw.config, principal, self.connection, access_grants(gw, principal, self.connection)
         )
         self.verdicts = self.policy.at()
         #: what the last hold was for (set when check() holds a statement; taken by the session)

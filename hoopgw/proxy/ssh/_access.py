@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from hoopgw.errors import HoopError
 from hoopgw.policy._engine import Decision, SessionPolicy, policies_for
 from hoopgw.policy._ssh import exec_classes, file_classes, forward_classes, ssh_refusal
+from hoopgw.proxy._grants import access_grants
 
 if TYPE_CHECKING:
     from hoopgw.config import SshConnection
@@ -34,14 +35,6 @@ class Verdict:
         return self.decision.verdict == "allow"
 
 
-def _grants(gw: Gateway, principal: Principal, connection: str) -> dict[str, dt.datetime]:
-    active = getattr(gw.approvals, "active_grants", None)
-    if active is None:
-        return {}
-    ends: dict[str, int] = active(principal, connection)
-    return {rule: dt.datetime.fromtimestamp(ms / 1000, dt.UTC) for rule, ms in ends.items()}
-
-
 class SshAccess:
     """The counted policies of one caller on one SSH connection, asked per request."""
 
@@ -50,7 +43,7 @@ class SshAccess:
         self.cfg = cfg
         self.principal = principal
         self.policy: SessionPolicy = policies_for(
-            gateway.config, principal, cfg.name, _grants(gateway, principal, cfg.name)
+            gateway.config, principal, cfg.name, access_grants(gateway, principal, cfg.name)
         )
 
     @property

@@ -17,29 +17,37 @@ if TYPE_CHECKING:
 log = logging.getLogger("hoopgw.ssh")
 
 
-async def open_direct(
-    owner: SshClientConnection, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-) -> asyncssh.SSHTCPSession[bytes]:
-    """A direct-tcpip channel the client asked for: decided, then relayed through the target."""
+def _decide(owner: SshClientConnection, kind: str, host: str, port: int) -> tuple[dict[str, Any], str | None]:
+    """The policy's verdict on a forward: its record, and why it is refused (None: allowed)."""
     access = owner.access
     assert access is not None
-    verdict = access.forward("local", dest_host, dest_port)
+    verdict = access.forward(kind, host, port)
     decision = verdict.decision
     record: dict[str, Any] = {
-        "kind": "local",
-        "destination": f"{dest_host}:{dest_port}",
-        "origin": f"{orig_host}:{orig_port}",
+        "kind": kind,
+        "destination": f"{host}:{port}",
         "classes": sorted(decision.classes),
         "verdict": decision.verdict,
         "rule": decision.rule,
     }
+    if decision.verdict == "allow":
+        return record, None
+    message = verdict.message or "refused by policy"
+    if decision.verdict == "approve":
+        message += " (port forwards cannot wait for an approval: ask for a policy that allows it)"
+    return record, message
+
+
+async def open_direct(
+    owner: SshClientConnection, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+) -> asyncssh.SSHTCPSession[bytes]:
+    """A direct-tcpip channel the client asked for: decided, then relayed through the target."""
+    record, refusal = _decide(owner, "local", dest_host, dest_port)
+    record["origin"] = f"{orig_host}:{orig_port}"
     writer = owner.gateway.writer
-    if decision.verdict != "allow":
-        message = verdict.message or "refused by policy"
-        if decision.verdict == "approve":
-            message += " (port forwards cannot wait for an approval: ask for a policy that allows it)"
-        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "deny", "reason": message})
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
+    if refusal is not None:
+        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "deny", "reason": refusal})
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, refusal)
     try:
         conn = await owner.upstream()
         relay = _Relay(owner, record)
@@ -54,21 +62,10 @@ async def open_direct(
 async def open_remote(owner: SshClientConnection, listen_host: str, listen_port: int) -> Any:
     """A tcpip-forward request (``-R``): decided, then listened for on the target host; each connection
     made to it there comes back to the client as a forwarded-tcpip channel."""
-    access = owner.access
-    assert access is not None
-    verdict = access.forward("remote", listen_host, listen_port)
-    decision = verdict.decision
-    record: dict[str, Any] = {
-        "kind": "remote",
-        "destination": f"{listen_host}:{listen_port}",
-        "classes": sorted(decision.classes),
-        "verdict": decision.verdict,
-        "rule": decision.rule,
-    }
+    record, refusal = _decide(owner, "remote", listen_host, listen_port)
     writer = owner.gateway.writer
-    if decision.verdict != "allow":
-        message = verdict.message or "refused by policy"
-        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "deny", "reason": message})
+    if refusal is not None:
+        writer.event(owner.session_id, "ssh_forward", {**record, "verdict": "deny", "reason": refusal})
         return False
     try:
         conn = await owner.upstream()
