@@ -545,3 +545,14 @@ def test_replay_plays_the_terminal_and_summarises(recorded: Path) -> None:
     assert "terminal  channel=0  seq=1" in listed.stdout and CARD not in listed.stdout
     as_json = hoopgw("replay", SID, "--json", "-c", recorded)
     assert "terminal" in [e["kind"] for e in json.loads(as_json.stdout)]
+
+
+def test_nul_bytes_are_not_recorded() -> None:
+    sink = Sink()
+    rec = TerminalRecorder(
+        sink, "s1", channel=1, width=80, height=24, term=None, command="cat x", masker=None, max_bytes=1 << 20
+    )
+    rec.output(b"\0" * 4096)
+    rec.output(b"ab\0c\n")
+    rec.close(0)
+    assert sink.text() == "abc\n"

@@ -138,10 +138,18 @@ class TerminalRecorder:
 
     # -- the channel's data -----------------------------------------------------------------------
     def output(self, data: bytes) -> None:
-        """Record upstream output (stdout and stderr of the channel), not masked yet."""
+        """Record upstream output (stdout and stderr of the channel), not masked yet.
+
+        NUL bytes are left out: a terminal ignores them, and each would be stored as six characters of
+        JSON (``\\u0000``), so binary output would fill the store six times faster than the cap says.
+        """
         if self._full or self._closed:
             self._dropped += len(data)
             return
+        if b"\0" in data:
+            data = data.replace(b"\0", b"")
+            if not data:
+                return
         self._feed(self._out, data)
 
     def masked_output(self, data: bytes) -> None:
