@@ -180,6 +180,10 @@ class SshConfig(BaseModel):
     #: output the streaming masker holds back (it may be the start of a card number split across reads)
     #: is masked as far as it can be judged and shown once no more output arrives for this long
     idle_flush: Seconds = Field(default=0.05, le=5.0)
+    #: environment variables a client may send (``SendEnv``/``SetEnv``) that go on to the target, as
+    #: globs; any other is dropped and its name recorded (``BASH_ENV``, ``LD_PRELOAD`` and friends change
+    #: what an allowed command does). ``HOOP_PROMPT_ID`` is always read by the gateway itself.
+    accept_env: tuple[str, ...] = ("LANG", "LC_*", "TZ", "HOOP_PROMPT_ID")
 
     @field_validator("command_classes", mode="before")
     @classmethod

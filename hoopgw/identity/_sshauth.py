@@ -76,6 +76,7 @@ class SshClientAuth:
         #: who logged in with a key or certificate (None until a public-key login succeeds)
         self.principal: Principal | None = None
         self._offered: Principal | None = None
+        self._signed = False
         self._attached = False
 
     def attach(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -84,6 +85,9 @@ class SshClientAuth:
 
         async def validate_public_key(username: str, key_data: bytes, msg: bytes, signature: bytes) -> bool:
             self._offered = None
+            # an unsigned probe (PK_OK) proves nothing: it is answered from the key alone, and who the
+            # key names is asked about (``accept``, which may tell the client why not) only once signed
+            self._signed = bool(msg)
             cert = certificate_from_blob(key_data)
             if cert is not None:
                 principal = self.ca.principal_of(cert)
@@ -93,7 +97,7 @@ class SshClientAuth:
                 # asyncssh checks it again: CA (validate_ca_key), type, validity, principal, signature
                 if not await inner(principal.subject, key_data, msg, signature):
                     return False
-                if not self.accept(principal):
+                if msg and not self.accept(principal):
                     return False
                 self._offered = principal
             elif not await inner(username, key_data, msg, signature):
@@ -114,7 +118,7 @@ class SshClientAuth:
         if principal is None:
             self.refused("publickey", f"no registered key {key.get_fingerprint('sha256')}")
             return False
-        if not self.accept(principal):
+        if self._signed and not self.accept(principal):
             return False
         self._offered = principal
         return True

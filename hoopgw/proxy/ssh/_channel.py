@@ -9,6 +9,7 @@ per operation and put under policy.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,9 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
         self.bytes_in = 0
         self.bytes_out = 0
         self._classes: frozenset[str] = frozenset()
+        #: the client's environment that goes on to the target ([ssh] accept_env), and the names left out
+        self.env: dict[str, str] = {}
+        self.env_dropped: list[str] = []
 
     # -- asyncssh callbacks: the client ---------------------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
@@ -95,10 +99,13 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
     def session_started(self) -> None:
         assert self.chan is not None
         self.chan.pause_reading()  # nothing goes upstream before the request is decided
-        env = self.chan.get_environment()
+        env = dict(self.chan.get_environment())  # as it stands now: later requests change nothing
         prompt = env.get("HOOP_PROMPT_ID")
         if prompt and _PROMPT_ID.match(prompt):
             self.prompt_id = prompt
+        accepted = self.owner.gateway.config.ssh.accept_env
+        self.env = {k: v for k, v in env.items() if any(fnmatch.fnmatchcase(k, g) for g in accepted)}
+        self.env_dropped = sorted(k for k in env if k not in self.env)
         self._task = asyncio.get_running_loop().create_task(self._start())
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
@@ -182,6 +189,8 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
                 "subsystem": self.subsystem,
                 "pty": self.term[0] if self.term else None,
                 "transfer": self._transfer_json(),
+                "env": sorted(self.env),
+                "env_dropped": self.env_dropped[:50],
                 "classes": sorted(decision.classes),
                 "verdict": decision.verdict,
                 "rule": decision.rule,
@@ -267,10 +276,9 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
             self._event("ssh_upstream_error", {"error": str(exc)})
             self._refuse(f"hoopgw: {exc}", UNREACHABLE_STATUS)
             return False
-        env = dict(self.chan.get_environment())
         kwargs: dict[str, Any] = {
             "encoding": None,
-            "env": env or None,
+            "env": self.env or None,
             "window": UPSTREAM_WINDOW,
             "max_pktsize": UPSTREAM_MAX_PKTSIZE,
         }

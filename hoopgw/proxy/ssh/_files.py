@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import posixpath
 from typing import TYPE_CHECKING, Any
 
 from hoopgw import _core
@@ -98,12 +99,18 @@ class FileAudit:
         if op.get("unknown_handle") or (write and not op.get("path") and op.get("op") != "extended"):
             # a handle the core never saw opened (or no longer tracks): its path cannot be judged
             return self.access.refused("an operation on a file handle the gateway does not know")
-        paths = [str(op.get("path") or "")]
-        if op.get("target") and op.get("op") in ("rename", "link"):
-            paths.append(str(op["target"]))
+        path = str(op.get("path") or "")
+        checks = [(path, write)]
+        target = str(op.get("target") or "")
+        if target and op.get("op") in ("rename", "link"):
+            checks.append((target, write))
+        elif target and op.get("op") == "symlink":
+            # a link made here is a door to its target: only for a caller who may read and write there
+            where = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+            checks += [(where, False), (where, True)]
         worst: Verdict | None = None
-        for path in paths:
-            v = self.access.file(path, write=write)
+        for p, w in checks:
+            v = self.access.file(p, write=w)
             if worst is None or _RANK[v.decision.verdict] > _RANK[worst.decision.verdict]:
                 worst = v
         assert worst is not None
@@ -118,7 +125,7 @@ class FileAudit:
                 "protocol": "sftp",
                 **self._masked_paths({k: v for k, v in op.items() if k != "id"}),
                 "status": "refused",
-                "reason": message,
+                "reason": self.channel._masked(message),
             },
         )
 

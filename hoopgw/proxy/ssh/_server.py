@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hoopgw.ssh")
 
+#: OpenSSH's client sends at most this many bytes of a password (it cuts longer ones)
+_OPENSSH_PASSWORD_CUT = 1023
 #: how often open channels' recorders emit their due chunks
 _TICK_S = 1.0
 
@@ -100,10 +102,9 @@ class SshClientConnection(asyncssh.SSHServer):
         self.username = username
         self.cfg = self.listener.connection_for(username)
         if self.cfg is None and self.conn is not None:
-            names = ", ".join(sorted(self.listener.cfgs))
+            # the names of the connections are not told to whoever asks
             self.conn.send_auth_banner(
-                f"hoopgw: no connection named by the user name {username!r}; log in as "
-                f"NAME@CONNECTION with one of: {names}\r\n"
+                "hoopgw: the user name names no connection on this port; log in as NAME@CONNECTION\r\n"
             )
         return True
 
@@ -133,6 +134,11 @@ class SshClientConnection(asyncssh.SSHServer):
             principal = await self.gateway.authenticator.authenticate(password)
         except HoopError as exc:
             self._failed("password", str(exc))
+            if len(password.encode()) >= _OPENSSH_PASSWORD_CUT and self.conn is not None:
+                self.conn.send_auth_banner(
+                    "hoopgw: OpenSSH cuts passwords at 1,023 bytes and this one is that long: a token "
+                    "this long does not fit; use `hoopgw login --ssh` (a certificate) or an API key\r\n"
+                )
             return False
         if not self._accept(principal):
             return False
@@ -163,9 +169,7 @@ class SshClientConnection(asyncssh.SSHServer):
         if access.empty:
             self._failed("policy", f"no policy names {principal.subject} on {self.cfg.name}")
             if self.conn is not None:
-                self.conn.send_auth_banner(
-                    f"hoopgw: no policy gives {principal.subject} access to {self.cfg.name!r}\r\n"
-                )
+                self.conn.send_auth_banner(f"hoopgw: no policy gives you access to {self.cfg.name!r}\r\n")
             return False
         self._access[principal] = access
         return True
