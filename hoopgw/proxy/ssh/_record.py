@@ -147,7 +147,7 @@ class TerminalRecorder:
             self._dropped += len(data)
             return
         if b"\0" in data:
-            data = data.replace(b"\0", b"")
+            data = data.translate(None, b"\0")
             if not data:
                 return
         self._feed(self._out, data)
