@@ -65,6 +65,7 @@ def fgw(
                 "shell",
                 f"forward:local:127.0.0.1:{echo}",
                 f"forward:remote:127.0.0.1:{rport}",
+                "forward:agent",
             ],
         }
     ]
@@ -142,3 +143,25 @@ def test_the_session_ends_when_its_token_expires(fgw: SshGateway, tmp_path: Path
     assert res.returncode == 255
     assert time.monotonic() - started < 40
     wait_until(lambda: bool(fgw.events("credential_expired")), 10, what="credential_expired")
+
+
+def test_an_allowed_agent_forward_reaches_the_clients_agent(fgw: SshGateway, tmp_path: Path) -> None:
+    sock = tmp_path / "agent.sock"
+    key = tmp_path / "agent_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(sock.exists, 10, what="ssh-agent socket")
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(key)], check=True, timeout=30, env=env, capture_output=True)
+        cmd = fgw.ssh_cmd("alice", "-A", "ssh-add -l")
+        cmd[cmd.index("IdentityAgent=none")] = f"IdentityAgent={sock}"
+        res = subprocess.run(cmd, capture_output=True, timeout=60, env=env)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+    want = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], capture_output=True, timeout=30, check=True)
+    # on the target, the agent it reaches through the gateway holds the client's key
+    assert res.returncode == 0, res.stderr
+    assert want.stdout.split()[1] in res.stdout
+    fgw.wait_events("ssh_forward", kind="agent", verdict="allow")

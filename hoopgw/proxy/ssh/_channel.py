@@ -282,6 +282,11 @@ class ClientSession(asyncssh.SSHServerSession[bytes]):
             "window": UPSTREAM_WINDOW,
             "max_pktsize": UPSTREAM_MAX_PKTSIZE,
         }
+        if owner.agent_path is not None:
+            # the target's agent requests go to the client's agent (allowed by policy: see _server).
+            # asyncssh reads this connection setting when it opens a session and when the target opens
+            # an agent channel; it is set here because the agent request came after the connection.
+            conn._agent_forward_path = owner.agent_path  # asyncssh 2.24.1, pinned
         if self.term is not None:
             term_type, width, height, modes = self.term
             kwargs.update(term_type=term_type, term_size=(width, height), term_modes=modes)

@@ -96,7 +96,7 @@ class SshListener:
             backlog=1024,
             reuse_address=True,
             login_timeout=_LOGIN_TIMEOUT_S,
-            agent_forwarding=True,  # every request is refused and recorded by the connection
+            agent_forwarding=True,  # each request is decided (and recorded) by the connection
             x11_forwarding=False,
             allow_scp=False,
             line_editor=False,

@@ -52,6 +52,8 @@ class SshClientConnection(asyncssh.SSHServer):
         self._channel_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
+        #: the client's forwarded agent, once a policy allowed it (a UNIX socket asyncssh listens on)
+        self.agent_path: str | None = None
         self._failures = 0
         #: public keys and certificates (the person is known once a signed login succeeds)
         self.auth = SshClientAuth(
@@ -281,20 +283,26 @@ class SshClientConnection(asyncssh.SSHServer):
 
     async def _agent_forwarding(self) -> bool:
         """asyncssh asks this (in place of ``SSHServerConnection.create_agent_listener``) when a client
-        asks for agent forwarding (``ssh -A``): refused and recorded — this gateway version does not relay
-        agents (the listener runs with ``agent_forwarding=True`` only so that the request reaches here)."""
-        verdict = self.access.forward("agent", "", 0) if self.access is not None else None
-        self.gateway.writer.event(
-            self.session_id,
-            "ssh_forward",
-            {
-                "kind": "agent",
-                "verdict": "deny",
-                "rule": verdict.decision.rule if verdict is not None else None,
-                "reason": "agent forwarding is not relayed by this gateway version",
-            },
-        )
-        return False
+        asks for agent forwarding (``ssh -A``): refused unless a policy allows ``forward`` /
+        ``forward:agent``; allowed, asyncssh's own listener (a private UNIX socket that opens an agent
+        channel back to the client) is what the target's agent requests are relayed to. Both recorded."""
+        access, conn = self.access, self.conn
+        if access is None or conn is None:
+            return False
+        verdict = access.forward("agent", "", 0)
+        decision = verdict.decision
+        record = {"kind": "agent", "classes": sorted(decision.classes), "rule": decision.rule}
+        if decision.verdict != "allow":
+            reason = verdict.message or "refused by policy"
+            self.gateway.writer.event(
+                self.session_id, "ssh_forward", {**record, "verdict": "deny", "reason": reason}
+            )
+            return False
+        if not await asyncssh.SSHServerConnection.create_agent_listener(conn):
+            return False
+        self.agent_path = conn.get_agent_path()
+        self.gateway.writer.event(self.session_id, "ssh_forward", {**record, "verdict": "allow"})
+        return True
 
     def keep(self, task: asyncio.Task[None]) -> None:
         """Hold a background task of this connection until it ends."""
