@@ -47,7 +47,7 @@ class RunningDemo:
 
 
 def _read_lines(stream: object, q: queue.Queue[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
+    for line in stream:  # type: ignore[attr-defined]  # a text-mode pipe, typed IO[Any]
         q.put(line)
 
 

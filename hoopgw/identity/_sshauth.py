@@ -106,7 +106,7 @@ class SshClientAuth:
                 self.principal = self._offered
             return self._offered is not None
 
-        conn.validate_public_key = validate_public_key  # type: ignore[method-assign]
+        conn.validate_public_key = validate_public_key  # type: ignore[method-assign]  # the per-connection hook above
         self._attached = True
 
     async def validate_public_key(self, key: asyncssh.SSHKey) -> bool:

@@ -278,7 +278,7 @@ class SshKeyStore(SqliteTables):
             if conn is None:
                 return None
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM ssh_keys WHERE id = ? AND revoked_at IS NULL",  # noqa: S608
+                f"SELECT {_COLUMNS} FROM ssh_keys WHERE id = ? AND revoked_at IS NULL",  # noqa: S608 - a constant column list
                 (key_id,),
             ).fetchone()
         return _record(row) if row is not None else None
@@ -293,7 +293,7 @@ class SshKeyStore(SqliteTables):
             if conn is None:
                 return []
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM ssh_keys ORDER BY created_at DESC, seq DESC"  # noqa: S608
+                f"SELECT {_COLUMNS} FROM ssh_keys ORDER BY created_at DESC, seq DESC"  # noqa: S608 - a constant column list
             ).fetchall()
         return [_record(row) for row in rows]
 
@@ -325,7 +325,7 @@ class SshKeyStore(SqliteTables):
             if conn is None:
                 return None
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM ssh_keys WHERE id = ? AND revoked_at IS NOT NULL"  # noqa: S608
+                f"SELECT {_COLUMNS} FROM ssh_keys WHERE id = ? AND revoked_at IS NOT NULL"  # noqa: S608 - a constant column list
                 " ORDER BY revoked_at DESC, seq DESC LIMIT 1",
                 (ref,),
             ).fetchone()
