@@ -7,20 +7,8 @@ use hoopgw_core::pg::messages::startup::decode_startup;
 use hoopgw_core::pg::messages::{self as m, FromBytes};
 use hoopgw_core::pg::{Framer, Session};
 
-/// xorshift64*: small, deterministic, good enough for fuzz-style coverage.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+mod rng;
+use rng::Rng;
 
 const TYPES: &[u8] = b"QPBEDCSHXdcfFpRKSZTDCIEnNAVt123sGHWv?\0";
 

@@ -6,20 +6,8 @@
 use hoopgw_core::ssh::sftp::wire::status_packet;
 use hoopgw_core::ssh::SftpSession;
 
-/// xorshift64*: small, deterministic, good enough for fuzz-style coverage.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+mod rng;
+use rng::Rng;
 
 const TYPES: &[u8] = &[
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 101, 102, 103, 104, 105, 200, 201,
