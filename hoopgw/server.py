@@ -17,7 +17,7 @@ from hoopgw.api._access import AccessApi, access_routes
 from hoopgw.api._callback import CallbackApi, callback_routes
 from hoopgw.api._prompts import PromptApi, prompt_routes
 from hoopgw.api._sessions import SessionApi, SessionReader, session_routes
-from hoopgw.api._sshkeys import SshKeyApi, certificate_ttl, sshkey_routes
+from hoopgw.api._sshkeys import SshKeyApi, sshkey_routes
 from hoopgw.approvals import ApprovalService, ApprovalStore, load_digest_key, load_signing_key
 from hoopgw.approvals._webhooks import DRAIN_S, WebhookNotifier, callback_key, webhook_key
 from hoopgw.audit import AuditWriter
@@ -158,7 +158,7 @@ class Gateway:
             admins=gw.admins,
             auditors=gw.auditors,
             audit=self.writer.event,
-            certificate_ttl=certificate_ttl(config),
+            certificate_ttl=config.ssh.certificate_ttl,
             on_remove=self.ssh_key_removed,
         )
         more = [

@@ -16,7 +16,6 @@ import jwt
 import orjson
 import pytest
 
-from hoopgw.api._sshkeys import certificate_ttl
 from hoopgw.audit import AuditStore
 from hoopgw.config import load_config
 from hoopgw.identity import LocalIssuer
@@ -229,7 +228,7 @@ def test_certificate_for_a_token_holder(gw: Gateway, keydir: Path, tmp_path: Pat
     status, body = call(gw, "POST", "/api/ssh/certificate", token, {"public_key": pub.read_text()})
     after = int(time.time())
     assert status == 201, body
-    ttl = certificate_ttl(load_config(gw.config_path))
+    ttl = load_config(gw.config_path).ssh.certificate_ttl
     assert set(body) == {
         "certificate",
         "fingerprint",

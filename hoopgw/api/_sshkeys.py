@@ -42,17 +42,10 @@ from hoopgw.identity._sshkeys import SshKeyStore, SshKeyTaken
 
 log = logging.getLogger("hoopgw.api")
 
-#: ``[ssh] certificate_ttl`` when the config has none: a working day.
+#: the lifetime of certificates when none is given (the default of ``[ssh] certificate_ttl``)
 DEFAULT_CERTIFICATE_TTL = 8 * 3600.0
 _ADD_FIELDS = frozenset({"subject", "groups", "public_key"})
 _CERT_FIELDS = frozenset({"public_key"})
-
-
-def certificate_ttl(config: object) -> float:
-    """``[ssh] certificate_ttl`` of ``config`` in seconds (8 h when the config has no ``[ssh]`` block)."""
-    ssh = getattr(config, "ssh", None)
-    ttl = getattr(ssh, "certificate_ttl", None)
-    return float(ttl) if isinstance(ttl, int | float) and ttl > 0 else DEFAULT_CERTIFICATE_TTL
 
 
 @dataclass(frozen=True)
