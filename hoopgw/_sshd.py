@@ -128,7 +128,8 @@ def signal_all(pids: Iterable[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except (OSError, IndexError):
@@ -398,7 +399,7 @@ class Sshd:
         while True:
             if own is not None and self._proc is not None:
                 self._proc.poll()  # reap our child so it does not linger as a zombie
-            if not any(_alive(p) for p in pids):
+            if not any(alive(p) for p in pids):
                 return True
             if time.monotonic() >= deadline:
                 return False

@@ -7,15 +7,10 @@ what it printed, runs the printed OpenSSH commands and checks that the demo's ss
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import re
 import shlex
 import signal
 import subprocess
-import sys
-import threading
-import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hoopgw._sshd import process_tree
+from hoopgw._sshd import alive, process_tree
 from hoopgw.demo import TEST_PANS, cards_file_text
 
-from ._support.procs import clean_env, free_port, run, tcp_accepts, wait_until
+from ._support.procs import free_port, run, running_demo, tcp_accepts, wait_until
 
 
 @dataclass
@@ -46,55 +41,13 @@ class RunningDemo:
         return [shlex.split(m) for m in re.findall(rf"^  ({pattern})$", self.text, re.M)]
 
 
-def _read_lines(stream: object, q: queue.Queue[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]  # a text-mode pipe, typed IO[Any]
-        q.put(line)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     """The demo, started once for this module and stopped with SIGTERM at the end."""
     workdir = tmp_path_factory.mktemp("demo")
     base = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hoopgw", "demo", "--port-base", str(base), "--dir", str(workdir)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=clean_env(),
-    )
-    assert proc.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
-    reader.start()
-    out: list[str] = []
-    try:
-        deadline = time.monotonic() + 90
-        while not any("Press Ctrl-C" in line for line in out):
-            assert time.monotonic() < deadline, "".join(out)
-            assert proc.poll() is None, "".join(out)
-            with contextlib.suppress(queue.Empty):
-                out.append(lines.get(timeout=0.5))
-        yield RunningDemo(proc, "".join(out), workdir, base)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # the demo then stops its gateway, sshd and PostgreSQL
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        reader.join(5)
-        proc.stdout.close()
+    with running_demo(base, workdir) as (proc, text):
+        yield RunningDemo(proc, text, workdir, base)
 
 
 def test_cards_file_has_the_test_pans() -> None:
@@ -165,10 +118,10 @@ def test_sshd_stops_with_the_demo(demo: RunningDemo) -> None:
     gw_port = int(ssh["listen"].rpartition(":")[2])
     pid = int(pid_file.read_text().split()[0])
     tree = process_tree(pid)
-    assert _alive(pid) and tcp_accepts("127.0.0.1", sshd_port)
+    assert alive(pid) and tcp_accepts("127.0.0.1", sshd_port)
     demo.proc.send_signal(signal.SIGTERM)
     assert demo.proc.wait(60) == 0
-    assert not any(_alive(p) for p in tree), [p for p in tree if _alive(p)]
+    assert not any(alive(p) for p in tree), [p for p in tree if alive(p)]
     wait_until(lambda: not tcp_accepts("127.0.0.1", sshd_port), 5, what="the sshd port to close")
     assert not tcp_accepts("127.0.0.1", gw_port)
     assert not pid_file.exists()

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
 import re
 import shlex
 import signal
 import subprocess
-import sys
-import threading
 import time
 import tomllib
 from pathlib import Path
@@ -21,7 +17,7 @@ from hoopgw.demo import DEMO_USERS, TEST_PANS, bank_schema_sql, http_get, luhn_v
 
 from ._support.gateway import Gateway
 from ._support.pg import TestPg
-from ._support.procs import clean_env, free_port, tcp_accepts
+from ._support.procs import clean_env, free_port, running_demo, tcp_accepts
 
 
 def test_toml_dumps_round_trips() -> None:
@@ -82,34 +78,9 @@ def test_gateway_stops_gracefully(gateway: Gateway) -> None:
     assert not tcp_accepts("127.0.0.1", port)
 
 
-def _read_lines(stream: object, q: queue.Queue[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        q.put(line)
-
-
 def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
     base = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hoopgw", "demo", "--port-base", str(base), "--dir", str(tmp_path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=clean_env(),
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
-    reader.start()
-    out: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while not any("Press Ctrl-C" in line for line in out):
-            assert time.monotonic() < deadline, "".join(out)
-            assert proc.poll() is None, "".join(out)
-            with contextlib.suppress(queue.Empty):
-                out.append(lines.get(timeout=0.5))
-        text = "".join(out)
+    with running_demo(base, tmp_path, timeout=60) as (proc, text):
         commands = re.findall(r'^\s+(psql "[^"]+")$', text, re.M)
         assert len(commands) == len(DEMO_USERS), text
         conninfo = commands[0][len('psql "') : -1]
@@ -180,20 +151,9 @@ def test_demo_runs_until_sigterm(tmp_path: Path) -> None:
         assert "password" not in cfg["connections"][0]["upstream"]
         assert tcp_accepts("127.0.0.1", upstream_port)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, "".join(out)
+        assert proc.wait(60) == 0, text
         assert not tcp_accepts("127.0.0.1", upstream_port)
         assert not tcp_accepts("127.0.0.1", base)
-    finally:
-        if proc.poll() is None:
-            # SIGTERM first: the demo then stops its gateway and PostgreSQL (SIGKILL would orphan them)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        reader.join(5)
-        proc.stdout.close()
 
 
 def test_gateway_start_failure_reports_the_log(tmp_path: Path, pg: TestPg) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from hoopgw._pgcluster import free_port, port_is_free
 from hoopgw.demo import tcp_accepts
@@ -107,3 +112,49 @@ def hoopgw(
         env=full_env,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def running_demo(
+    base: int, workdir: Path, timeout: float = 90.0
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``hoopgw demo --port-base BASE --dir WORKDIR`` as a child, once it has printed "Press Ctrl-C":
+    (the process, its output up to there). On exit it is stopped with SIGTERM (the demo then stops its
+    gateway, PostgreSQL and sshd; SIGKILL would orphan them), bounded."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hoopgw", "demo", "--port-base", str(base), "--dir", str(workdir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    stdout = proc.stdout
+    assert stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=_pump, args=(stdout, lines), daemon=True)
+    reader.start()
+    out: list[str] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while not any("Press Ctrl-C" in line for line in out):
+            assert time.monotonic() < deadline, "".join(out)
+            assert proc.poll() is None, "".join(out)
+            with contextlib.suppress(queue.Empty):
+                out.append(lines.get(timeout=0.5))
+        yield proc, "".join(out)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        reader.join(5)
+        stdout.close()
+
+
+def _pump(stream: IO[str], q: queue.Queue[str]) -> None:
+    for line in stream:
+        q.put(line)
